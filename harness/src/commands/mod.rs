@@ -1,0 +1,8 @@
+//! The `tessera` subcommands, one module each. Each returns `Err(message)` for bad input; the
+//! binary prints it and exits with status 2.
+
+pub mod deviation;
+pub mod run;
+
+/// What a subcommand returns: an error is a message for the user.
+pub type CliResult = Result<(), String>;

@@ -1,0 +1,9 @@
+//! Tessera's harness: everything that needs `std` to measure the kernels.
+//!
+//! - [`metrics`]: deviation of a result from an exact answer (max/mean absolute, max relative, ULP);
+//! - [`data`]: seeded input generators shared by tests, studies and benches;
+//! - the `tessera` binary's subcommands, one module each.
+
+pub mod commands;
+pub mod data;
+pub mod metrics;

@@ -1,0 +1,118 @@
+//! Baseline attention: materialise a row of logits, softmax it, then multiply by V.
+
+use super::heads::{fix_overflowed_scores, kv_head, take};
+use crate::simd::{dispatch, Backend, Job, RowOps};
+use crate::{baseline_scratch_len, Accumulator, AttentionShape, Element, Error, Result};
+
+/// Attention by the textbook algorithm, on the best available backend.
+///
+/// For each query row: `s = q·Kᵀ·scale` over all visible keys (kept in scratch), `p = softmax(s)`
+/// with the max subtracted and each `p_j` divided by the sum, then `out = p·V`. `scratch` holds at
+/// least [`baseline_scratch_len`] accumulators. See [`AttentionShape`] for the layout.
+///
+/// ```
+/// use tessera_kernels::{baseline_attention, baseline_scratch_len, AttentionShape};
+/// let shape = AttentionShape::new(1, 1, 2, 2, 4).with_causal(true);
+/// let (q, k, v) = ([0.5f32; 8], [0.25f32; 8], [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
+/// let mut out = [0.0f32; 8];
+/// let mut scratch = vec![0.0f32; baseline_scratch_len(&shape)?];
+/// baseline_attention(&shape, &q, &k, &v, &mut out, &mut scratch)?;
+/// assert_eq!(&out[..4], &v[..4]); // the first row sees only the first key
+/// # Ok::<(), tessera_kernels::Error>(())
+/// ```
+pub fn baseline_attention<E: Element, A: Accumulator>(
+    shape: &AttentionShape,
+    q: &[E],
+    k: &[E],
+    v: &[E],
+    out: &mut [E],
+    scratch: &mut [A],
+) -> Result<()> {
+    baseline_attention_with(Backend::Auto, shape, q, k, v, out, scratch)
+}
+
+/// [`baseline_attention`] on a chosen backend; `Err(BackendUnavailable)` if it cannot run here.
+pub fn baseline_attention_with<E: Element, A: Accumulator>(
+    backend: Backend,
+    shape: &AttentionShape,
+    q: &[E],
+    k: &[E],
+    v: &[E],
+    out: &mut [E],
+    scratch: &mut [A],
+) -> Result<()> {
+    shape.check_tensors(q, k, v, out)?;
+    let needed = baseline_scratch_len(shape)?;
+    if scratch.len() < needed {
+        return Err(Error::ScratchTooSmall {
+            needed,
+            actual: scratch.len(),
+        });
+    }
+    dispatch::run(
+        backend,
+        Baseline {
+            shape,
+            q,
+            k,
+            v,
+            out,
+            scratch,
+        },
+    )?
+}
+
+struct Baseline<'a, E, A> {
+    shape: &'a AttentionShape,
+    q: &'a [E],
+    k: &'a [E],
+    v: &'a [E],
+    out: &'a mut [E],
+    scratch: &'a mut [A],
+}
+
+impl<E: Element, A: Accumulator> Job<E, A> for Baseline<'_, E, A> {
+    type Output = Result<()>;
+
+    fn run<O: RowOps<E, A>>(self, ops: O) -> Result<()> {
+        let Baseline {
+            shape,
+            q,
+            k,
+            v,
+            out,
+            scratch,
+        } = self;
+        let d = shape.head_dim;
+        let head_len = shape.q_len * d;
+        if head_len == 0 {
+            return Ok(());
+        }
+        let scale = A::from_f32(shape.scale);
+        let (scores, rest) = take(scratch, shape.kv_len)?;
+        let (acc, _) = take(rest, d)?;
+        let heads = q.chunks_exact(head_len).zip(out.chunks_exact_mut(head_len));
+        for (bh, (q_head, out_head)) in heads.enumerate() {
+            let (k_head, v_head) = kv_head(shape, bh, k, v)?;
+            let rows = q_head.chunks_exact(d).zip(out_head.chunks_exact_mut(d));
+            for (row, (q_row, out_row)) in rows.enumerate() {
+                let visible = shape.visible_keys(row);
+                if visible == 0 {
+                    out_row.fill(E::from_f32(0.0));
+                    continue;
+                }
+                let s = &mut scores[..visible];
+                let keys = &k_head[..visible * d];
+                ops.scores(q_row, keys, scale, s);
+                fix_overflowed_scores(q_row, keys, shape.scale, s);
+                let m = ops.max(s);
+                let l = ops.exp_sum(s, m);
+                ops.normalize(s, l);
+                acc.fill(A::ZERO);
+                ops.accumulate(acc, s, &v_head[..visible * d]);
+                ops.store(out_row, acc, A::ONE);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,218 @@
+//! Flash attention: tiles of `block_q` query rows by `block_k` keys with an online softmax.
+
+use super::heads::{fix_overflowed_scores, kv_head, take};
+use crate::simd::{dispatch, Backend, Job, RowOps};
+use crate::{flash_scratch_len, Accumulator, AttentionShape, Element, Error, FlashTiles, Result};
+
+/// Attention by the tiled online-softmax algorithm (FlashAttention-2's forward), on the best
+/// available backend.
+///
+/// For each tile of `block_q` query rows, key tiles of `block_k` are visited in order. Each row
+/// keeps a running max `m`, a running sum `l` and an unnormalised output `o`; a key tile with a new
+/// max rescales them by `exp(m_old - m_new)`, and the output is divided by `l` once at the end.
+/// `block_k` sets the number of rescalings (about `ceil(kv_len / block_k) - 1` per row) and so
+/// the numerics; `block_q` only sets how many rows share a loaded key tile. If the unnormalised
+/// output of a row overflows (values near the format's limit), that row is recomputed with the
+/// normalised two-pass update, so finite inputs give finite outputs.
+///
+/// `scratch` holds at least [`flash_scratch_len`] accumulators. See [`AttentionShape`].
+pub fn flash_attention<E: Element, A: Accumulator>(
+    shape: &AttentionShape,
+    tiles: FlashTiles,
+    q: &[E],
+    k: &[E],
+    v: &[E],
+    out: &mut [E],
+    scratch: &mut [A],
+) -> Result<()> {
+    flash_attention_with(Backend::Auto, shape, tiles, q, k, v, out, scratch)
+}
+
+/// [`flash_attention`] on a chosen backend; `Err(BackendUnavailable)` if it cannot run here.
+#[allow(clippy::too_many_arguments)]
+pub fn flash_attention_with<E: Element, A: Accumulator>(
+    backend: Backend,
+    shape: &AttentionShape,
+    tiles: FlashTiles,
+    q: &[E],
+    k: &[E],
+    v: &[E],
+    out: &mut [E],
+    scratch: &mut [A],
+) -> Result<()> {
+    shape.check_tensors(q, k, v, out)?;
+    let needed = flash_scratch_len(shape, tiles)?;
+    if scratch.len() < needed {
+        return Err(Error::ScratchTooSmall {
+            needed,
+            actual: scratch.len(),
+        });
+    }
+    dispatch::run(
+        backend,
+        Flash {
+            shape,
+            tiles,
+            q,
+            k,
+            v,
+            out,
+            scratch,
+        },
+    )?
+}
+
+struct Flash<'a, E, A> {
+    shape: &'a AttentionShape,
+    tiles: FlashTiles,
+    q: &'a [E],
+    k: &'a [E],
+    v: &'a [E],
+    out: &'a mut [E],
+    scratch: &'a mut [A],
+}
+
+/// What one query row reads: its query, the visible keys and values, and the logit scale.
+struct RowInput<'a, E, A> {
+    q: &'a [E],
+    keys: &'a [E],
+    values: &'a [E],
+    scale: A,
+    scale_f32: f32,
+    block_k: usize,
+}
+
+impl<E: Element, A: Accumulator> Job<E, A> for Flash<'_, E, A> {
+    type Output = Result<()>;
+
+    fn run<O: RowOps<E, A>>(self, ops: O) -> Result<()> {
+        let Flash {
+            shape,
+            tiles,
+            q,
+            k,
+            v,
+            out,
+            scratch,
+        } = self;
+        let d = shape.head_dim;
+        let head_len = shape.q_len * d;
+        if head_len == 0 {
+            return Ok(());
+        }
+        let block_q = tiles.block_q.min(shape.q_len);
+        let block_k = tiles.block_k;
+        let scale = A::from_f32(shape.scale);
+        let (acc_all, rest) = take(scratch, block_q * d)?;
+        let (max_all, rest) = take(rest, block_q)?;
+        let (sum_all, rest) = take(rest, block_q)?;
+        let (scores, _) = take(rest, block_k)?;
+
+        let heads = q.chunks_exact(head_len).zip(out.chunks_exact_mut(head_len));
+        for (bh, (q_head, out_head)) in heads.enumerate() {
+            let (k_head, v_head) = kv_head(shape, bh, k, v)?;
+            let q_tiles = q_head
+                .chunks(block_q * d)
+                .zip(out_head.chunks_mut(block_q * d));
+            for (tile, (q_tile, out_tile)) in q_tiles.enumerate() {
+                let first_row = tile * block_q;
+                let rows = q_tile.len() / d;
+                let acc_tile = &mut acc_all[..rows * d];
+                acc_tile.fill(A::ZERO);
+                max_all[..rows].fill(A::NEG_INFINITY);
+                sum_all[..rows].fill(A::ZERO);
+                // Causal visibility grows with the row, so the last row bounds the tile.
+                let tile_keys = shape.visible_keys(first_row + rows - 1);
+                for j0 in (0..tile_keys).step_by(block_k) {
+                    let states = q_tile
+                        .chunks_exact(d)
+                        .zip(acc_tile.chunks_exact_mut(d))
+                        .zip(max_all.iter_mut().zip(sum_all.iter_mut()));
+                    for (r, ((q_row, acc), (m, l))) in states.enumerate() {
+                        let visible = shape.visible_keys(first_row + r);
+                        if visible <= j0 {
+                            continue;
+                        }
+                        let j1 = (j0 + block_k).min(visible);
+                        let s = &mut scores[..j1 - j0];
+                        let keys = &k_head[j0 * d..j1 * d];
+                        ops.scores(q_row, keys, scale, s);
+                        fix_overflowed_scores(q_row, keys, shape.scale, s);
+                        let m_new = m.max(ops.max(s));
+                        let p_sum = ops.exp_sum(s, m_new);
+                        if *m == A::NEG_INFINITY {
+                            // First tile: the state is still zero, nothing to rescale.
+                            *l = p_sum;
+                        } else {
+                            let alpha = m.sub(m_new).exp();
+                            if alpha != A::ONE {
+                                ops.scale(acc, alpha);
+                            }
+                            *l = l.mul(alpha).add(p_sum);
+                        }
+                        ops.accumulate(acc, s, &v_head[j0 * d..j1 * d]);
+                        *m = m_new;
+                    }
+                }
+                let finals = q_tile
+                    .chunks_exact(d)
+                    .zip(out_tile.chunks_exact_mut(d))
+                    .zip(acc_tile.chunks_exact_mut(d).zip(sum_all.iter()));
+                for (r, ((q_row, out_row), (acc, &l))) in finals.enumerate() {
+                    let visible = shape.visible_keys(first_row + r);
+                    if visible == 0 {
+                        out_row.fill(E::from_f32(0.0));
+                        continue;
+                    }
+                    ops.store(out_row, acc, l);
+                    if out_row.iter().any(|x| !x.to_f32().is_finite()) {
+                        let input = RowInput {
+                            q: q_row,
+                            keys: &k_head[..visible * d],
+                            values: &v_head[..visible * d],
+                            scale,
+                            scale_f32: shape.scale,
+                            block_k,
+                        };
+                        normalized_row(ops, &input, scores, acc, out_row);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The overflow fallback: the same tiles, in two passes. The first finds the row's max and sum;
+/// the second accumulates `exp(s - m) / l · V`, a convex combination of value rows that cannot
+/// exceed the largest value.
+fn normalized_row<E: Element, A: Accumulator, O: RowOps<E, A>>(
+    ops: O,
+    row: &RowInput<'_, E, A>,
+    scores: &mut [A],
+    acc: &mut [A],
+    out: &mut [E],
+) {
+    let d = row.q.len();
+    let tile = row.block_k * d;
+    let (mut m, mut l) = (A::NEG_INFINITY, A::ZERO);
+    for keys in row.keys.chunks(tile) {
+        let s = &mut scores[..keys.len() / d];
+        ops.scores(row.q, keys, row.scale, s);
+        fix_overflowed_scores(row.q, keys, row.scale_f32, s);
+        let m_new = m.max(ops.max(s));
+        let p_sum = ops.exp_sum(s, m_new);
+        l = l.mul(m.sub(m_new).exp()).add(p_sum);
+        m = m_new;
+    }
+    acc.fill(A::ZERO);
+    for (keys, values) in row.keys.chunks(tile).zip(row.values.chunks(tile)) {
+        let s = &mut scores[..keys.len() / d];
+        ops.scores(row.q, keys, row.scale, s);
+        fix_overflowed_scores(row.q, keys, row.scale_f32, s);
+        ops.exp_sum(s, m);
+        ops.normalize(s, l);
+        ops.accumulate(acc, s, values);
+    }
+    ops.store(out, acc, A::ONE);
+}

@@ -1,0 +1,186 @@
+//! The shape of an attention problem and its validation.
+
+use crate::{Error, Result};
+
+/// Largest accepted tile size along either axis.
+pub const MAX_TILE: usize = 4096;
+
+/// The shape of one attention call.
+///
+/// Tensors are row-major: queries and output `[batch, heads, q_len, head_dim]`, keys and values
+/// `[batch, kv_heads, kv_capacity, head_dim]` of which the first `kv_len` rows of each head are
+/// used (a KV cache may be allocated at full capacity and filled as decoding goes). Query head `h`
+/// reads key/value head `h / (heads / kv_heads)`: `kv_heads == heads` is multi-head attention,
+/// `kv_heads == 1` multi-query, anything between grouped-query.
+///
+/// With `causal`, query row `i` sees keys `0 ..= i + kv_len - q_len` (the queries are the last
+/// `q_len` positions of the sequence, as in decoding with a KV cache). A query row that sees no key
+/// gets zeros.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttentionShape {
+    /// Independent sequences.
+    pub batch: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads; divides `heads`.
+    pub kv_heads: usize,
+    /// Query rows per head.
+    pub q_len: usize,
+    /// Key/value rows in use per head.
+    pub kv_len: usize,
+    /// Allocated key/value rows per head (row stride of the K/V tensors); at least `kv_len`.
+    pub kv_capacity: usize,
+    /// Features per head.
+    pub head_dim: usize,
+    /// Whether query row `i` is masked from keys after its own position.
+    pub causal: bool,
+    /// Multiplier of the logits, usually `1/sqrt(head_dim)`; finite and positive.
+    pub scale: f32,
+}
+
+impl AttentionShape {
+    /// Multi-head attention, non-causal, `scale = 1/sqrt(head_dim)`, `kv_capacity = kv_len`.
+    pub fn new(batch: usize, heads: usize, q_len: usize, kv_len: usize, head_dim: usize) -> Self {
+        AttentionShape {
+            batch,
+            heads,
+            kv_heads: heads,
+            q_len,
+            kv_len,
+            kv_capacity: kv_len,
+            head_dim,
+            causal: false,
+            scale: 1.0 / libm::sqrtf(head_dim as f32),
+        }
+    }
+
+    /// Sets the number of key/value heads (grouped-query or multi-query attention).
+    pub fn with_kv_heads(mut self, kv_heads: usize) -> Self {
+        self.kv_heads = kv_heads;
+        self
+    }
+
+    /// Sets the causal mask.
+    pub fn with_causal(mut self, causal: bool) -> Self {
+        self.causal = causal;
+        self
+    }
+
+    /// Sets the logit scale.
+    pub fn with_scale(mut self, scale: f32) -> Self {
+        self.scale = scale;
+        self
+    }
+
+    /// Sets the allocated rows per key/value head (the KV cache's capacity).
+    pub fn with_kv_capacity(mut self, kv_capacity: usize) -> Self {
+        self.kv_capacity = kv_capacity;
+        self
+    }
+
+    /// Checks the shape and returns the element counts `(q_and_out_len, kv_len)` of the tensors.
+    pub fn validate(&self) -> Result<(usize, usize)> {
+        for (value, name) in [
+            (self.batch, "batch"),
+            (self.heads, "heads"),
+            (self.kv_heads, "kv_heads"),
+            (self.head_dim, "head_dim"),
+        ] {
+            if value == 0 {
+                return Err(Error::ZeroDimension(name));
+            }
+        }
+        if self.heads % self.kv_heads != 0 {
+            return Err(Error::HeadsNotDivisible {
+                heads: self.heads,
+                kv_heads: self.kv_heads,
+            });
+        }
+        if self.kv_capacity < self.kv_len {
+            return Err(Error::LengthMismatch {
+                what: "kv_capacity",
+                expected: self.kv_len,
+                actual: self.kv_capacity,
+            });
+        }
+        if !(self.scale.is_finite() && self.scale > 0.0) {
+            return Err(Error::BadScale);
+        }
+        let q = checked_product(&[self.batch, self.heads, self.q_len, self.head_dim])?;
+        let kv = checked_product(&[self.batch, self.kv_heads, self.kv_capacity, self.head_dim])?;
+        Ok((q, kv))
+    }
+
+    /// Checks the shape against the tensors' lengths.
+    pub(crate) fn check_tensors<E>(&self, q: &[E], k: &[E], v: &[E], out: &[E]) -> Result<()> {
+        let (q_len, kv_len) = self.validate()?;
+        for (slice_len, expected, what) in [
+            (q.len(), q_len, "q"),
+            (k.len(), kv_len, "k"),
+            (v.len(), kv_len, "v"),
+            (out.len(), q_len, "out"),
+        ] {
+            if slice_len != expected {
+                return Err(Error::LengthMismatch {
+                    what,
+                    expected,
+                    actual: slice_len,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Keys visible to query row `row`: `0..visible_keys(row)`.
+    #[inline]
+    pub fn visible_keys(&self, row: usize) -> usize {
+        if !self.causal {
+            return self.kv_len;
+        }
+        // Row `row` is sequence position `kv_len - q_len + row`; it sees keys up to that position.
+        let seen = (row + 1 + self.kv_len).saturating_sub(self.q_len);
+        seen.min(self.kv_len)
+    }
+}
+
+/// Tile sizes of the flash algorithm: `block_q` query rows (Br) by `block_k` keys (Bc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlashTiles {
+    /// Query rows per tile (Br).
+    pub block_q: usize,
+    /// Keys per tile (Bc).
+    pub block_k: usize,
+}
+
+impl Default for FlashTiles {
+    fn default() -> Self {
+        FlashTiles {
+            block_q: 32,
+            block_k: 64,
+        }
+    }
+}
+
+impl FlashTiles {
+    /// Tiles of `block_q` query rows by `block_k` keys.
+    pub const fn new(block_q: usize, block_k: usize) -> Self {
+        FlashTiles { block_q, block_k }
+    }
+
+    /// Checks that both sizes are in `1..=MAX_TILE`.
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=MAX_TILE).contains(&self.block_q) {
+            return Err(Error::BadTile("block_q"));
+        }
+        if !(1..=MAX_TILE).contains(&self.block_k) {
+            return Err(Error::BadTile("block_k"));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn checked_product(factors: &[usize]) -> Result<usize> {
+    factors
+        .iter()
+        .try_fold(1usize, |acc, &f| acc.checked_mul(f).ok_or(Error::Overflow))
+}

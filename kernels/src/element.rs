@@ -1,0 +1,134 @@
+//! Storage types: the element formats tensors are kept in, and their rounding rules.
+//!
+//! `f32` is IEEE binary32. `bf16` is `half::bf16`: conversions round to nearest, ties to even, and
+//! keep NaN a NaN (half's rules). Conversions from `f64` are correctly rounded (no double rounding):
+//! the value is first rounded to `f32` with round-to-odd, which is exact enough for the final
+//! round-to-nearest-even step to be correct.
+
+use core::fmt::Debug;
+use half::bf16;
+
+mod sealed {
+    use crate::simd::{dispatch, Backend, Job};
+    use crate::Result;
+
+    /// Closes `Element` to `f32` and `bf16`, and routes `f32`-accumulator jobs to the SIMD
+    /// backends written for each element type.
+    pub trait Sealed: Sized {
+        fn dispatch_f32<J: Job<Self, f32>>(backend: Backend, job: J) -> Result<J::Output>
+        where
+            Self: super::Element;
+    }
+    impl Sealed for f32 {
+        fn dispatch_f32<J: Job<f32, f32>>(backend: Backend, job: J) -> Result<J::Output> {
+            dispatch::run_f32(backend, job)
+        }
+    }
+    impl Sealed for half::bf16 {
+        fn dispatch_f32<J: Job<half::bf16, f32>>(backend: Backend, job: J) -> Result<J::Output> {
+            dispatch::run_bf16(backend, job)
+        }
+    }
+}
+
+/// A storage format for tensor elements (`f32` or `bf16`).
+pub trait Element:
+    Copy + Default + PartialEq + Debug + Send + Sync + 'static + sealed::Sealed
+{
+    /// Short name, as used in reports (`"f32"`, `"bf16"`).
+    const NAME: &'static str;
+    /// Bits of significand precision, including the implicit bit.
+    const PRECISION: u32;
+    /// Widens to `f32` (exact for both formats).
+    fn to_f32(self) -> f32;
+    /// Rounds an `f32` into this format (nearest, ties to even).
+    fn from_f32(x: f32) -> Self;
+    /// Widens to `f64` (exact).
+    fn to_f64(self) -> f64;
+    /// Rounds an `f64` into this format, correctly (nearest, ties to even).
+    fn from_f64(x: f64) -> Self;
+}
+
+impl Element for f32 {
+    const NAME: &'static str = "f32";
+    const PRECISION: u32 = 24;
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn from_f32(x: f32) -> Self {
+        x
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    #[inline(always)]
+    fn from_f64(x: f64) -> Self {
+        x as f32
+    }
+}
+
+impl Element for bf16 {
+    const NAME: &'static str = "bf16";
+    const PRECISION: u32 = 8;
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        bf16::to_f32(self)
+    }
+    #[inline(always)]
+    fn from_f32(x: f32) -> Self {
+        bf16::from_f32(x)
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        bf16::to_f32(self) as f64
+    }
+    #[inline(always)]
+    fn from_f64(x: f64) -> Self {
+        bf16::from_f32(f64_to_f32_round_to_odd(x))
+    }
+}
+
+/// Rounds `x` to `f32` with round-to-odd: an inexact result is truncated toward zero and its last
+/// bit set. Rounding that result again to any format with at least two fewer significand bits
+/// (bf16, f16) gives the correctly rounded value of `x` (Boldo and Melquiond, 2008).
+#[inline]
+pub fn f64_to_f32_round_to_odd(x: f64) -> f32 {
+    let y = x as f32;
+    if !x.is_finite() || y as f64 == x {
+        return y;
+    }
+    let mut bits = y.to_bits();
+    if (y as f64).abs() > x.abs() {
+        // `y` was rounded away from zero; step back toward zero (never below the zero encoding
+        // because `y` is non-zero when its magnitude exceeds another number's).
+        bits = bits.wrapping_sub(1);
+    }
+    f32::from_bits(bits | 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bf16_from_f64_avoids_double_rounding() {
+        // 1 + 2^-8 is the midpoint between bf16 1.0 and 1.0078125; adding 2^-40 puts it just above.
+        let x = 1.0 + 2f64.powi(-8) + 2f64.powi(-40);
+        // Via a plain f32 cast the tail is lost and the tie rounds to even (1.0): wrong.
+        assert_eq!(bf16::from_f32(x as f32), bf16::from_f32(1.0));
+        assert_eq!(<bf16 as Element>::from_f64(x), bf16::from_f32(1.0078125));
+    }
+
+    #[test]
+    fn round_to_odd_keeps_sign_and_nan() {
+        assert!(f64_to_f32_round_to_odd(f64::NAN).is_nan());
+        assert_eq!(f64_to_f32_round_to_odd(-1e-300).to_bits(), 0x8000_0001);
+        // Overflow truncates to the largest finite value; the final rounding then overflows to inf.
+        assert_eq!(f64_to_f32_round_to_odd(1e300), f32::MAX);
+        assert_eq!(<bf16 as Element>::from_f64(1e300), bf16::INFINITY);
+        assert_eq!(f64_to_f32_round_to_odd(0.5), 0.5);
+    }
+}

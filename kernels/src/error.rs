@@ -1,0 +1,78 @@
+//! The one error type every public kernel returns.
+
+use core::fmt;
+
+/// Why a kernel refused its input. Kernels never panic: every problem with a shape, a slice length
+/// or a parameter comes back as one of these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// A dimension that must be positive is zero (the name says which).
+    ZeroDimension(&'static str),
+    /// `heads` is not a multiple of `kv_heads` (grouped-query attention needs whole groups).
+    HeadsNotDivisible {
+        /// Query heads.
+        heads: usize,
+        /// Key/value heads.
+        kv_heads: usize,
+    },
+    /// A slice has the wrong length for the shape.
+    LengthMismatch {
+        /// Which argument.
+        what: &'static str,
+        /// The length the shape asks for.
+        expected: usize,
+        /// The length given.
+        actual: usize,
+    },
+    /// A caller scratch slice is too short.
+    ScratchTooSmall {
+        /// The length needed.
+        needed: usize,
+        /// The length given.
+        actual: usize,
+    },
+    /// The softmax scale is not a finite positive number.
+    BadScale,
+    /// A tile size is zero or too large.
+    BadTile(&'static str),
+    /// The sizes multiply past `usize::MAX`.
+    Overflow,
+    /// The requested SIMD backend is not available on this CPU or build.
+    BackendUnavailable(crate::simd::Backend),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::ZeroDimension(name) => write!(f, "dimension `{name}` must be positive"),
+            Error::HeadsNotDivisible { heads, kv_heads } => {
+                write!(
+                    f,
+                    "heads ({heads}) must be a multiple of kv_heads ({kv_heads})"
+                )
+            }
+            Error::LengthMismatch {
+                what,
+                expected,
+                actual,
+            } => {
+                write!(
+                    f,
+                    "`{what}` has length {actual}, the shape needs {expected}"
+                )
+            }
+            Error::ScratchTooSmall { needed, actual } => {
+                write!(f, "scratch has length {actual}, the kernel needs {needed}")
+            }
+            Error::BadScale => write!(f, "scale must be finite and positive"),
+            Error::BadTile(name) => write!(f, "tile size `{name}` must be in 1..=4096"),
+            Error::Overflow => write!(f, "shape sizes overflow usize"),
+            Error::BackendUnavailable(b) => {
+                write!(f, "backend `{}` is not available here", b.name())
+            }
+        }
+    }
+}
+
+/// Shorthand for kernel results.
+pub type Result<T> = core::result::Result<T, Error>;

@@ -1,0 +1,55 @@
+//! Tessera's kernels: `no_std`, allocation-free, panic-free transformer kernels.
+//!
+//! Every kernel takes its inputs as slices with an explicit shape, writes a caller-owned output
+//! slice, works in a caller-owned scratch slice sized by a `*_scratch_len` function, and returns
+//! `Err` for any bad shape, length or parameter.
+//!
+//! ```
+//! use tessera_kernels::{flash_attention, flash_scratch_len, AttentionShape, FlashTiles};
+//! // batch 1, 4 query heads sharing 2 KV heads (GQA), 16 positions, head_dim 8, causal
+//! let shape = AttentionShape::new(1, 4, 16, 16, 8).with_kv_heads(2).with_causal(true);
+//! let q: Vec<f32> = (0..4 * 16 * 8).map(|i| (i as f32 * 0.37).sin()).collect();
+//! let kv: Vec<f32> = (0..2 * 16 * 8).map(|i| (i as f32 * 0.11).cos()).collect();
+//! let mut out = vec![f32::NAN; q.len()];
+//! let tiles = FlashTiles::new(8, 4);
+//! let mut scratch = vec![0.0f32; flash_scratch_len(&shape, tiles)?];
+//! flash_attention(&shape, tiles, &q, &kv, &kv, &mut out, &mut scratch)?;
+//! assert!(out.iter().all(|x| x.is_finite()));
+//! # Ok::<(), tessera_kernels::Error>(())
+//! ```
+//!
+//! | Backend | ISA | `f32` elements | `bf16` elements |
+//! |---|---|---|---|
+//! | `generic` | any (incl. Cortex-M4F, RV32) | scalar | scalar, widened to f32 |
+//! | `avx2` | x86-64 AVX2 + FMA | 8 lanes, FMA | widened to f32, FMA |
+//! | `avx512` | x86-64 AVX-512F | 16 lanes, FMA | widened to f32, FMA |
+//! | `avx512bf16` | x86-64 AVX512_BF16 | as `avx512` | `vdpbf16ps` dot products |
+//! | `neon` | aarch64 | 4 lanes, FMA | widened to f32, FMA |
+//! | `portable` | `core::simd` (nightly) | 16 lanes | widened to f32 |
+//!
+//! SIMD backends serve the production accumulator `f32`; the research accumulators `f64`,
+//! [`Bf16Acc`] and [`F16Acc`] run the same algorithms on the generic backend.
+
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+mod accumulator;
+pub mod attention;
+mod element;
+mod error;
+mod scratch;
+pub mod simd;
+
+pub use accumulator::{Accumulator, Bf16Acc, F16Acc};
+pub use attention::shape::{AttentionShape, FlashTiles, MAX_TILE};
+pub use attention::{
+    baseline_attention, baseline_attention_with, flash_attention, flash_attention_with,
+};
+pub use element::{f64_to_f32_round_to_odd, Element};
+pub use error::{Error, Result};
+pub use half::bf16;
+pub use scratch::{baseline_scratch_len, flash_scratch_len};
+pub use simd::{available_backends, Backend};
