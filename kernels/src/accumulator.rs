@@ -30,6 +30,8 @@ mod sealed {
     impl Sealed for f64 {}
     impl Sealed for super::Bf16Acc {}
     impl Sealed for super::F16Acc {}
+    impl Sealed for super::Bf16Mma {}
+    impl Sealed for super::F16Mma {}
 }
 
 /// A number format for intermediate results, with its arithmetic.
@@ -52,6 +54,13 @@ pub trait Accumulator:
     const MAX: Self;
     /// Unit roundoff `u = 2^-p` for `p` significand bits.
     const UNIT_ROUNDOFF: f64;
+    /// The format the reductions inside one primitive (a dot product, the sum of a row of
+    /// probabilities, the `p·V` of a key tile) run in before their result is rounded once to
+    /// `Self`. `Self` for the production formats and for "every operation rounded" emulation;
+    /// `f32` for the matrix-unit model (bf16/fp16 tensors, f32 accumulation inside each matmul).
+    type Wide: Accumulator;
+    /// Whether `Wide` differs from `Self` (reductions are rounded once at their end).
+    const NARROWS: bool;
     /// Rounds an `f32` into the format.
     fn from_f32(x: f32) -> Self;
     /// Rounds an `f64` into the format.
@@ -81,6 +90,16 @@ pub trait Accumulator:
     fn is_finite(self) -> bool;
     /// Whether the value is NaN.
     fn is_nan(self) -> bool;
+    /// The value in the wide format (exact).
+    #[inline(always)]
+    fn widen(self) -> Self::Wide {
+        <Self::Wide as Accumulator>::from_f64(self.to_f64())
+    }
+    /// Rounds a wide value into the format.
+    #[inline(always)]
+    fn narrow(wide: Self::Wide) -> Self {
+        Self::from_f64(wide.to_f64())
+    }
     /// Rounds an `f64` into the format, clamping finite values beyond the range to `±MAX`.
     #[inline]
     fn saturating_from_f64(x: f64) -> Self {
@@ -102,6 +121,16 @@ impl Accumulator for f32 {
     const NEG_INFINITY: Self = f32::NEG_INFINITY;
     const MAX: Self = f32::MAX;
     const UNIT_ROUNDOFF: f64 = 5.960_464_477_539_063e-8; // 2^-24
+    type Wide = f32;
+    const NARROWS: bool = false;
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn narrow(wide: f32) -> Self {
+        wide
+    }
     #[inline(always)]
     fn from_f32(x: f32) -> Self {
         x
@@ -159,6 +188,16 @@ impl Accumulator for f64 {
     const NEG_INFINITY: Self = f64::NEG_INFINITY;
     const MAX: Self = f64::MAX;
     const UNIT_ROUNDOFF: f64 = 1.110_223_024_625_156_5e-16; // 2^-53
+    type Wide = f64;
+    const NARROWS: bool = false;
+    #[inline(always)]
+    fn widen(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn narrow(wide: f64) -> Self {
+        wide
+    }
     #[inline(always)]
     fn from_f32(x: f32) -> Self {
         x as f64
@@ -214,7 +253,7 @@ impl Accumulator for f64 {
 /// once into that format. `f64` has more than `2p + 2` bits for both BF16 (p = 8) and FP16
 /// (p = 11), so the intermediate `f64` rounding of `+ - * /` is innocuous (Figueroa, 1995).
 macro_rules! emulated_accumulator {
-    ($(#[$doc:meta])* $name:ident, $half:ty, $label:literal, $max:expr, $u:expr) => {
+    ($(#[$doc:meta])* $name:ident, $half:ty, $label:literal, $max:expr, $u:expr, $wide:ty, $narrows:expr) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, Default, PartialEq, PartialOrd)]
         pub struct $name(f32);
@@ -237,6 +276,8 @@ macro_rules! emulated_accumulator {
             const NEG_INFINITY: Self = $name(f32::NEG_INFINITY);
             const MAX: Self = $name($max);
             const UNIT_ROUNDOFF: f64 = $u;
+            type Wide = $wide;
+            const NARROWS: bool = $narrows;
             #[inline(always)]
             fn from_f32(x: f32) -> Self {
                 $name(<$half>::from_f32(x).to_f32())
@@ -290,21 +331,51 @@ macro_rules! emulated_accumulator {
 }
 
 emulated_accumulator!(
-    /// Emulated BF16 accumulator: every operation's result is rounded to BF16 (8 significand bits).
+    /// Emulated BF16, every operation rounded: each add, multiply, divide and exp, including those
+    /// inside dot products and sums, is rounded to BF16 (8 significand bits).
     Bf16Acc,
     bf16,
     "bf16",
     3.389_531_4e38, // bf16::MAX
-    0.00390625 // 2^-8
+    0.00390625, // 2^-8
+    Bf16Acc,
+    false
 );
 
 emulated_accumulator!(
-    /// Emulated FP16 accumulator: every operation's result is rounded to IEEE binary16 (11 bits).
+    /// Emulated FP16, every operation rounded (11 significand bits).
     F16Acc,
     f16,
     "f16",
     65504.0, // f16::MAX
-    0.00048828125 // 2^-11
+    0.00048828125, // 2^-11
+    F16Acc,
+    false
+);
+
+emulated_accumulator!(
+    /// Emulated BF16 on a matrix unit: every stored intermediate (logits, probabilities, running
+    /// max, sum and output) is rounded to BF16, but the reductions inside one primitive (a dot
+    /// product, a tile's row sum, a tile's `p·V`) accumulate in `f32` and are rounded once, as
+    /// tensor-core MMA instructions and `torch.matmul` on bf16 tensors do.
+    Bf16Mma,
+    bf16,
+    "bf16-mma",
+    3.389_531_4e38, // bf16::MAX
+    0.00390625, // 2^-8
+    f32,
+    true
+);
+
+emulated_accumulator!(
+    /// Emulated FP16 on a matrix unit: as [`Bf16Mma`], with FP16 storage.
+    F16Mma,
+    f16,
+    "f16-mma",
+    65504.0, // f16::MAX
+    0.00048828125, // 2^-11
+    f32,
+    true
 );
 
 #[cfg(test)]

@@ -28,7 +28,9 @@
 //! | `portable` | `core::simd` (nightly) | 16 lanes | widened to f32 |
 //!
 //! SIMD backends serve the production accumulator `f32`; the research accumulators `f64`,
-//! [`Bf16Acc`] and [`F16Acc`] run the same algorithms on the generic backend.
+//! [`Bf16Acc`], [`F16Acc`] (every operation rounded) and [`Bf16Mma`], [`F16Mma`] (matrix-unit
+//! model: f32 inside each reduction, every stored intermediate rounded) run the same algorithms on
+//! the generic backend.
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -43,7 +45,7 @@ mod error;
 mod scratch;
 pub mod simd;
 
-pub use accumulator::{Accumulator, Bf16Acc, F16Acc};
+pub use accumulator::{Accumulator, Bf16Acc, Bf16Mma, F16Acc, F16Mma};
 pub use attention::shape::{AttentionShape, FlashTiles, MAX_TILE};
 pub use attention::{
     baseline_attention, baseline_attention_with, flash_attention, flash_attention_with,

@@ -17,11 +17,11 @@ impl<E: Element, A: Accumulator> RowOps<E, A> for Generic {
             return;
         }
         for (key, s) in keys.chunks_exact(d).zip(out.iter_mut()) {
-            let mut dot = A::ZERO;
+            let mut dot = A::Wide::ZERO;
             for (&a, &b) in q.iter().zip(key) {
-                dot = dot.add(A::from_element(a).mul(A::from_element(b)));
+                dot = dot.add(A::Wide::from_element(a).mul(A::Wide::from_element(b)));
             }
-            *s = dot.mul(scale);
+            *s = A::narrow(dot).mul(scale);
         }
     }
 
@@ -32,12 +32,12 @@ impl<E: Element, A: Accumulator> RowOps<E, A> for Generic {
 
     #[inline]
     fn exp_sum(self, s: &mut [A], m: A) -> A {
-        let mut sum = A::ZERO;
+        let mut sum = A::Wide::ZERO;
         for x in s.iter_mut() {
             *x = x.sub(m).exp();
-            sum = sum.add(*x);
+            sum = sum.add(x.widen());
         }
-        sum
+        A::narrow(sum)
     }
 
     #[inline]
@@ -58,6 +58,19 @@ impl<E: Element, A: Accumulator> RowOps<E, A> for Generic {
     fn accumulate(self, acc: &mut [A], p: &[A], values: &[E]) {
         let d = acc.len();
         if d == 0 {
+            return;
+        }
+        if A::NARROWS {
+            // One wide sum per output feature, rounded once: column order over the value rows.
+            for (i, a) in acc.iter_mut().enumerate() {
+                let mut sum = a.widen();
+                for (&pj, row) in p.iter().zip(values.chunks_exact(d)) {
+                    if let Some(&v) = row.get(i) {
+                        sum = sum.add(pj.widen().mul(A::Wide::from_element(v)));
+                    }
+                }
+                *a = A::narrow(sum);
+            }
             return;
         }
         for (&pj, row) in p.iter().zip(values.chunks_exact(d)) {
