@@ -17,6 +17,12 @@ enum Command {
     Run(commands::run::Args),
     /// Sweep flash vs baseline deviation from the exact oracle.
     Deviation(commands::deviation::Args),
+    /// Weight divergence (Wasserstein-1) of training runs: flash vs baseline vs low precision.
+    Wasserstein(commands::wasserstein::Args),
+    /// LayerSkip: train with layer dropout and early-exit loss, evaluate exits, self-speculate.
+    Layerskip(commands::layerskip::Args),
+    /// Hyperoptimizer towers: sensitivity to the initial learning rate.
+    Hyperopt(commands::hyperopt::Args),
 }
 
 fn main() -> ExitCode {
@@ -25,6 +31,9 @@ fn main() -> ExitCode {
         None => commands::deviation::default_job(),
         Some(Command::Run(args)) => commands::run::main(args),
         Some(Command::Deviation(args)) => commands::deviation::main(args),
+        Some(Command::Wasserstein(args)) => commands::wasserstein::main(args),
+        Some(Command::Layerskip(args)) => commands::layerskip::main(args),
+        Some(Command::Hyperopt(args)) => commands::hyperopt::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
