@@ -70,7 +70,12 @@ pub trait Accumulator:
     /// Rounds a storage element into the format.
     #[inline(always)]
     fn from_element<E: Element>(e: E) -> Self {
-        Self::from_f32(e.to_f32())
+        // Compile-time choice: `f32` and `bf16` widen exactly to `f32`; `f64` elements need `f64`.
+        if E::PRECISION > 24 {
+            Self::from_f64(e.to_f64())
+        } else {
+            Self::from_f32(e.to_f32())
+        }
     }
     /// Rounds the value into a storage format.
     fn to_element<E: Element>(self) -> E;

@@ -29,9 +29,15 @@ mod sealed {
             dispatch::run_bf16(backend, job)
         }
     }
+    impl Sealed for f64 {
+        fn dispatch_f32<J: Job<f64, f32>>(backend: Backend, job: J) -> Result<J::Output> {
+            dispatch::run_generic(backend, job)
+        }
+    }
 }
 
-/// A storage format for tensor elements (`f32` or `bf16`).
+/// A storage format for tensor elements: `f32` and `bf16` for models, `f64` for research runs
+/// that must not round their output (the deviation study's `f64` format).
 pub trait Element:
     Copy + Default + PartialEq + Debug + Send + Sync + 'static + sealed::Sealed
 {
@@ -67,6 +73,27 @@ impl Element for f32 {
     #[inline(always)]
     fn from_f64(x: f64) -> Self {
         x as f32
+    }
+}
+
+impl Element for f64 {
+    const NAME: &'static str = "f64";
+    const PRECISION: u32 = 53;
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+    #[inline(always)]
+    fn from_f32(x: f32) -> Self {
+        x as f64
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn from_f64(x: f64) -> Self {
+        x
     }
 }
 
