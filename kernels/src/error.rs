@@ -39,6 +39,15 @@ pub enum Error {
     Overflow,
     /// The requested SIMD backend is not available on this CPU or build.
     BackendUnavailable(crate::simd::Backend),
+    /// A token id is not below the vocabulary size.
+    TokenOutOfRange {
+        /// The token.
+        token: usize,
+        /// The vocabulary size.
+        vocab: usize,
+    },
+    /// A model or layer parameter is out of its range (the message says which and why).
+    BadParameter(&'static str),
 }
 
 impl fmt::Display for Error {
@@ -70,6 +79,10 @@ impl fmt::Display for Error {
             Error::BackendUnavailable(b) => {
                 write!(f, "backend `{}` is not available here", b.name())
             }
+            Error::TokenOutOfRange { token, vocab } => {
+                write!(f, "token {token} is outside the vocabulary of {vocab}")
+            }
+            Error::BadParameter(why) => write!(f, "bad parameter: {why}"),
         }
     }
 }

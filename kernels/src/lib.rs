@@ -42,6 +42,7 @@ mod accumulator;
 pub mod attention;
 mod element;
 mod error;
+pub mod nn;
 mod scratch;
 pub mod simd;
 

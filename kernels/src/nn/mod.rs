@@ -1,0 +1,81 @@
+//! Transformer building blocks with forward and backward passes, a pre-norm decoder layer, an
+//! early-exit model and greedy self-speculative decoding (LayerSkip).
+//!
+//! Conventions shared by every block:
+//! - activations, gradients, logits and KV caches are `f32` caller slices; weights are any
+//!   [`Element`](crate::Element) (`f32` or `bf16`), widened to `f32` as they are read;
+//! - matrices are row-major, a linear layer's weight is `[out, in]` (`y = x·Wᵀ`);
+//! - backward functions *add* weight gradients into the caller's gradient slices (so a batch can
+//!   accumulate) and *overwrite* input gradients;
+//! - every row of a matrix-matrix product is computed exactly as the matrix-vector product of that
+//!   row, in the same order: batched verification and one-token decoding give identical bits,
+//!   which is what makes self-speculative output identical to full-model decoding;
+//! - nothing allocates or panics: bad lengths or parameters return `Err`.
+
+mod attention_backward;
+mod embedding;
+mod layer;
+mod linear;
+mod loss;
+mod mlp;
+mod model;
+mod norm;
+mod rope;
+mod speculative;
+
+pub use attention_backward::{
+    attention_backward, attention_backward_scratch_len, attention_logsumexp,
+};
+pub use embedding::{embedding_backward, embedding_forward};
+pub use layer::{decoder_layer_forward, layer_scratch_len};
+pub use linear::{
+    linear_backward_input, linear_backward_weight, linear_matmul, linear_matvec, LinearShape,
+};
+pub use loss::{argmax, softmax_cross_entropy};
+pub use mlp::{
+    swiglu_backward, swiglu_forward, swiglu_mlp_backward, swiglu_mlp_backward_scratch_len,
+    swiglu_mlp_forward,
+};
+pub use model::{
+    embed_tokens, exit_logits, forward_layers, kv_cache_len, model_forward, model_scratch_len,
+    AttentionKind, LayerWeights, ModelConfig, ModelWeights, TensorId, TensorKind,
+};
+pub use norm::{rms_norm_backward, rms_norm_forward};
+pub use rope::{rope_backward, rope_forward, MAX_HEAD_DIM};
+pub use speculative::{
+    greedy_decode, self_speculative_decode, speculative_scratch_len, DecodeStats,
+};
+
+use crate::{Error, Result};
+
+/// `Err(LengthMismatch)` unless `actual == expected`.
+#[inline]
+pub(crate) fn check_len(what: &'static str, actual: usize, expected: usize) -> Result<()> {
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(Error::LengthMismatch {
+            what,
+            expected,
+            actual,
+        })
+    }
+}
+
+/// `a * b`, or `Err(Overflow)`.
+#[inline]
+pub(crate) fn mul(a: usize, b: usize) -> Result<usize> {
+    a.checked_mul(b).ok_or(Error::Overflow)
+}
+
+/// Splits off the first `len` elements of `scratch`, or reports it too small.
+#[inline]
+pub(crate) fn split<T>(scratch: &mut [T], len: usize) -> Result<(&mut [T], &mut [T])> {
+    let actual = scratch.len();
+    scratch
+        .split_at_mut_checked(len)
+        .ok_or(Error::ScratchTooSmall {
+            needed: len,
+            actual,
+        })
+}

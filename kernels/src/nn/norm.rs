@@ -1,0 +1,82 @@
+//! RMSNorm: `y = x / sqrt(mean(x²) + eps) · g`, row by row.
+
+use super::{check_len, mul};
+use crate::{Element, Error, Result};
+
+fn check(dim: usize, eps: f32, x: usize, g: usize, y: usize) -> Result<usize> {
+    if dim == 0 {
+        return Err(Error::ZeroDimension("dim"));
+    }
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(Error::BadParameter(
+            "norm eps must be finite and non-negative",
+        ));
+    }
+    check_len("gain", g, dim)?;
+    check_len("y", y, x)?;
+    if !x.is_multiple_of(dim) {
+        return Err(Error::LengthMismatch {
+            what: "x",
+            expected: mul(x / dim + 1, dim)?,
+            actual: x,
+        });
+    }
+    Ok(x / dim)
+}
+
+/// `1 / sqrt(mean(x²) + eps)` of one row, summed in `f32` in order.
+#[inline]
+fn inv_rms(x: &[f32], eps: f32) -> f32 {
+    let ss: f32 = x.iter().map(|v| v * v).sum();
+    1.0 / libm::sqrtf(ss / x.len() as f32 + eps)
+}
+
+/// RMSNorm of every `dim`-long row of `x` into `y`, scaled by the gain `g`.
+pub fn rms_norm_forward<W: Element>(
+    dim: usize,
+    eps: f32,
+    x: &[f32],
+    g: &[W],
+    y: &mut [f32],
+) -> Result<()> {
+    check(dim, eps, x.len(), g.len(), y.len())?;
+    for (xr, yr) in x.chunks_exact(dim).zip(y.chunks_exact_mut(dim)) {
+        let r = inv_rms(xr, eps);
+        for ((yi, &xi), &gi) in yr.iter_mut().zip(xr).zip(g) {
+            *yi = xi * r * gi.to_f32();
+        }
+    }
+    Ok(())
+}
+
+/// Backward of [`rms_norm_forward`] from its input `x`: `dx` is overwritten, the gain gradient is
+/// *added* into `dg`. With `r = 1/rms`, `x̂ = x·r`: `dg += dy·x̂`,
+/// `dx = r·(dy·g − x̂·mean(dy·g·x̂))`.
+pub fn rms_norm_backward<W: Element>(
+    dim: usize,
+    eps: f32,
+    x: &[f32],
+    g: &[W],
+    dy: &[f32],
+    dx: &mut [f32],
+    dg: &mut [f32],
+) -> Result<()> {
+    check(dim, eps, x.len(), g.len(), dy.len())?;
+    check_len("dx", dx.len(), x.len())?;
+    check_len("dg", dg.len(), dim)?;
+    let rows = x.chunks_exact(dim).zip(dy.chunks_exact(dim));
+    for ((xr, dyr), dxr) in rows.zip(dx.chunks_exact_mut(dim)) {
+        let r = inv_rms(xr, eps);
+        let mut proj = 0.0f32;
+        for (((&xi, &dyi), &gi), dgi) in xr.iter().zip(dyr).zip(g).zip(dg.iter_mut()) {
+            let xhat = xi * r;
+            *dgi += dyi * xhat;
+            proj += dyi * gi.to_f32() * xhat;
+        }
+        let mean = proj / dim as f32;
+        for (((dxi, &xi), &dyi), &gi) in dxr.iter_mut().zip(xr).zip(dyr).zip(g) {
+            *dxi = r * (dyi * gi.to_f32() - xi * r * mean);
+        }
+    }
+    Ok(())
+}
