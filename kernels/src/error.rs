@@ -48,6 +48,12 @@ pub enum Error {
     },
     /// A model or layer parameter is out of its range (the message says which and why).
     BadParameter(&'static str),
+    /// An input holds NaN or infinity where only finite values are allowed (the name says which:
+    /// optimizer steps refuse non-finite gradients and modify nothing).
+    NonFinite(&'static str),
+    /// An optimizer hyperparameter (or the step number) is outside its documented range; the
+    /// name says which.
+    BadHyperparameter(&'static str),
 }
 
 impl fmt::Display for Error {
@@ -78,6 +84,10 @@ impl fmt::Display for Error {
             Error::Overflow => write!(f, "shape sizes overflow usize"),
             Error::BackendUnavailable(b) => {
                 write!(f, "backend `{}` is not available here", b.name())
+            }
+            Error::NonFinite(name) => write!(f, "`{name}` holds NaN or infinity"),
+            Error::BadHyperparameter(name) => {
+                write!(f, "optimizer setting `{name}` is out of range")
             }
             Error::TokenOutOfRange { token, vocab } => {
                 write!(f, "token {token} is outside the vocabulary of {vocab}")

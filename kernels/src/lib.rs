@@ -43,6 +43,7 @@ pub mod attention;
 mod element;
 mod error;
 pub mod nn;
+pub mod optim;
 mod scratch;
 pub mod simd;
 

@@ -1,0 +1,265 @@
+//! Adam and AdamW (decoupled weight decay): one fused pass over caller-owned slices.
+
+use super::check::{all_finite, require, same_len};
+use crate::Result;
+
+/// Hyperparameters of Adam. `weight_decay` is decoupled (AdamW, Loshchilov & Hutter): the
+/// parameters shrink by `lr * weight_decay` each step, independently of the gradient; `0` is plain
+/// Adam.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamConfig {
+    /// Step size (finite, `>= 0`).
+    pub lr: f32,
+    /// Decay of the first moment, in `[0, 1)`.
+    pub beta1: f32,
+    /// Decay of the second moment, in `[0, 1)`.
+    pub beta2: f32,
+    /// Added to the root of the second moment; finite and `> 0`.
+    pub eps: f32,
+    /// Decoupled weight decay (finite, `>= 0`); `0` is plain Adam.
+    pub weight_decay: f32,
+}
+
+impl Default for AdamConfig {
+    /// `lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0` (PyTorch's defaults).
+    fn default() -> Self {
+        AdamConfig {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+impl AdamConfig {
+    /// `Err(BadHyperparameter)` unless every field is in its documented range.
+    pub fn validate(&self) -> Result<()> {
+        require(self.lr.is_finite() && self.lr >= 0.0, "lr")?;
+        require((0.0..1.0).contains(&self.beta1), "beta1")?;
+        require((0.0..1.0).contains(&self.beta2), "beta2")?;
+        require(self.eps.is_finite() && self.eps > 0.0, "eps")?;
+        require(
+            self.weight_decay.is_finite() && self.weight_decay >= 0.0,
+            "weight_decay",
+        )
+    }
+}
+
+/// The per-step scalars of an Adam step, folded once so the per-element loop is multiply-adds,
+/// one square root and one reciprocal.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AdamScalars {
+    pub beta1: f32,
+    pub one_minus_beta1: f32,
+    pub beta2: f32,
+    pub one_minus_beta2: f32,
+    /// `1 / sqrt(1 - beta2^t)`: `sqrt(v_hat) = sqrt(v) * this`.
+    pub inv_sqrt_bc2: f32,
+    pub eps: f32,
+    /// `lr / (1 - beta1^t)`.
+    pub step: f32,
+    /// `1 - lr * weight_decay`.
+    pub decay: f32,
+}
+
+impl AdamScalars {
+    /// Folds `lr, beta1, beta2, eps, weight_decay` at step `t >= 1`. Bias corrections are computed
+    /// in `f64` and rounded once.
+    pub(crate) fn new(
+        lr: f32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        weight_decay: f32,
+        t: u32,
+    ) -> Self {
+        let bc1 = 1.0 - libm::pow(beta1 as f64, t as f64);
+        let bc2 = 1.0 - libm::pow(beta2 as f64, t as f64);
+        AdamScalars {
+            beta1,
+            one_minus_beta1: 1.0 - beta1,
+            beta2,
+            one_minus_beta2: 1.0 - beta2,
+            inv_sqrt_bc2: (1.0 / libm::sqrt(bc2)) as f32,
+            eps,
+            step: (lr as f64 / bc1) as f32,
+            decay: 1.0 - lr * weight_decay,
+        }
+    }
+}
+
+/// The Adam update of one element: new `(p, m, v)` and the reciprocal of the denominator.
+/// Shared by the plain and the hyper step so both round identically.
+#[inline(always)]
+pub(crate) fn adam_element(
+    s: &AdamScalars,
+    p: f32,
+    g: f32,
+    m: f32,
+    v: f32,
+) -> (f32, f32, f32, f32) {
+    let m = s.beta1 * m + s.one_minus_beta1 * g;
+    let v = s.beta2 * v + s.one_minus_beta2 * (g * g);
+    let root = libm::sqrtf(v);
+    let inv_denom = 1.0 / (root * s.inv_sqrt_bc2 + s.eps);
+    let p = p * s.decay - s.step * (m * inv_denom);
+    (p, m, v, inv_denom)
+}
+
+/// One fused Adam (AdamW when `cfg.weight_decay > 0`) step; `t` is the 1-based step number.
+///
+/// `m` and `v` are the first and second moments (start them at zero). With bias corrections
+/// `c1 = 1 - beta1^t`, `c2 = 1 - beta2^t`:
+///
+/// ```text
+/// m <- beta1 m + (1 - beta1) g
+/// v <- beta2 v + (1 - beta2) g^2
+/// p <- p (1 - lr wd) - (lr / c1) m / (sqrt(v) / sqrt(c2) + eps)
+/// ```
+///
+/// Errors (nothing is modified): slices of different lengths, `t == 0`, a hyperparameter outside
+/// its range, or a NaN/infinite gradient (`Error::NonFinite("grads")`).
+///
+/// ```
+/// use tessera_kernels::optim::{adam_step, AdamConfig};
+/// let (mut p, g) = (vec![1.0f32, -2.0], vec![0.5f32, -0.25]);
+/// let (mut m, mut v) = (vec![0.0f32; 2], vec![0.0f32; 2]);
+/// adam_step(&AdamConfig::default(), 1, &mut p, &g, &mut m, &mut v)?;
+/// assert!(p[0] < 1.0 && p[1] > -2.0); // the first Adam step moves each weight by about lr
+/// # Ok::<(), tessera_kernels::Error>(())
+/// ```
+pub fn adam_step(
+    cfg: &AdamConfig,
+    t: u32,
+    params: &mut [f32],
+    grads: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) -> Result<()> {
+    adam_check(cfg, t, params.len(), grads, m.len(), v.len())?;
+    let s = AdamScalars::new(cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, t);
+    for ((p, g), (m, v)) in params
+        .iter_mut()
+        .zip(grads)
+        .zip(m.iter_mut().zip(v.iter_mut()))
+    {
+        let (np, nm, nv, _) = adam_element(&s, *p, *g, *m, *v);
+        (*p, *m, *v) = (np, nm, nv);
+    }
+    Ok(())
+}
+
+fn adam_check(cfg: &AdamConfig, t: u32, n: usize, grads: &[f32], m: usize, v: usize) -> Result<()> {
+    cfg.validate()?;
+    require(t >= 1, "t")?;
+    same_len("grads", n, grads.len())?;
+    same_len("m", n, m)?;
+    same_len("v", n, v)?;
+    all_finite("grads", grads)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Error;
+
+    /// Adam in f64, written from the formula in the docs, independent of the fused loop.
+    fn adam_f64(cfg: &AdamConfig, t: u32, p: &mut [f64], g: &[f64], m: &mut [f64], v: &mut [f64]) {
+        let (b1, b2) = (cfg.beta1 as f64, cfg.beta2 as f64);
+        let (c1, c2) = (1.0 - b1.powi(t as i32), 1.0 - b2.powi(t as i32));
+        for ((p, g), (m, v)) in p.iter_mut().zip(g).zip(m.iter_mut().zip(v.iter_mut())) {
+            *m = b1 * *m + (1.0 - b1) * g;
+            *v = b2 * *v + (1.0 - b2) * g * g;
+            let lr = cfg.lr as f64;
+            *p = *p * (1.0 - lr * cfg.weight_decay as f64)
+                - lr / c1 * *m / ((*v / c2).sqrt() + cfg.eps as f64);
+        }
+    }
+
+    #[test]
+    fn matches_f64_formula_over_steps() {
+        let n = 37;
+        let cfg = AdamConfig {
+            weight_decay: 0.01,
+            ..AdamConfig::default()
+        };
+        let mut p: alloc_free::Buf = alloc_free::Buf::new(|i| (i as f32 * 0.3).sin());
+        let mut p64 = p.map(|x| x as f64);
+        let (mut m, mut v) = (alloc_free::Buf::zero(), alloc_free::Buf::zero());
+        let (mut m64, mut v64) = ([0.0f64; 64], [0.0f64; 64]);
+        for t in 1..=20u32 {
+            let g = alloc_free::Buf::new(|i| ((i as f32 + 1.0) * t as f32 * 0.7).cos());
+            adam_step(
+                &cfg,
+                t,
+                &mut p.0[..n],
+                &g.0[..n],
+                &mut m.0[..n],
+                &mut v.0[..n],
+            )
+            .unwrap();
+            let g64 = g.map(|x| x as f64);
+            adam_f64(
+                &cfg,
+                t,
+                &mut p64[..n],
+                &g64[..n],
+                &mut m64[..n],
+                &mut v64[..n],
+            );
+        }
+        for (i, (&got, &want)) in p.0[..n].iter().zip(&p64[..n]).enumerate() {
+            let err = (got as f64 - want).abs();
+            assert!(err <= 1e-5 * want.abs().max(1.0), "i {i}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn non_finite_gradient_modifies_nothing() {
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut p = [1.0f32, 2.0, 3.0];
+            let mut g = [0.1f32, 0.2, 0.3];
+            g[2] = bad;
+            let (mut m, mut v) = ([0.5f32; 3], [0.25f32; 3]);
+            let r = adam_step(&AdamConfig::default(), 3, &mut p, &g, &mut m, &mut v);
+            assert_eq!(r, Err(Error::NonFinite("grads")));
+            assert_eq!((p, m, v), ([1.0, 2.0, 3.0], [0.5; 3], [0.25; 3]));
+        }
+    }
+
+    #[test]
+    fn bad_arguments_are_errors() {
+        let (mut p, g, mut m, mut v) = ([0.0f32; 4], [0.0f32; 4], [0.0f32; 4], [0.0f32; 4]);
+        let cfg = AdamConfig::default();
+        assert_eq!(
+            adam_step(&cfg, 0, &mut p, &g, &mut m, &mut v),
+            Err(Error::BadHyperparameter("t"))
+        );
+        let bad = AdamConfig { beta1: 1.0, ..cfg };
+        assert!(adam_step(&bad, 1, &mut p, &g, &mut m, &mut v).is_err());
+        let bad = AdamConfig { eps: 0.0, ..cfg };
+        assert!(adam_step(&bad, 1, &mut p, &g, &mut m, &mut v).is_err());
+        assert!(matches!(
+            adam_step(&cfg, 1, &mut p, &g[..3], &mut m, &mut v),
+            Err(Error::LengthMismatch { what: "grads", .. })
+        ));
+    }
+
+    /// Fixed 64-element buffers: the kernel crate's tests run without `alloc`.
+    mod alloc_free {
+        pub struct Buf(pub [f32; 64]);
+        impl Buf {
+            pub fn new(f: impl Fn(usize) -> f32) -> Self {
+                Buf(core::array::from_fn(f))
+            }
+            pub fn zero() -> Self {
+                Buf([0.0; 64])
+            }
+            pub fn map(&self, f: impl Fn(f32) -> f64) -> [f64; 64] {
+                core::array::from_fn(|i| f(self.0[i]))
+            }
+        }
+    }
+}
