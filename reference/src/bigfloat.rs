@@ -2,23 +2,8 @@
 
 use astro_float::{BigFloat, RoundingMode, Sign};
 
-use crate::dyadic::Dyadic;
 use crate::kulisch::Split;
 use crate::round::round_to_f64;
-
-#[allow(dead_code)] // used by the fast softmax path, next
-/// `value` as a `BigFloat`, exactly (the precision is the value's own width).
-pub(crate) fn from_dyadic(value: &Dyadic) -> BigFloat {
-    if value.is_zero() {
-        return BigFloat::from_word(0, 64);
-    }
-    let sign = if value.is_negative() {
-        Sign::Neg
-    } else {
-        Sign::Pos
-    };
-    from_words(sign, value.words(), value.lsb_exponent())
-}
 
 /// `±M · 2^lsb_exponent` for the little-endian magnitude `M = words`, exactly.
 pub(crate) fn from_words(sign: Sign, words: &[u64], lsb_exponent: i64) -> BigFloat {
@@ -60,20 +45,53 @@ pub(crate) fn to_f64(x: &BigFloat, inexact: bool) -> f64 {
 
 /// `num / den` correctly rounded to `f64` (`den` nonzero, both finite).
 ///
-/// The quotient is first truncated to 192 bits; multiplying back tells whether that truncation
-/// was exact, which is all the final rounding needs to know.
+/// A 192-bit quotient `Q · 2^lsb` is made exactly the truncated one, `|Q·2^lsb·den| <= |num| <
+/// |(Q+1)·2^lsb·den|`, by multiplying back (astro-float's own `ToZero` division can be one unit
+/// off); whether the first is an equality is all the final rounding needs to know.
 pub(crate) fn divide_to_f64(num: &BigFloat, den: &BigFloat) -> f64 {
     if num.is_zero() {
         return 0.0;
     }
-    let quotient = num.div(den, 192, RoundingMode::ToZero);
-    let back = quotient.mul_full_prec(den);
-    let exact = back.cmp(num) == Some(0);
-    debug_assert!(
-        back.abs().cmp(&num.abs()).is_some_and(|c| c <= 0),
-        "quotient not truncated"
-    );
-    to_f64(&quotient, !exact)
+    let guess = num.div(den, 192, RoundingMode::ToZero);
+    let Some((words, _, sign, exponent, _)) = guess.as_raw_parts() else {
+        return f64::NAN;
+    };
+    let lsb = exponent as i64 - 64 * words.len() as i64;
+    let mut q = words.to_vec();
+    q.push(0);
+    let target = num.abs();
+    let times_den = |q: &[u64]| from_words(Sign::Pos, q, lsb).mul_full_prec(den).abs();
+    loop {
+        // astro-float's `cmp` returns a signed difference of mantissas, not -1/0/1.
+        match times_den(&q).cmp(&target).map(|c| c.signum()) {
+            Some(1) => step(&mut q, false),
+            Some(0) => return round_to_f64(sign == Sign::Neg, &q, lsb, false),
+            _ => {
+                let mut next = q.clone();
+                step(&mut next, true);
+                if times_den(&next).cmp(&target).is_some_and(|c| c <= 0) {
+                    q = next;
+                } else {
+                    return round_to_f64(sign == Sign::Neg, &q, lsb, true);
+                }
+            }
+        }
+    }
+}
+
+/// Adds or subtracts one unit to a little-endian magnitude (with a spare top word).
+fn step(q: &mut [u64], up: bool) {
+    for w in q.iter_mut() {
+        let (value, carry) = if up {
+            w.overflowing_add(1)
+        } else {
+            w.overflowing_sub(1)
+        };
+        *w = value;
+        if !carry {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -92,7 +110,9 @@ mod tests {
         // An exact tie: (1 + 2^-53)·3 / 3 is halfway, and must go to the even neighbour 1.
         let tie = from_words(Sign::Pos, &[3 * ((1u64 << 53) + 1)], -53);
         assert_eq!(divide_to_f64(&tie, &from_f64(3.0)), 1.0);
-        let value = Dyadic::from_magnitude(true, &[0, 1], -2);
-        assert_eq!(to_f64(&from_dyadic(&value), false), -(2f64.powi(-64)));
+        assert_eq!(
+            to_f64(&from_words(Sign::Neg, &[0, 1], -128), false),
+            -(2f64.powi(-64))
+        );
     }
 }

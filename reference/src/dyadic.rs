@@ -3,6 +3,7 @@
 
 use core::cmp::Ordering;
 
+use crate::kulisch::Split;
 use crate::round::round_to_f64;
 
 /// An exact number `±Σ words[i] · 2^(64·(low_word + i))`.
@@ -43,6 +44,18 @@ impl Dyadic {
         let mut out = big.to_vec();
         subtract_in_place(&mut out, small);
         Dyadic::from_magnitude(negative, &out, low_word)
+    }
+
+    /// `x` exactly (`x` finite).
+    pub fn from_f64(x: f64) -> Dyadic {
+        let s = Split::new(x);
+        let low_word = s.exponent.div_euclid(64);
+        let shifted = (s.mantissa as u128) << s.exponent.rem_euclid(64);
+        Dyadic::from_magnitude(
+            s.negative,
+            &[shifted as u64, (shifted >> 64) as u64],
+            low_word,
+        )
     }
 
     /// Whether the value is zero.
@@ -115,7 +128,6 @@ impl Dyadic {
         }
     }
 
-    #[allow(dead_code)] // used by the fast softmax path, next
     /// `|self| · factor` as a magnitude with the same [`Self::lsb_exponent`].
     pub(crate) fn magnitude_times(&self, factor: u64) -> Vec<u64> {
         let mut out = Vec::with_capacity(self.words.len() + 1);

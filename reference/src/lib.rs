@@ -18,12 +18,15 @@
 mod attention;
 mod bigfloat;
 mod dyadic;
+mod fixed;
 mod kulisch;
 pub mod naive;
 mod round;
 mod row;
 mod scalar;
 mod softmax;
+mod weight;
+mod weighted_sum;
 
 pub use attention::{attention, attention_row, attention_rows, ReferenceShape};
 pub use dyadic::Dyadic;

@@ -60,15 +60,28 @@ fn exact_dot(a: &[f64], b: &[f64]) -> BigFloat {
     a.iter()
         .zip(b)
         .fold(BigFloat::from_word(0, 64), |acc, (&x, &y)| {
-            acc.add_full_prec(&from_f64(x).mul_full_prec(&from_f64(y)))
+            exact_add(&acc, &from_f64(x).mul_full_prec(&from_f64(y)))
         })
+}
+
+/// `a + b` exactly. (astro-float 0.9.6's `add_full_prec` and `sub_full_prec` return zero when
+/// either operand is zero, so zeros are handled here.)
+fn exact_add(a: &BigFloat, b: &BigFloat) -> BigFloat {
+    if a.is_zero() {
+        b.clone()
+    } else if b.is_zero() {
+        a.clone()
+    } else {
+        a.add_full_prec(b)
+    }
 }
 
 /// `exp(logit − max)` for each logit; `None` below the cutoff.
 fn weights(logits: &[BigFloat]) -> Vec<Option<BigFloat>> {
     let mut max = &logits[0];
     for logit in logits {
-        if logit.cmp(max) == Some(1) {
+        // astro-float's `cmp` returns a signed difference, not -1/0/1.
+        if logit.cmp(max).is_some_and(|c| c > 0) {
             max = logit;
         }
     }
@@ -77,8 +90,9 @@ fn weights(logits: &[BigFloat]) -> Vec<Option<BigFloat>> {
     logits
         .iter()
         .map(|logit| {
-            let t = logit.sub_full_prec(max);
-            (t.cmp(&cutoff) == Some(1)).then(|| t.exp(EXP_BITS, RoundingMode::ToEven, &mut consts))
+            let t = exact_add(logit, &max.neg());
+            (t.cmp(&cutoff).is_some_and(|c| c > 0))
+                .then(|| t.exp(EXP_BITS, RoundingMode::ToEven, &mut consts))
         })
         .collect()
 }
