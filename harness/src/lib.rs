@@ -7,3 +7,4 @@
 pub mod commands;
 pub mod data;
 pub mod metrics;
+pub mod train;

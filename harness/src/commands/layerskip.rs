@@ -1,12 +1,445 @@
-//! `tessera layerskip` (being built).
+//! `tessera layerskip`: train an early-exit model with LayerSkip's recipe, evaluate every exit, and
+//! generate with greedy self-speculative decoding against full-model decoding.
+//!
+//! ```text
+//! tessera layerskip train [--corpus FILE] [--quick] [--layers 12 --dim 128 ...] [--no-recipe] --out model.safetensors
+//! tessera layerskip eval --model model.safetensors [--corpus FILE] [--json FILE]
+//! tessera layerskip generate --model model.safetensors --exit-layer 3 --draft 4 [--json FILE]
+//! ```
+//! Without `--corpus` the project's own synthetic corpus is used (deterministic, offline).
+//! `--exit-layer` and `--draft` take comma-separated lists to sweep.
 
 use super::CliResult;
+use crate::train::checkpoint;
+use crate::train::eval::evaluate_exits;
+use crate::train::{
+    synthetic_corpus, Corpus, Curriculum, EarlyExitLoss, LayerDropout, Precision, Recipe,
+    TrainConfig, Trainer,
+};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tessera_kernels::nn::{
+    greedy_decode, kv_cache_len, self_speculative_decode, speculative_scratch_len, AttentionKind,
+    DecodeStats, ModelWeights,
+};
+use tessera_kernels::FlashTiles;
 
 /// Arguments of `tessera layerskip`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train a model and save it as safetensors.
+    Train(TrainArgs),
+    /// Per-exit loss, perplexity and top-1 agreement with the last layer on held-out text.
+    Eval(EvalArgs),
+    /// Greedy generation: full model vs self-speculative, timed, with an identical-output check.
+    Generate(GenerateArgs),
+}
+
+#[derive(Parser, Debug)]
+struct TrainArgs {
+    /// UTF-8 text to train on (default: the project's synthetic corpus).
+    #[arg(long)]
+    corpus: Option<PathBuf>,
+    /// Where to write the model.
+    #[arg(long)]
+    out: PathBuf,
+    /// A small model and few steps (about a minute).
+    #[arg(long)]
+    quick: bool,
+    #[arg(long)]
+    layers: Option<usize>,
+    #[arg(long)]
+    dim: Option<usize>,
+    #[arg(long)]
+    heads: Option<usize>,
+    #[arg(long)]
+    kv_heads: Option<usize>,
+    #[arg(long)]
+    ffn: Option<usize>,
+    #[arg(long)]
+    seq_len: Option<usize>,
+    #[arg(long)]
+    batch: Option<usize>,
+    #[arg(long)]
+    steps: Option<usize>,
+    #[arg(long)]
+    lr: Option<f32>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Plain training: no layer dropout, last-layer loss only.
+    #[arg(long)]
+    no_recipe: bool,
+    /// Layer dropout rate of the last layer.
+    #[arg(long, default_value_t = 0.2)]
+    p_max: f32,
+    /// Grow the dropout rate over training (S(t) exponential) instead of keeping it constant.
+    #[arg(long)]
+    time_scale: bool,
+    /// Early-exit loss scale e_scale (0 disables the early-exit loss).
+    #[arg(long, default_value_t = 1.0)]
+    e_scale: f32,
+    /// Exit curriculum: all, rotational:R, gradual.
+    #[arg(long, default_value = "all")]
+    curriculum: String,
+    /// Forward attention: baseline or flash.
+    #[arg(long, default_value = "baseline")]
+    attention: String,
+    /// f32 or bf16 (bf16-emulated training).
+    #[arg(long, default_value = "f32")]
+    precision: String,
+    /// Also write the per-exit evaluation as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Parser, Debug)]
+struct EvalArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// Text whose last 10% is the validation split (default: the synthetic corpus).
+    #[arg(long)]
+    corpus: Option<PathBuf>,
+    /// Windows of `--seq-len` tokens to evaluate.
+    #[arg(long, default_value_t = 64)]
+    windows: usize,
+    #[arg(long, default_value_t = 64)]
+    seq_len: usize,
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Parser, Debug)]
+struct GenerateArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// Layers the draft runs (E); a comma-separated list sweeps.
+    #[arg(long, value_delimiter = ',', required = true)]
+    exit_layer: Vec<usize>,
+    /// Tokens drafted per round (d); a comma-separated list sweeps.
+    #[arg(long, value_delimiter = ',', required = true)]
+    draft: Vec<usize>,
+    /// Prompt text (default: a line that fits the model's vocabulary).
+    #[arg(long)]
+    prompt: Option<String>,
+    /// Tokens to generate.
+    #[arg(long, default_value_t = 256)]
+    tokens: usize,
+    /// Timed repetitions; the fastest counts.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Forward attention: baseline or flash.
+    #[arg(long, default_value = "baseline")]
+    attention: String,
+    /// Quick run: 64 tokens, one repetition.
+    #[arg(long)]
+    quick: bool,
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
 
 /// Runs the subcommand.
-pub fn main(_args: Args) -> CliResult {
-    Err("`tessera layerskip` is not built yet".into())
+pub fn main(args: Args) -> CliResult {
+    match args.command {
+        Command::Train(a) => train(a),
+        Command::Eval(a) => eval(a),
+        Command::Generate(a) => generate(a),
+    }
+}
+
+fn load_corpus(path: &Option<PathBuf>) -> Result<(Corpus, String), String> {
+    match path {
+        Some(p) => Ok((Corpus::from_file(p)?, p.display().to_string())),
+        None => Ok((
+            Corpus::from_text(&synthetic_corpus(400_000, 2024))?,
+            "synthetic(400000, seed 2024)".into(),
+        )),
+    }
+}
+
+fn parse_attention(s: &str) -> Result<AttentionKind, String> {
+    match s {
+        "baseline" => Ok(AttentionKind::Baseline),
+        "flash" => Ok(AttentionKind::Flash(FlashTiles::new(16, 16))),
+        other => Err(format!(
+            "--attention must be baseline or flash, not {other:?}"
+        )),
+    }
+}
+
+fn parse_curriculum(s: &str) -> Result<Curriculum, String> {
+    match s {
+        "all" => Ok(Curriculum::All),
+        "gradual" => Ok(Curriculum::Gradual),
+        r if r.starts_with("rotational:") => r["rotational:".len()..]
+            .parse()
+            .map(|r| Curriculum::Rotational { r })
+            .map_err(|_| format!("bad rotation period in {r:?}")),
+        other => Err(format!(
+            "--curriculum must be all, gradual or rotational:R, not {other:?}"
+        )),
+    }
+}
+
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    std::fs::write(path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn train(a: TrainArgs) -> CliResult {
+    let (corpus, source) = load_corpus(&a.corpus)?;
+    let vocab = corpus.vocab.len();
+    let mut cfg = if a.quick {
+        TrainConfig::quick(vocab)
+    } else {
+        TrainConfig::standard(vocab)
+    };
+    let m = &mut cfg.model;
+    m.layers = a.layers.unwrap_or(m.layers);
+    m.dim = a.dim.unwrap_or(m.dim);
+    m.heads = a.heads.unwrap_or(m.heads);
+    m.kv_heads = a.kv_heads.unwrap_or(m.kv_heads);
+    m.ffn_hidden = a.ffn.unwrap_or(m.ffn_hidden);
+    cfg.seq_len = a.seq_len.unwrap_or(cfg.seq_len);
+    cfg.batch = a.batch.unwrap_or(cfg.batch);
+    cfg.steps = a.steps.unwrap_or(cfg.steps);
+    cfg.lr = a.lr.unwrap_or(cfg.lr);
+    cfg.seed = a.seed;
+    cfg.attention = parse_attention(&a.attention)?;
+    cfg.precision = match a.precision.as_str() {
+        "f32" => Precision::F32,
+        "bf16" => Precision::Bf16Emulated,
+        other => return Err(format!("--precision must be f32 or bf16, not {other:?}")),
+    };
+    cfg.recipe = if a.no_recipe {
+        Recipe::none()
+    } else {
+        Recipe {
+            dropout: LayerDropout {
+                p_max: a.p_max,
+                time_scale: a.time_scale,
+            },
+            early_exit: (a.e_scale > 0.0).then_some(EarlyExitLoss {
+                e_scale: a.e_scale,
+                curriculum: parse_curriculum(&a.curriculum)?,
+            }),
+        }
+    };
+    cfg.validate()?;
+    let params = cfg.model.param_count().map_err(|e| e.to_string())?;
+    eprintln!(
+        "training {} layers x {} ({} params) on {} ({} train tokens), {} steps of {}x{}, recipe: {}",
+        cfg.model.layers,
+        cfg.model.dim,
+        params,
+        source,
+        corpus.train.len(),
+        cfg.steps,
+        cfg.batch,
+        cfg.seq_len,
+        if a.no_recipe { "none" } else { "layerskip" }
+    );
+    let started = Instant::now();
+    let mut trainer = Trainer::new(cfg, &corpus.train)?;
+    let mut last = None;
+    trainer.run(!a.no_progress, |info, _| last = Some(info.clone()))?;
+    let secs = started.elapsed().as_secs_f64();
+    let description = format!(
+        "corpus={source} recipe={:?} steps={} seq_len={} batch={} lr={} seed={} train_seconds={secs:.0}",
+        cfg.recipe, cfg.steps, cfg.seq_len, cfg.batch, cfg.lr, cfg.seed
+    );
+    checkpoint::save(
+        &a.out,
+        &cfg.model,
+        &corpus.vocab,
+        trainer.params(),
+        &description,
+    )?;
+    let evals = evaluate_exits(
+        &cfg.model,
+        trainer.params(),
+        &corpus.val,
+        cfg.seq_len.min(64),
+        32,
+    )?;
+    println!(
+        "trained in {secs:.0} s, final batch loss {:.3}; wrote {}",
+        last.map_or(f64::NAN, |l| l.loss),
+        a.out.display()
+    );
+    print_evals(&evals);
+    if let Some(path) = a.json {
+        write_json(
+            &path,
+            &serde_json::json!({ "train_seconds": secs, "exits": evals, "description": description }),
+        )?;
+    }
+    Ok(())
+}
+
+fn print_evals(evals: &[crate::train::eval::ExitEval]) {
+    println!("exit  loss    ppl     top1-agree");
+    for e in evals {
+        println!(
+            "{:>4}  {:.4}  {:>6.3}  {:.3}",
+            e.exit_layer, e.loss, e.perplexity, e.agreement
+        );
+    }
+}
+
+fn eval(a: EvalArgs) -> CliResult {
+    let ck = checkpoint::load(&a.model)?;
+    let (corpus, _) = load_corpus(&a.corpus)?;
+    if corpus.vocab != ck.vocab {
+        return Err("the corpus's characters differ from the model's vocabulary".into());
+    }
+    let evals = evaluate_exits(&ck.config, &ck.params, &corpus.val, a.seq_len, a.windows)?;
+    print_evals(&evals);
+    if let Some(path) = a.json {
+        write_json(
+            &path,
+            &serde_json::json!({ "model": a.model.display().to_string(), "exits": evals }),
+        )?;
+    }
+    Ok(())
+}
+
+/// One timed decode: the fastest of `repeats`, with its output and stats.
+fn timed(
+    repeats: usize,
+    mut run: impl FnMut(&mut [u32]) -> tessera_kernels::Result<DecodeStats>,
+    out: &mut [u32],
+) -> Result<(f64, DecodeStats), String> {
+    let mut best = f64::INFINITY;
+    let mut stats = DecodeStats::default();
+    for _ in 0..repeats.max(1) {
+        let t = Instant::now();
+        stats = run(out).map_err(|e| format!("decoding failed: {e}"))?;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok((best, stats))
+}
+
+fn generate(a: GenerateArgs) -> CliResult {
+    let ck = checkpoint::load(&a.model)?;
+    let c = ck.config;
+    let attention = parse_attention(&a.attention)?;
+    let (tokens, repeats) = if a.quick {
+        (64, 1)
+    } else {
+        (a.tokens, a.repeats)
+    };
+    let prompt_text = match &a.prompt {
+        Some(p) => p.clone(),
+        None => ["ROMEO:\n", "the king said ", "the "]
+            .iter()
+            .find(|p| ck.vocab.encode(p).is_ok())
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| {
+                ck.vocab
+                    .chars
+                    .first()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default()
+            }),
+    };
+    let prompt = ck.vocab.encode(&prompt_text)?;
+    if prompt.is_empty() {
+        return Err("the prompt is empty".into());
+    }
+    if prompt.len() + tokens > c.max_seq {
+        return Err(format!(
+            "prompt ({}) + tokens ({tokens}) exceed the model's max_seq {}",
+            prompt.len(),
+            c.max_seq
+        ));
+    }
+    for &e in &a.exit_layer {
+        if e == 0 || e > c.layers {
+            return Err(format!("--exit-layer {e} is outside 1..={}", c.layers));
+        }
+    }
+    if a.draft.contains(&0) {
+        return Err("--draft must be at least 1".into());
+    }
+    let weights = ModelWeights::new(c, &ck.params).map_err(|e| format!("bad model: {e}"))?;
+    // Every buffer is allocated here, once; the decoders allocate nothing.
+    let max_draft = a.draft.iter().copied().max().unwrap_or(1);
+    let kerr = |e: tessera_kernels::Error| e.to_string();
+    let mut kv = vec![0.0f32; kv_cache_len(&c).map_err(kerr)?];
+    let mut scratch =
+        vec![0.0f32; speculative_scratch_len(&c, max_draft, attention).map_err(kerr)?];
+    let mut full_out = vec![0u32; tokens];
+    let mut spec_out = vec![0u32; tokens];
+    let (full_s, _) = timed(
+        repeats,
+        |out| greedy_decode(&weights, &prompt, attention, &mut kv, &mut scratch, out),
+        &mut full_out,
+    )?;
+    let full_tps = tokens as f64 / full_s;
+    println!("prompt {prompt_text:?}; full model: {full_tps:.1} tokens/s");
+    println!("{}{}", prompt_text, ck.vocab.decode(&full_out));
+    let mut rows = Vec::new();
+    println!("\n  E   d  accept  tok/s    speedup  layer-passes-saved  identical");
+    for &e in &a.exit_layer {
+        for &d in &a.draft {
+            let (spec_s, stats) = timed(
+                repeats,
+                |out| {
+                    self_speculative_decode(
+                        &weights,
+                        &prompt,
+                        e,
+                        d,
+                        attention,
+                        &mut kv,
+                        &mut scratch,
+                        out,
+                    )
+                },
+                &mut spec_out,
+            )?;
+            let spec_tps = tokens as f64 / spec_s;
+            let identical = spec_out == full_out;
+            let full_passes = tokens * c.layers;
+            let saved = 1.0 - stats.layer_passes as f64 / full_passes as f64;
+            println!(
+                "{e:>3} {d:>3}  {:.3}   {spec_tps:>7.1}  {:.3}x   {:>6.1}%             {identical}",
+                stats.acceptance(),
+                spec_tps / full_tps,
+                100.0 * saved
+            );
+            rows.push(serde_json::json!({
+                "exit_layer": e, "draft": d, "acceptance": stats.acceptance(),
+                "full_tokens_per_s": full_tps, "spec_tokens_per_s": spec_tps,
+                "speedup": spec_tps / full_tps, "identical": identical,
+                "tokens": tokens, "rounds": stats.rounds,
+                "layer_passes": stats.layer_passes, "full_layer_passes": full_passes,
+                "token_layer_evals": stats.token_layer_evals,
+                "layer_passes_saved": saved, "layers": c.layers,
+            }));
+            if !identical {
+                return Err(format!(
+                    "self-speculative output differs from full decoding at E={e}, d={d}"
+                ));
+            }
+        }
+    }
+    if let Some(path) = a.json {
+        let value = match rows.len() {
+            1 => rows.pop().unwrap_or_default(),
+            _ => serde_json::Value::Array(rows),
+        };
+        write_json(&path, &value)?;
+    }
+    Ok(())
 }
