@@ -90,7 +90,7 @@ impl AttentionShape {
                 return Err(Error::ZeroDimension(name));
             }
         }
-        if self.heads % self.kv_heads != 0 {
+        if !self.heads.is_multiple_of(self.kv_heads) {
             return Err(Error::HeadsNotDivisible {
                 heads: self.heads,
                 kv_heads: self.kv_heads,
