@@ -6,5 +6,9 @@
 
 pub mod commands;
 pub mod data;
+pub mod deviation;
+pub mod fsutil;
 pub mod metrics;
+pub mod plot;
+pub mod wasserstein;
 pub mod train;
