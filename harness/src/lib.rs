@@ -3,6 +3,7 @@
 //! - [`metrics`]: deviation of a result from an exact answer (max/mean absolute, max relative, ULP);
 //! - [`data`]: seeded input generators shared by tests, studies and benches;
 //! - [`npy`]: NumPy `.npy` reading and atomic writing;
+//! - [`tolerance`]: the one table of tolerances, with the a-priori error bound of a row;
 //! - the `tessera` binary's subcommands, one module each.
 
 pub mod commands;
@@ -12,5 +13,6 @@ pub mod fsutil;
 pub mod metrics;
 pub mod npy;
 pub mod plot;
+pub mod tolerance;
 pub mod wasserstein;
 pub mod train;
