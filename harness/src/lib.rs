@@ -4,8 +4,10 @@
 //! - [`data`]: seeded input generators shared by tests, studies and benches;
 //! - [`npy`]: NumPy `.npy` reading and atomic writing;
 //! - [`tolerance`]: the one table of tolerances, with the a-priori error bound of a row;
+//! - [`attention`]: the kernels run from `f32` data by run-time configuration, and seeded problems;
 //! - the `tessera` binary's subcommands, one module each.
 
+pub mod attention;
 pub mod commands;
 pub mod data;
 pub mod deviation;
