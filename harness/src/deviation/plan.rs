@@ -63,6 +63,17 @@ impl NumberFormat {
         }
     }
 
+    /// Unit roundoff of the format's stored intermediates (`2^-p`).
+    pub fn unit_roundoff(self) -> f64 {
+        use crate::tolerance::{U_BF16, U_F16, U_F32, U_F64};
+        match self {
+            NumberFormat::Bf16 | NumberFormat::Bf16EveryOp => U_BF16,
+            NumberFormat::Fp16 | NumberFormat::Fp16EveryOp => U_F16,
+            NumberFormat::F32 => U_F32,
+            NumberFormat::F64 => U_F64,
+        }
+    }
+
     /// The format ULPs are counted in.
     pub fn ulp_format(self) -> crate::metrics::Format {
         use crate::metrics::Format;

@@ -132,14 +132,14 @@ fn full_table(records: &[Record]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| distribution | d | format | algorithm | N | Br | Bc | max abs | mean abs | max ulp |"
+        "| distribution | d | format | algorithm | N | Br | Bc | max abs | mean abs | max ulp | bound |"
     );
-    let _ = writeln!(s, "|---|---:|---|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in records {
         let tile = |t: Option<usize>| t.map_or("–".to_string(), |v| v.to_string());
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {:.3e} | {:.3e} | {:.2} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {:.3e} | {:.3e} | {:.2} | {:.2e} |",
             r.distribution,
             r.head_dim,
             r.format,
@@ -149,7 +149,8 @@ fn full_table(records: &[Record]) -> String {
             tile(r.block_k),
             r.max_abs_dev,
             r.mean_abs_dev,
-            r.max_ulp
+            r.max_ulp,
+            r.bound
         );
     }
     s

@@ -3,6 +3,7 @@
 use super::plan::{Algorithm, Config, NumberFormat, Plan};
 use crate::data::{self, InputDistribution};
 use crate::metrics::Deviation;
+use crate::tolerance::row_bound;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -39,6 +40,11 @@ pub struct Record {
     pub max_rel_dev: f64,
     /// Max deviation in ULPs of the format.
     pub max_ulp: f64,
+    /// The a-priori bound of docs/numerics.md (`tolerance::row_bound`), largest over the sampled
+    /// rows, with the format's unit roundoff for every intermediate.
+    pub bound: f64,
+    /// Whether `max_abs_dev <= bound`.
+    pub within_bound: bool,
     /// Online-softmax rescalings per row, `ceil(N / Bc) − 1` (0 for baseline).
     pub rescalings: usize,
     /// Sampled query rows.
@@ -217,7 +223,17 @@ pub fn run_plan(plan: &Plan, show_progress: bool) -> Result<Vec<Record>, String>
         let cfg = &plan.configs[i];
         let g = (cfg.distribution.name(), cfg.head_dim, cfg.seq_len);
         let (out, backend) = run_config(cfg, &groups[&g], plan.rows)?;
+        let inp = &groups[&g];
         let dev = Deviation::measure(&out, &exact[&g], cfg.format.ulp_format());
+        let u = cfg.format.unit_roundoff();
+        let (k, v) = (widen(&inp.k), widen(&inp.v));
+        let d = cfg.head_dim;
+        let bound = (0..plan.rows)
+            .map(|r| {
+                let q = widen(&inp.q[r * d..(r + 1) * d]);
+                row_bound(&q, &k, &v, inp.scale as f64, cfg.block_k, u, u)
+            })
+            .fold(0.0, f64::max);
         if dev.mismatched_non_finite > 0 {
             return Err(format!(
                 "{cfg:?}: {} non-finite outputs",
@@ -236,6 +252,8 @@ pub fn run_plan(plan: &Plan, show_progress: bool) -> Result<Vec<Record>, String>
             mean_abs_dev: dev.mean_abs,
             max_rel_dev: dev.max_rel,
             max_ulp: dev.max_ulp,
+            bound,
+            within_bound: dev.max_abs <= bound,
             rescalings: cfg.block_k.map_or(0, |bc| cfg.seq_len.div_ceil(bc) - 1),
             rows: plan.rows,
             seed: plan.seed,
