@@ -136,12 +136,27 @@ pub fn attention_rows(
     v: &[f64],
     rows: &[usize],
 ) -> Vec<Vec<f64>> {
+    rows_with(shape, q, k, v, rows, attention_row)
+}
+
+/// An attention-row function: `(q, keys, values, scale) -> output row`.
+pub(crate) type RowFunction = fn(&[f64], &[f64], &[f64], f64) -> Vec<f64>;
+
+/// The rows asked for, each computed by `row` from its query, visible keys and values.
+pub(crate) fn rows_with(
+    shape: &ReferenceShape,
+    q: &[f64],
+    k: &[f64],
+    v: &[f64],
+    rows: &[usize],
+    row: RowFunction,
+) -> Vec<Vec<f64>> {
     shape.check(q, k, v);
     rows.iter()
-        .map(|&row| {
-            assert!(row < shape.rows(), "row {row} out of range");
-            let (q_row, keys, values) = shape.row_slices(q, k, v, row);
-            attention_row(q_row, keys, values, shape.scale)
+        .map(|&index| {
+            assert!(index < shape.rows(), "row {index} out of range");
+            let (q_row, keys, values) = shape.row_slices(q, k, v, index);
+            row(q_row, keys, values, shape.scale)
         })
         .collect()
 }
