@@ -104,8 +104,12 @@ struct TrainArgs {
 
 #[derive(Parser, Debug)]
 struct EvalArgs {
+    /// One or more models (repeat the flag) to compare.
+    #[arg(long, required = true)]
+    model: Vec<PathBuf>,
+    /// Write a per-exit perplexity plot of every model here.
     #[arg(long)]
-    model: PathBuf,
+    svg: Option<PathBuf>,
     /// Text whose last 10% is the validation split (default: the synthetic corpus).
     #[arg(long)]
     corpus: Option<PathBuf>,
@@ -297,36 +301,108 @@ fn print_evals(evals: &[crate::train::eval::ExitEval]) {
 }
 
 fn eval(a: EvalArgs) -> CliResult {
-    let ck = checkpoint::load(&a.model)?;
     let (corpus, _) = load_corpus(&a.corpus)?;
-    if corpus.vocab != ck.vocab {
-        return Err("the corpus's characters differ from the model's vocabulary".into());
+    let mut all = Vec::new();
+    for path in &a.model {
+        let ck = checkpoint::load(path)?;
+        if corpus.vocab != ck.vocab {
+            return Err(format!(
+                "the corpus's characters differ from the vocabulary of {}",
+                path.display()
+            ));
+        }
+        let evals = evaluate_exits(&ck.config, &ck.params, &corpus.val, a.seq_len, a.windows)?;
+        println!("{}", path.display());
+        print_evals(&evals);
+        all.push((path.display().to_string(), evals));
     }
-    let evals = evaluate_exits(&ck.config, &ck.params, &corpus.val, a.seq_len, a.windows)?;
-    print_evals(&evals);
+    if let Some(svg) = &a.svg {
+        std::fs::write(svg, perplexity_svg(&all))
+            .map_err(|e| format!("cannot write {}: {e}", svg.display()))?;
+    }
     if let Some(path) = a.json {
-        write_json(
-            &path,
-            &serde_json::json!({ "model": a.model.display().to_string(), "exits": evals }),
-        )?;
+        let models: Vec<_> = all
+            .iter()
+            .map(|(m, e)| serde_json::json!({ "model": m, "exits": e }))
+            .collect();
+        write_json(&path, &serde_json::json!({ "models": models }))?;
     }
     Ok(())
 }
 
-/// One timed decode: the fastest of `repeats`, with its output and stats.
+/// A line plot of validation perplexity against the exit layer, one line per model.
+fn perplexity_svg(models: &[(String, Vec<crate::train::eval::ExitEval>)]) -> String {
+    let (w, h, left, right, top, bottom) = (640.0, 400.0, 60.0, 20.0, 30.0, 50.0);
+    let layers = models
+        .iter()
+        .map(|(_, e)| e.len())
+        .max()
+        .unwrap_or(1)
+        .max(2);
+    let ppl = models
+        .iter()
+        .flat_map(|(_, e)| e.iter().map(|x| x.perplexity));
+    let (lo, hi) = ppl.fold((f64::INFINITY, 0.0f64), |(a, b), p| (a.min(p), b.max(p)));
+    let (lo, hi) = ((lo * 0.95).floor(), (hi * 1.05).ceil().max(lo + 1.0));
+    let x = |l: usize| left + (l - 1) as f64 * (w - left - right) / (layers - 1) as f64;
+    let y = |p: f64| top + (hi - p) * (h - top - bottom) / (hi - lo);
+    let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"18\" text-anchor=\"middle\">validation perplexity when exiting after layer E</text>\n",
+        w / 2.0
+    );
+    for l in 1..=layers {
+        s += &format!(
+            "<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"#ddd\"/><text x=\"{0}\" y=\"{3}\" text-anchor=\"middle\">{l}</text>\n",
+            x(l), top, h - bottom, h - bottom + 16.0
+        );
+    }
+    let ticks = 5;
+    for i in 0..=ticks {
+        let p = lo + (hi - lo) * i as f64 / ticks as f64;
+        s += &format!(
+            "<line x1=\"{left}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"#ddd\"/><text x=\"{2}\" y=\"{3}\" text-anchor=\"end\">{p:.1}</text>\n",
+            y(p), w - right, left - 6.0, y(p) + 4.0
+        );
+    }
+    s += &format!(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">exit layer E</text>\n",
+        w / 2.0,
+        h - 12.0
+    );
+    for (i, (name, evals)) in models.iter().enumerate() {
+        let c = colors[i % colors.len()];
+        let pts: Vec<String> = evals
+            .iter()
+            .map(|e| format!("{:.1},{:.1}", x(e.exit_layer), y(e.perplexity)))
+            .collect();
+        s += &format!(
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>\n",
+            pts.join(" ")
+        );
+        let label = Path::new(name)
+            .file_stem()
+            .map(|f| f.to_string_lossy().to_string())
+            .unwrap_or_default();
+        s += &format!(
+            "<text x=\"{}\" y=\"{}\" fill=\"{c}\" text-anchor=\"end\">{label}</text>\n",
+            w - right - 4.0,
+            top + 16.0 * (i + 1) as f64
+        );
+    }
+    s + "</svg>\n"
+}
+
+/// Times `run` once, returning seconds and its stats.
 fn timed(
-    repeats: usize,
     mut run: impl FnMut(&mut [u32]) -> tessera_kernels::Result<DecodeStats>,
     out: &mut [u32],
 ) -> Result<(f64, DecodeStats), String> {
-    let mut best = f64::INFINITY;
-    let mut stats = DecodeStats::default();
-    for _ in 0..repeats.max(1) {
-        let t = Instant::now();
-        stats = run(out).map_err(|e| format!("decoding failed: {e}"))?;
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    Ok((best, stats))
+    let t = Instant::now();
+    let stats = run(out).map_err(|e| format!("decoding failed: {e}"))?;
+    Ok((t.elapsed().as_secs_f64(), stats))
 }
 
 fn generate(a: GenerateArgs) -> CliResult {
@@ -380,40 +456,55 @@ fn generate(a: GenerateArgs) -> CliResult {
         vec![0.0f32; speculative_scratch_len(&c, max_draft, attention).map_err(kerr)?];
     let mut full_out = vec![0u32; tokens];
     let mut spec_out = vec![0u32; tokens];
-    let (full_s, _) = timed(
-        repeats,
+    // Full decoding once for the text; every configuration below is then timed against its own
+    // full-decoding runs, alternating the two, and the fastest of each counts (the machine is
+    // shared, so interleaving keeps load changes from favouring either side).
+    let (first_s, _) = timed(
         |out| greedy_decode(&weights, &prompt, attention, &mut kv, &mut scratch, out),
         &mut full_out,
     )?;
-    let full_tps = tokens as f64 / full_s;
-    println!("prompt {prompt_text:?}; full model: {full_tps:.1} tokens/s");
+    println!(
+        "prompt {prompt_text:?}; full model: {:.1} tokens/s (first run)",
+        tokens as f64 / first_s
+    );
     println!("{}{}", prompt_text, ck.vocab.decode(&full_out));
     let mut rows = Vec::new();
-    println!("\n  E   d  accept  tok/s    speedup  layer-passes-saved  identical");
+    println!("\n  E   d  accept  full tok/s  spec tok/s  speedup  layer-passes-saved  identical");
     for &e in &a.exit_layer {
         for &d in &a.draft {
-            let (spec_s, stats) = timed(
-                repeats,
-                |out| {
-                    self_speculative_decode(
-                        &weights,
-                        &prompt,
-                        e,
-                        d,
-                        attention,
-                        &mut kv,
-                        &mut scratch,
-                        out,
-                    )
-                },
-                &mut spec_out,
-            )?;
+            let (mut full_s, mut spec_s) = (f64::INFINITY, f64::INFINITY);
+            let mut stats = DecodeStats::default();
+            for _ in 0..repeats.max(1) {
+                let (f, _) = timed(
+                    |out| greedy_decode(&weights, &prompt, attention, &mut kv, &mut scratch, out),
+                    &mut full_out,
+                )?;
+                let (sp, st) = timed(
+                    |out| {
+                        self_speculative_decode(
+                            &weights,
+                            &prompt,
+                            e,
+                            d,
+                            attention,
+                            &mut kv,
+                            &mut scratch,
+                            out,
+                        )
+                    },
+                    &mut spec_out,
+                )?;
+                full_s = full_s.min(f);
+                spec_s = spec_s.min(sp);
+                stats = st;
+            }
+            let full_tps = tokens as f64 / full_s;
             let spec_tps = tokens as f64 / spec_s;
             let identical = spec_out == full_out;
             let full_passes = tokens * c.layers;
             let saved = 1.0 - stats.layer_passes as f64 / full_passes as f64;
             println!(
-                "{e:>3} {d:>3}  {:.3}   {spec_tps:>7.1}  {:.3}x   {:>6.1}%             {identical}",
+                "{e:>3} {d:>3}  {:.3}   {full_tps:>9.1}  {spec_tps:>10.1}  {:.3}x   {:>6.1}%             {identical}",
                 stats.acceptance(),
                 spec_tps / full_tps,
                 100.0 * saved

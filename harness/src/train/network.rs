@@ -153,6 +153,7 @@ impl Network {
     /// Forward and backward of one sequence: `inputs` and `targets` (each `seq` tokens), layers
     /// in `drop` skipped, exit `l` weighted by `exit_scales[l]·loss_scale` (the mean over tokens
     /// and the batch is the caller's `loss_scale`). Gradients are *added* into `grads`.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward_backward(
         &mut self,
         params: &[f32],

@@ -54,6 +54,12 @@ pub(crate) fn dot<W: Element>(x: &[f32], w: &[W]) -> f32 {
             *s += xa * wb.to_f32();
         }
     }
+    finish(acc, xt, wt)
+}
+
+/// The end of [`dot`]: pairwise halving of the partial sums plus the in-order tail.
+#[inline(always)]
+fn finish<W: Element>(mut acc: [f32; LANES], xt: &[f32], wt: &[W]) -> f32 {
     let mut width = LANES / 2;
     while width > 0 {
         let (lo, hi) = acc.split_at_mut(width);
@@ -67,6 +73,36 @@ pub(crate) fn dot<W: Element>(x: &[f32], w: &[W]) -> f32 {
         tail += xa * wb.to_f32();
     }
     acc[0] + tail
+}
+
+/// [`dot`] of four rows against one weight row, each row with exactly `dot`'s operations in
+/// `dot`'s order (so the bits are the same), but every weight chunk loaded once for all four.
+#[inline(always)]
+fn dot4<W: Element>(x: [&[f32]; 4], w: &[W]) -> [f32; 4] {
+    let mut acc = [[0.0f32; LANES]; 4];
+    let chunks = x[0]
+        .chunks_exact(LANES)
+        .zip(x[1].chunks_exact(LANES))
+        .zip(x[2].chunks_exact(LANES).zip(x[3].chunks_exact(LANES)))
+        .zip(w.chunks_exact(LANES));
+    for (((a0, a1), (a2, a3)), b) in chunks {
+        let mut wf = [0.0f32; LANES];
+        for (f, &v) in wf.iter_mut().zip(b) {
+            *f = v.to_f32();
+        }
+        for (acc_r, a) in acc.iter_mut().zip([a0, a1, a2, a3]) {
+            for (s, (&xa, &wv)) in acc_r.iter_mut().zip(a.iter().zip(&wf)) {
+                *s += xa * wv;
+            }
+        }
+    }
+    let full = w.len() / LANES * LANES;
+    let wt = w.get(full..).unwrap_or(&[]);
+    let mut out = [0.0f32; 4];
+    for ((o, acc_r), xr) in out.iter_mut().zip(acc).zip(x) {
+        *o = finish(acc_r, xr.get(full..).unwrap_or(&[]), wt);
+    }
+    out
 }
 
 /// `y += a·w` over the common length.
@@ -113,8 +149,23 @@ pub fn linear_matmul<W: Element>(
     let x_blocks = x.chunks(ROW_BLOCK * n_in);
     let y_blocks = y.chunks_mut(ROW_BLOCK * n_out);
     for (xb, yb) in x_blocks.zip(y_blocks) {
+        let rows = xb.len() / n_in;
+        let quads = rows / 4 * 4;
         for (o, w_row) in w.chunks_exact(n_in).enumerate() {
-            for (x_row, y_row) in xb.chunks_exact(n_in).zip(yb.chunks_exact_mut(n_out)) {
+            for r in (0..quads).step_by(4) {
+                let row = |i: usize| xb.get((r + i) * n_in..(r + i + 1) * n_in).unwrap_or(&[]);
+                let v = dot4([row(0), row(1), row(2), row(3)], w_row);
+                for (i, &vi) in v.iter().enumerate() {
+                    if let Some(yo) = yb.get_mut((r + i) * n_out + o) {
+                        *yo = vi;
+                    }
+                }
+            }
+            let rest = xb
+                .chunks_exact(n_in)
+                .zip(yb.chunks_exact_mut(n_out))
+                .skip(quads);
+            for (x_row, y_row) in rest {
                 if let Some(yo) = y_row.get_mut(o) {
                     *yo = dot(x_row, w_row);
                 }
