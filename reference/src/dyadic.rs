@@ -58,6 +58,23 @@ impl Dyadic {
         )
     }
 
+    /// `value · 2^exponent` exactly.
+    pub(crate) fn from_i128(value: i128, exponent: i64) -> Dyadic {
+        let magnitude = value.unsigned_abs();
+        let low_word = exponent.div_euclid(64);
+        let shift = exponent.rem_euclid(64) as u32;
+        let words = if shift == 0 {
+            [magnitude as u64, (magnitude >> 64) as u64, 0]
+        } else {
+            [
+                (magnitude as u64) << shift,
+                (magnitude >> (64 - shift)) as u64,
+                (magnitude >> (128 - shift)) as u64,
+            ]
+        };
+        Dyadic::from_magnitude(value < 0, &words, low_word)
+    }
+
     /// Whether the value is zero.
     pub fn is_zero(&self) -> bool {
         self.words.is_empty()

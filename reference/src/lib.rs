@@ -58,6 +58,7 @@ mod bigfloat;
 mod dyadic;
 mod fixed;
 mod kulisch;
+mod logits;
 #[cfg(feature = "mpfr")]
 pub mod mpfr;
 pub mod naive;

@@ -19,7 +19,8 @@
 use crate::bigfloat::{divide_to_f64, from_words};
 use crate::dyadic::Dyadic;
 use crate::fixed;
-use crate::kulisch::{ExactAccumulator, Split};
+use crate::kulisch::Split;
+use crate::logits::exact_dots;
 use crate::row::{check_row, RowCheck};
 use crate::weight::{exp_neg, Weight};
 use crate::weighted_sum::{product_bound, WeightedSum};
@@ -32,33 +33,24 @@ pub(crate) fn weighted_row(q: &[f64], keys: &[f64], values: &[f64], scale: f64) 
         RowCheck::NotFinite(d) => return vec![f64::NAN; d],
         RowCheck::Rows { n, d } => (n, d),
     };
-    let mut acc = ExactAccumulator::new();
-    let logits: Vec<Dyadic> = keys
-        .chunks_exact(d)
-        .map(|key| {
-            acc.clear();
-            acc.add_dot(q, key);
-            acc.value().expect("finite inputs")
-        })
-        .collect();
+    let logits = exact_dots(q, keys);
     let weights = weights(&logits, scale);
     let den = denominator(&weights);
 
-    // One pass for each column's bound, one to add the products.
+    // One pass for each column's bound, one to add the products. The bound uses the value's
+    // exponent field alone: exact for normal values, an overestimate (at most 2^-1021) for zeros
+    // and subnormals, which only lowers products that cannot reach an f64 output over a
+    // denominator of at least 1.
     let mut tops = vec![i64::MIN; d];
     for (weight, row) in weights.iter().zip(values.chunks_exact(d)) {
         let Some(weight) = weight else { continue };
+        let base = weight.exponent + 256 - 1022;
         for (top, &v) in tops.iter_mut().zip(row) {
-            if v != 0.0 {
-                *top = (*top).max(product_bound(weight, &Split::new(v)));
-            }
+            let field = ((v.to_bits() >> 52) & 0x7ff) as i64;
+            *top = (*top).max(base + field);
         }
     }
-    // A column of zeros has no bound; its (empty) sum gets any window.
-    let mut sums: Vec<WeightedSum> = tops
-        .iter()
-        .map(|&top| WeightedSum::new(top.max(0), n))
-        .collect();
+    let mut sums: Vec<WeightedSum> = tops.iter().map(|&top| WeightedSum::new(top, n)).collect();
     for (weight, row) in weights.iter().zip(values.chunks_exact(d)) {
         let Some(weight) = weight else { continue };
         for (sum, &v) in sums.iter_mut().zip(row) {
@@ -66,11 +58,7 @@ pub(crate) fn weighted_row(q: &[f64], keys: &[f64], values: &[f64], scale: f64) 
         }
     }
     sums.iter()
-        .zip(&tops)
-        .map(|(sum, &top)| {
-            if top == i64::MIN {
-                return 0.0;
-            }
+        .map(|sum| {
             let (negative, words, lsb) = sum.value();
             let sign = if negative { Sign::Neg } else { Sign::Pos };
             divide_to_f64(&from_words(sign, &words, lsb), &den)

@@ -2,8 +2,8 @@
 //!
 //! `e^-u = 2^-k · e^r` with `k = ⌈u / ln 2⌉` and `r = k·ln 2 − u ∈ [0, ln 2)`. The first 64
 //! fraction bits of `r` are eight bytes `b_i`, and `e^r = Π_i e^(b_i · 2^(-8(i+1))) · e^ρ` with
-//! `ρ < 2^-64`: eight lookups in tables computed once with astro-float, times a five-term Taylor
-//! polynomial (`ρ^6/720 < 2^-393`). All of it is [`crate::fixed`] arithmetic truncated at
+//! `ρ < 2^-64`: eight lookups in tables computed once with astro-float, times the Taylor
+//! polynomial through `ρ^4/24` (the rest is below `ρ^5/119 < 2^-326`). All of it is [`crate::fixed`] arithmetic truncated at
 //! `2^-320`; with `ln 2` good to `2^-320` and `k <= 2400`, `r` errs by under `2^-308`, and
 //! the seventeen truncations add under `2^-315` each, so before the final rounding to 256 bits
 //! the relative error is below `2^-305`. The weight is then `e^-u · (1 + δ)` with
@@ -44,6 +44,8 @@ impl Weight {
 struct Tables {
     ln2: Fixed,
     exp: Vec<[Fixed; 256]>,
+    /// `1/k!` for `k = 0..=4`, truncated.
+    taylor: [Fixed; 5],
 }
 
 /// Working precision of the table construction.
@@ -69,7 +71,11 @@ fn tables() -> &'static Tables {
                 table
             })
             .collect();
-        Tables { ln2, exp }
+        let mut taylor = [ONE; 5];
+        for k in 1..5 {
+            taylor[k] = fixed::div_small(&taylor[k - 1], k as u64);
+        }
+        Tables { ln2, exp, taylor }
     })
 }
 
@@ -102,11 +108,11 @@ pub(crate) fn exp_neg(u: &Fixed) -> Option<Weight> {
         r = smaller;
         k -= 1;
     }
-    // e^ρ for the bits below 2^-64, by Horner: 1 + ρ(1 + ρ/2(1 + ρ/3(1 + ρ/4(1 + ρ/5)))).
+    // e^ρ for the bits below 2^-64, by Horner: 1 + ρ(1 + ρ(1/2 + ρ(1/6 + ρ/24))).
     let rho: Fixed = [r[0], r[1], r[2], r[3], 0, 0];
-    let mut value = ONE;
-    for i in (1..=5).rev() {
-        value = fixed::add(&ONE, &fixed::div_small(&fixed::mul(&rho, &value), i));
+    let mut value = tables.taylor[4];
+    for coefficient in tables.taylor[..4].iter().rev() {
+        value = fixed::add(coefficient, &fixed::mul(&rho, &value));
     }
     for (i, table) in tables.exp.iter().enumerate() {
         let byte = (r[4] >> (56 - 8 * i)) & 0xff;

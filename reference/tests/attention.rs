@@ -215,3 +215,31 @@ fn fast_path_agrees_with_the_naive_big_float_path() {
         );
     }
 }
+
+#[test]
+fn rows_mixing_huge_and_tiny_magnitudes_agree_with_the_naive_path() {
+    // Each element scaled by a random power of two in 2^±120: products span far more than an
+    // i128, so logits take the general accumulator.
+    let mut rng = common::Rng::new(4);
+    for case in 0..12 {
+        let n = 1 + rng.below(16);
+        let d = 1 + rng.below(5);
+        let mut gen = |len: usize| -> Vec<f64> {
+            (0..len)
+                .map(|_| {
+                    let scale = 2f64.powi(rng.below(241) as i32 - 120);
+                    ((rng.f32_value(1.0) * scale) as f32) as f64
+                })
+                .collect()
+        };
+        let (q, keys, values) = (gen(d), gen(n * d), gen(n * d));
+        let scale = [1e-70, 1e-40, 1.0][case % 3];
+        let fast = attention_row(&q, &keys, &values, scale);
+        let slow = naive::attention_row(&q, &keys, &values, scale);
+        assert_eq!(
+            fast.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            slow.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            "case {case}: q={q:?} keys={keys:?} values={values:?} scale={scale}"
+        );
+    }
+}
