@@ -1,12 +1,13 @@
 //! Exact sums of `weight · value` products in a register sized to the sum, per output column.
 //!
-//! A product of a 256-bit [`Weight`] and an `f64` value (53 bits) is exact in 309 bits. The
-//! register is a 768-bit window whose top leaves room for the carries of all terms above the
-//! largest product's bound `2^top`: every product whose last bit lies inside the window is added
-//! exactly. A product whose last bit falls below it is smaller than `2^(top − 457 + L)` (with
-//! `L = ⌈log2 n⌉ + 2`), so all of them together are under `2^-372` of the largest product for any
-//! `n <= 2^40`; they are dropped whole. Whole products, never parts: two keys with identical logits
-//! get identical weights, and their contributions cancel exactly when their values do.
+//! A product of a 256-bit [`Weight`] and an `f64` value (at most 53 bits) is exact in 309 bits.
+//! Each column's window begins `768 − L` bits below `2^top`, where `top` bounds every product of
+//! the column and `L = ⌊log2 n⌋ + 2`: every product whose last bit lies inside is added exactly (the
+//! register reaches above the window, so nothing overflows). A product whose last bit falls below
+//! it is smaller than `2^(top − 459 + L)`; when the largest product reaches `2^(top − 2)` (normal
+//! values), all dropped products together are under `2^(2L − 457) <= 2^-373` of it for `n < 2^40`.
+//! They are dropped whole, never in part: two keys with identical logits get identical weights, and
+//! their contributions cancel exactly when their values do.
 
 use crate::kulisch::Split;
 use crate::weight::Weight;

@@ -95,3 +95,38 @@ fn sum_matches_integer_arithmetic_on_scaled_integers() {
         assert_eq!(sum(&xs), exact as f64 * 2f64.powi(-40));
     }
 }
+
+#[test]
+fn public_types_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<tessera_reference::ReferenceShape>();
+    send_sync::<tessera_reference::Real>();
+    send_sync::<tessera_reference::Dyadic>();
+    send_sync::<tessera_reference::ExactAccumulator>();
+    // Rows computed on several threads at once (the exp tables are built by whichever is first)
+    // equal the rows computed on one.
+    let mut rng = common::Rng::new(13);
+    let (n, d) = (50, 4);
+    let q = rng.f32_vec(d, 2.0);
+    let keys = rng.f32_vec(n * d, 2.0);
+    let values = rng.f32_vec(n * d, 1.0);
+    let threaded: Vec<Vec<f64>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (1..=4)
+            .map(|i| {
+                let (q, keys, values) = (&q, &keys, &values);
+                s.spawn(move || tessera_reference::attention_row(q, keys, values, 0.25 * i as f64))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("no panic"))
+            .collect()
+    });
+    for (i, row) in threaded.iter().enumerate() {
+        let scale = 0.25 * (i + 1) as f64;
+        assert_eq!(
+            *row,
+            tessera_reference::attention_row(&q, &keys, &values, scale)
+        );
+    }
+}
