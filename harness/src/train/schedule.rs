@@ -123,13 +123,13 @@ mod tests {
             time_scale: false,
         };
         assert_eq!(d.rate(0, 8, 5, 100), 0.0);
-        assert!((d.rate(7, 8, 5, 100) - 0.2).abs() < 1e-12);
+        assert!((d.rate(7, 8, 5, 100) - 0.2f32 as f64).abs() < 1e-12);
         let t = LayerDropout {
             p_max: 0.2,
             time_scale: true,
         };
         assert_eq!(t.rate(7, 8, 0, 100), 0.0);
-        assert!((t.rate(7, 8, 99, 100) - 0.2).abs() < 1e-12);
+        assert!((t.rate(7, 8, 99, 100) - 0.2f32 as f64).abs() < 1e-12);
     }
 
     #[test]
