@@ -1,7 +1,9 @@
 //! Adam and AdamW (decoupled weight decay): one fused pass over caller-owned slices.
 
 use super::check::{all_finite, require, same_len};
-use crate::Result;
+use super::reduce::{magnitude_bits, Sums, LANES, NON_FINITE_BITS};
+use super::sink::{nowhere, Sink};
+use crate::{Element, Error, Result};
 
 /// Hyperparameters of Adam. `weight_decay` is decoupled (AdamW, Loshchilov & Hutter): the
 /// parameters shrink by `lr * weight_decay` each step, independently of the gradient; `0` is plain
@@ -65,6 +67,11 @@ pub(crate) struct AdamScalars {
 }
 
 impl AdamScalars {
+    /// The scalars of `cfg` at step `t`.
+    pub(crate) fn from_config(cfg: &AdamConfig, t: u32) -> Self {
+        Self::new(cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, t)
+    }
+
     /// Folds `lr, beta1, beta2, eps, weight_decay` at step `t >= 1`. Bias corrections are computed
     /// in `f64` and rounded once.
     pub(crate) fn new(
@@ -139,15 +146,26 @@ pub fn adam_step(
     v: &mut [f32],
 ) -> Result<()> {
     adam_check(cfg, t, params.len(), grads, m.len(), v.len())?;
-    let s = AdamScalars::new(cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, t);
-    for ((p, g), (m, v)) in params
-        .iter_mut()
-        .zip(grads)
-        .zip(m.iter_mut().zip(v.iter_mut()))
-    {
-        let (np, nm, nv, _) = adam_element(&s, *p, *g, *m, *v);
-        (*p, *m, *v) = (np, nm, nv);
-    }
+    let s = AdamScalars::from_config(cfg, t);
+    adam_loop(&s, params, grads, m, v, nowhere(), nowhere());
+    Ok(())
+}
+
+/// [`adam_step`] on `f32` master weights that also writes each updated weight, rounded, into
+/// `copy` (the model's `bf16` or `f32` parameters) in the same pass.
+pub fn adam_step_mixed<E: Element>(
+    cfg: &AdamConfig,
+    t: u32,
+    master: &mut [f32],
+    copy: &mut [E],
+    grads: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) -> Result<()> {
+    adam_check(cfg, t, master.len(), grads, m.len(), v.len())?;
+    same_len("copy", master.len(), copy.len())?;
+    let s = AdamScalars::from_config(cfg, t);
+    adam_loop(&s, master, grads, m, v, nowhere(), copy.iter_mut());
     Ok(())
 }
 
@@ -158,6 +176,160 @@ fn adam_check(cfg: &AdamConfig, t: u32, n: usize, grads: &[f32], m: usize, v: us
     same_len("m", n, m)?;
     same_len("v", n, v)?;
     all_finite("grads", grads)
+}
+
+/// The fused update; `saved` receives each gradient, `copy` each new parameter.
+#[inline(always)]
+pub(crate) fn adam_loop<A: Sink, B: Sink>(
+    s: &AdamScalars,
+    params: &mut [f32],
+    grads: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    saved: impl Iterator<Item = A>,
+    copy: impl Iterator<Item = B>,
+) {
+    let lanes = params
+        .iter_mut()
+        .zip(grads)
+        .zip(m.iter_mut().zip(v.iter_mut()));
+    for (((p, g), (m, v)), (sv, c)) in lanes.zip(saved.zip(copy)) {
+        let (np, nm, nv, _) = adam_element(s, *p, *g, *m, *v);
+        (*p, *m, *v) = (np, nm, nv);
+        sv.put(*g);
+        c.put(np);
+    }
+}
+
+/// The scalar factors that turn the four sums of [`adam_hypergradient`] into the hypergradient
+/// with respect to `(lr, logit(beta1), logit(beta2))`. All in `f64`, from the `f32` values the
+/// previous step used and its step number `k`.
+struct HyperFactors {
+    /// `1 / (1 - beta1^k)`.
+    c1: f64,
+    /// `step (1 - beta1)` and `step k beta1^k (1 - beta1) c1`.
+    p1: f64,
+    p2: f64,
+    /// `step (1 - beta2) sqrt(c2) / 2` and `step k beta2^k (1 - beta2) c2 sqrt(c2) / 2`, with
+    /// `c2 = 1 / (1 - beta2^k)`.
+    q1: f64,
+    q2: f64,
+}
+
+impl HyperFactors {
+    fn new(lr: f32, beta1: f32, beta2: f32, k: u32) -> Self {
+        let (lr, b1, b2) = (lr as f64, beta1 as f64, beta2 as f64);
+        let (b1k, b2k) = (libm::pow(b1, k as f64), libm::pow(b2, k as f64));
+        let c1 = 1.0 / (1.0 - b1k);
+        let c2 = 1.0 / (1.0 - b2k);
+        let step = lr * c1;
+        let half_root_c2 = 0.5 * libm::sqrt(c2);
+        HyperFactors {
+            c1,
+            p1: step * (1.0 - b1),
+            p2: step * k as f64 * b1k * (1.0 - b1) * c1,
+            q1: step * (1.0 - b2) * half_root_c2,
+            q2: step * k as f64 * b2k * (1.0 - b2) * c2 * half_root_c2,
+        }
+    }
+}
+
+/// The four per-element terms of the Adam hypergradient sums (and the weight term):
+/// `[g q, g r (m - g_prev), g q r (v - g_prev^2) / sqrt(v), g q r sqrt(v), g p]` where
+/// `r = 1 / (sqrt(v) / sqrt(1 - beta2^k) + eps)` and `q = m r` are recomputed exactly as the
+/// previous step computed them (same `f32` operations on the same stored `m`, `v`).
+#[inline(always)]
+fn adam_terms(s: &AdamScalars, g: f32, m: f32, v: f32, prev: f32, p: f32) -> [f32; 5] {
+    let root = libm::sqrtf(v);
+    let r = 1.0 / (root * s.inv_sqrt_bc2 + s.eps);
+    let q = m * r;
+    let gq = g * q;
+    // sqrt(v) = 0 only when every gradient so far squared to zero; the term is then taken as 0.
+    let inv_root = if root > 0.0 { 1.0 / root } else { 0.0 };
+    [
+        gq,
+        g * r * (m - prev),
+        gq * r * ((v - prev * prev) * inv_root),
+        gq * r * root,
+        g * p,
+    ]
+}
+
+/// The hypergradient of the previous Adam step with respect to `(lr, logit(beta1),
+/// logit(beta2))`, and the finiteness check of `grads`, in one read-only pass.
+///
+/// `lr, beta1, beta2, eps, weight_decay` and `k` are what the previous step used; `params` is
+/// `w_{k+1}` (read only when `weight_decay != 0`), `m`, `v` are `m_k`, `v_k`, `prev` is `g_k`.
+/// The formulas are in the module docs. Errors: `NonFinite(what)`; `BadHyperparameter` when
+/// `1 - lr weight_decay` is not positive (the previous weights cannot be recovered).
+pub(crate) fn adam_hypergradient(
+    what: &'static str,
+    cfg: &AdamConfig,
+    k: u32,
+    params: &[f32],
+    grads: &[f32],
+    [m, v, prev]: [&[f32]; 3],
+) -> Result<[f64; 3]> {
+    let s = AdamScalars::from_config(cfg, k);
+    let sums = if cfg.weight_decay != 0.0 {
+        adam_sums::<true>(&s, params, grads, m, v, prev)
+    } else {
+        adam_sums::<false>(&s, params, grads, m, v, prev)
+    };
+    let Some([gq, gm, gv, gr, gp]) = sums else {
+        return Err(Error::NonFinite(what));
+    };
+    let f = HyperFactors::new(cfg.lr, cfg.beta1, cfg.beta2, k);
+    let mut d_lr = -f.c1 * gq;
+    if cfg.weight_decay != 0.0 {
+        // The previous weights, w_k = (w_{k+1} + step q) / decay with the step's own f32 factors,
+        // summed against g.
+        require(s.decay > 0.0, "lr * weight_decay")?;
+        let (step, decay) = (s.step as f64, s.decay as f64);
+        d_lr -= cfg.weight_decay as f64 * (gp + step * gq) / decay;
+    }
+    Ok([d_lr, -(f.p1 * gm + f.p2 * gq), f.q1 * gv + f.q2 * gr])
+}
+
+/// The five sums; `None` when a gradient is not finite.
+#[inline(always)]
+fn adam_sums<const DECAY: bool>(
+    s: &AdamScalars,
+    params: &[f32],
+    grads: &[f32],
+    m: &[f32],
+    v: &[f32],
+    prev: &[f32],
+) -> Option<[f64; 5]> {
+    let (gc, gt) = grads.as_chunks::<LANES>();
+    let (mc, mt) = m.as_chunks::<LANES>();
+    let (vc, vt) = v.as_chunks::<LANES>();
+    let (pc, pt) = prev.as_chunks::<LANES>();
+    let (wc, wt) = params.as_chunks::<LANES>();
+    let zeros = [0.0f32; LANES];
+    let weights = wc.iter().chain(core::iter::repeat(&zeros));
+    let mut sums = Sums::<5>::new();
+    let mut bits = [0u32; LANES];
+    #[allow(clippy::needless_range_loop)] // a transpose: lane l of five inputs into five sums
+    for ((((g, m), v), p), w) in gc.iter().zip(mc).zip(vc).zip(pc).zip(weights) {
+        let mut terms = [[0.0f32; LANES]; 5];
+        for l in 0..LANES {
+            let (g, m, v, p, w) = (g[l], m[l], v[l], p[l], if DECAY { w[l] } else { 0.0 });
+            bits[l] = bits[l].max(magnitude_bits(g));
+            let t = adam_terms(s, g, m, v, p, w);
+            for (terms, t) in terms.iter_mut().zip(t) {
+                terms[l] = t;
+            }
+        }
+        sums.add_chunk(&terms);
+    }
+    let mut max = bits.iter().copied().fold(0, u32::max);
+    let weights = wt.iter().chain(core::iter::repeat(&0.0));
+    for ((((g, m), v), p), w) in gt.iter().zip(mt).zip(vt).zip(pt).zip(weights) {
+        max = max.max(magnitude_bits(*g));
+        sums.add_one(adam_terms(s, *g, *m, *v, *p, if DECAY { *w } else { 0.0 }));
+    }
+    (max < NON_FINITE_BITS).then(|| sums.finish())
 }
 
 #[cfg(test)]

@@ -1,0 +1,136 @@
+//! [`Optimizer`]: one optimizer kind with its hyperparameters, and the coordinates in which a
+//! hyperoptimizer learns them.
+
+use super::check::require;
+use super::{AdamConfig, MomentumConfig, SgdConfig};
+use crate::Result;
+
+/// The largest `f32` below 1: learned decay rates are kept at or below it, so `1 - beta^t` never
+/// rounds to zero.
+const BELOW_ONE: f32 = 1.0 - 1.0 / 16_777_216.0;
+
+/// One optimizer and its hyperparameters: a level of a [`Tower`](super::Tower).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Optimizer {
+    /// Plain SGD; learned coordinate: `lr`.
+    Sgd(SgdConfig),
+    /// SGD with momentum; learned coordinates: `lr`, `logit(momentum)`.
+    Momentum(MomentumConfig),
+    /// Adam / AdamW; learned coordinates: `lr`, `logit(beta1)`, `logit(beta2)` (`eps` and
+    /// `weight_decay` stay fixed).
+    Adam(AdamConfig),
+}
+
+impl Optimizer {
+    /// `"SGD"`, `"Momentum"` or `"Adam"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Optimizer::Sgd(_) => "SGD",
+            Optimizer::Momentum(_) => "Momentum",
+            Optimizer::Adam(_) => "Adam",
+        }
+    }
+
+    /// How many hyperparameters a hyperoptimizer learns for this optimizer (1, 2 or 3).
+    pub fn learned_count(&self) -> usize {
+        match self {
+            Optimizer::Sgd(_) => 1,
+            Optimizer::Momentum(_) => 2,
+            Optimizer::Adam(_) => 3,
+        }
+    }
+
+    /// `f32` state values per parameter: SGD 0, momentum 1 (velocity), Adam 2 (`m`, `v`), plus 1
+    /// (the previous gradient) when the optimizer's own hyperparameters are learned.
+    pub fn state_per_param(&self, learned: bool) -> usize {
+        let base = match self {
+            Optimizer::Sgd(_) => 0,
+            Optimizer::Momentum(_) => 1,
+            Optimizer::Adam(_) => 2,
+        };
+        base + learned as usize
+    }
+
+    /// The learning rate.
+    pub fn lr(&self) -> f32 {
+        match self {
+            Optimizer::Sgd(c) => c.lr,
+            Optimizer::Momentum(c) => c.lr,
+            Optimizer::Adam(c) => c.lr,
+        }
+    }
+
+    /// `Err(BadHyperparameter)` unless the hyperparameters are valid for a plain step.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            Optimizer::Sgd(c) => c.validate(),
+            Optimizer::Momentum(c) => c.validate(),
+            Optimizer::Adam(c) => c.validate(),
+        }
+    }
+
+    /// The checks for an optimizer whose hyperparameters are learned: a plain-valid start,
+    /// decay rates strictly inside `(0, 1)` (their logits must be finite) and, for AdamW,
+    /// `lr * weight_decay < 1`.
+    pub(crate) fn validate_learned(&self) -> Result<()> {
+        self.validate()?;
+        match self {
+            Optimizer::Sgd(_) => Ok(()),
+            Optimizer::Momentum(c) => require(c.momentum > 0.0, "momentum"),
+            Optimizer::Adam(c) => {
+                require(c.beta1 > 0.0, "beta1")?;
+                require(c.beta2 > 0.0, "beta2")?;
+                require(c.lr * c.weight_decay < 1.0, "lr * weight_decay")
+            }
+        }
+    }
+
+    /// The learned coordinates `[lr, logit(.), logit(.)]` (unused entries zero).
+    pub(crate) fn coordinates(&self) -> [f32; 3] {
+        match self {
+            Optimizer::Sgd(c) => [c.lr, 0.0, 0.0],
+            Optimizer::Momentum(c) => [c.lr, logit(c.momentum), 0.0],
+            Optimizer::Adam(c) => [c.lr, logit(c.beta1), logit(c.beta2)],
+        }
+    }
+
+    /// The optimizer whose learned coordinates are `x`: `lr = x[0]` (any finite value: a learned
+    /// learning rate may become negative), decay rates `sigmoid(x[i])` rounded to `f32` and kept
+    /// at most the largest `f32` below 1. `Err` when a value is not finite, or when AdamW's
+    /// `lr * weight_decay` would reach 1.
+    pub(crate) fn with_coordinates(&self, x: [f32; 3]) -> Result<Self> {
+        require(x.iter().all(|v| v.is_finite()), "learned hyperparameter")?;
+        Ok(match *self {
+            Optimizer::Sgd(_) => Optimizer::Sgd(SgdConfig { lr: x[0] }),
+            Optimizer::Momentum(_) => Optimizer::Momentum(MomentumConfig {
+                lr: x[0],
+                momentum: sigmoid(x[1]),
+            }),
+            Optimizer::Adam(c) => {
+                require(x[0] * c.weight_decay < 1.0, "lr * weight_decay")?;
+                Optimizer::Adam(AdamConfig {
+                    lr: x[0],
+                    beta1: sigmoid(x[1]),
+                    beta2: sigmoid(x[2]),
+                    ..c
+                })
+            }
+        })
+    }
+}
+
+/// `ln(p / (1 - p))`, computed in `f64`, rounded to `f32`.
+pub(crate) fn logit(p: f32) -> f32 {
+    let p = p as f64;
+    libm::log(p / (1.0 - p)) as f32
+}
+
+/// `1 / (1 + e^-z)`, computed in `f64`, rounded to `f32`, capped below 1.
+pub(crate) fn sigmoid(z: f32) -> f32 {
+    let s = (1.0 / (1.0 + libm::exp(-(z as f64)))) as f32;
+    if s > BELOW_ONE {
+        BELOW_ONE
+    } else {
+        s
+    }
+}

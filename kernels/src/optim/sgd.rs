@@ -1,0 +1,103 @@
+//! Stochastic gradient descent: `p <- p - lr g`, one fused pass.
+
+use super::check::{all_finite, require, same_len};
+use super::reduce::{magnitude_bits, Sums, LANES, NON_FINITE_BITS};
+use super::sink::{nowhere, Sink};
+use crate::{Element, Error, Result};
+
+/// Hyperparameters of plain SGD.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SgdConfig {
+    /// Step size (finite, `>= 0`).
+    pub lr: f32,
+}
+
+impl Default for SgdConfig {
+    /// `lr = 0.01`.
+    fn default() -> Self {
+        SgdConfig { lr: 0.01 }
+    }
+}
+
+impl SgdConfig {
+    /// `Err(BadHyperparameter("lr"))` unless `lr` is finite and `>= 0`.
+    pub fn validate(&self) -> Result<()> {
+        require(self.lr.is_finite() && self.lr >= 0.0, "lr")
+    }
+}
+
+/// One SGD step: `params[i] -= lr * grads[i]`.
+///
+/// Errors (nothing is modified): different lengths, a bad `lr`, a NaN/infinite gradient.
+pub fn sgd_step(cfg: &SgdConfig, params: &mut [f32], grads: &[f32]) -> Result<()> {
+    sgd_check(cfg, params.len(), grads)?;
+    sgd_loop(cfg.lr, params, grads, nowhere(), nowhere());
+    Ok(())
+}
+
+/// [`sgd_step`] on `f32` master weights that also writes each updated weight, rounded, into
+/// `copy` (the model's `bf16` or `f32` parameters) in the same pass.
+pub fn sgd_step_mixed<E: Element>(
+    cfg: &SgdConfig,
+    master: &mut [f32],
+    copy: &mut [E],
+    grads: &[f32],
+) -> Result<()> {
+    sgd_check(cfg, master.len(), grads)?;
+    same_len("copy", master.len(), copy.len())?;
+    sgd_loop(cfg.lr, master, grads, nowhere(), copy.iter_mut());
+    Ok(())
+}
+
+fn sgd_check(cfg: &SgdConfig, n: usize, grads: &[f32]) -> Result<()> {
+    cfg.validate()?;
+    same_len("grads", n, grads.len())?;
+    all_finite("grads", grads)
+}
+
+/// The fused update; `saved` receives each gradient, `copy` each new parameter.
+#[inline(always)]
+pub(crate) fn sgd_loop<A: Sink, B: Sink>(
+    lr: f32,
+    params: &mut [f32],
+    grads: &[f32],
+    saved: impl Iterator<Item = A>,
+    copy: impl Iterator<Item = B>,
+) {
+    for ((p, g), (s, c)) in params.iter_mut().zip(grads).zip(saved.zip(copy)) {
+        *p -= lr * *g;
+        s.put(*g);
+        c.put(*p);
+    }
+}
+
+/// The hypergradient of the previous SGD step, `d f(w_t) / d lr = -g_t · g_{t-1}`, and the
+/// finiteness check of `grads`, in one read-only pass. Lengths must already agree.
+pub(crate) fn sgd_hypergradient(
+    what: &'static str,
+    grads: &[f32],
+    prev: &[f32],
+) -> Result<[f64; 3]> {
+    let (gc, gt) = grads.as_chunks::<LANES>();
+    let (pc, pt) = prev.as_chunks::<LANES>();
+    let mut sums = Sums::<1>::new();
+    let mut bits = [0u32; LANES];
+    for (g, p) in gc.iter().zip(pc) {
+        let mut terms = [[0.0f32; LANES]];
+        for (((t, b), g), p) in terms[0].iter_mut().zip(&mut bits).zip(g).zip(p) {
+            *b = (*b).max(magnitude_bits(*g));
+            *t = g * p;
+        }
+        sums.add_chunk(&terms);
+    }
+    let mut max = bits.iter().copied().fold(0, u32::max);
+    for (g, p) in gt.iter().zip(pt) {
+        max = max.max(magnitude_bits(*g));
+        sums.add_one([g * p]);
+    }
+    if max >= NON_FINITE_BITS {
+        return Err(Error::NonFinite(what));
+    }
+    let [dot] = sums.finish();
+    Ok([-dot, 0.0, 0.0])
+}

@@ -1,0 +1,299 @@
+//! [`Tower`]: an optimizer whose hyperparameters are learned by another optimizer, whose
+//! hyperparameters may be learned by another, to any height. Height 0 is the plain optimizer.
+
+use super::check::{all_finite, require, same_len};
+use super::level::{level_hypergradient, level_step};
+use super::sink::{nowhere, Sink};
+use super::Optimizer;
+use crate::{Element, Error, Result};
+
+/// One level: its optimizer (current hyperparameters), their learned coordinates, its step
+/// count, the state of the parameters it updates when it sits above level 0 (the coordinates of
+/// the level below, at most 3), and the hypergradient it computed at the last step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Level {
+    opt: Optimizer,
+    coords: [f32; 3],
+    steps: u32,
+    first: [f32; 3],
+    second: [f32; 3],
+    prev: [f32; 3],
+    hypergradient: [f32; 3],
+    fresh: bool,
+}
+
+impl Level {
+    fn new(opt: Optimizer) -> Self {
+        Level {
+            opt,
+            coords: opt.coordinates(),
+            steps: 0,
+            first: [0.0; 3],
+            second: [0.0; 3],
+            prev: [0.0; 3],
+            hypergradient: [0.0; 3],
+            fresh: false,
+        }
+    }
+}
+
+/// A hyperoptimizer tower of at most `CAP` levels (height `<= CAP - 1`), kept entirely in this
+/// value (no allocation); the caller owns the base level's per-parameter state.
+///
+/// Level 0 updates the model's weights. Level `j >= 1` updates the learned coordinates of level
+/// `j - 1` (see [`Optimizer`]) using their hypergradients; the top level's hyperparameters stay
+/// fixed. `Tower::new(Adam).stacked(Adam)?.stacked(Sgd)?` is the paper's `Adam/Adam/SGD`
+/// (height 2). Each step: hypergradients bottom-up, then updates top-down, then the weights; the
+/// module docs define it precisely.
+///
+/// ```
+/// use tessera_kernels::optim::{AdamConfig, Optimizer, SgdConfig, Tower};
+/// let adam = Optimizer::Adam(AdamConfig { lr: 1e-2, ..AdamConfig::default() });
+/// let mut tower: Tower = Tower::new(adam)?.stacked(Optimizer::Sgd(SgdConfig { lr: 1e-4 }))?;
+/// let mut w = vec![1.0f32, -1.0];
+/// let mut state = vec![0.0f32; tower.state_len(w.len())?];
+/// for _ in 0..5 {
+///     let g: Vec<f32> = w.iter().map(|x| 2.0 * x).collect(); // f(w) = |w|^2
+///     tower.step(&mut w, &g, &mut state)?;
+/// }
+/// assert!(w.iter().all(|x| x.abs() < 1.0));
+/// assert_ne!(tower.level(0).map(|o| o.lr()), Some(1e-2)); // the learning rate was learned
+/// # Ok::<(), tessera_kernels::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tower<const CAP: usize = 4> {
+    levels: [Level; CAP],
+    height: usize,
+}
+
+impl<const CAP: usize> Tower<CAP> {
+    /// A tower of height 0: `base` alone, a plain optimizer. `Err` for invalid hyperparameters or
+    /// `CAP == 0`.
+    pub fn new(base: Optimizer) -> Result<Self> {
+        require(CAP >= 1, "tower capacity")?;
+        base.validate()?;
+        Ok(Tower {
+            levels: [Level::new(base); CAP],
+            height: 0,
+        })
+    }
+
+    /// This tower with `hyper` added on top, learning the hyperparameters of the current top
+    /// level (which must then be learnable: decay rates strictly inside `(0, 1)`). `Err` when the
+    /// capacity is full or a hyperparameter is invalid.
+    pub fn stacked(mut self, hyper: Optimizer) -> Result<Self> {
+        require(self.height + 1 < CAP, "tower height")?;
+        hyper.validate()?;
+        let top = self
+            .levels
+            .get(self.height)
+            .ok_or(Error::BadHyperparameter("tower height"))?;
+        top.opt.validate_learned()?;
+        self.height += 1;
+        let slot = self
+            .levels
+            .get_mut(self.height)
+            .ok_or(Error::BadHyperparameter("tower height"))?;
+        *slot = Level::new(hyper);
+        Ok(self)
+    }
+
+    /// Hyperoptimizer levels above the base: 0 is the plain optimizer.
+    pub fn height(&self) -> usize {
+        self.height
+    }
+
+    /// Level `j`'s optimizer with its current hyperparameters (`None` above the top).
+    pub fn level(&self, j: usize) -> Option<Optimizer> {
+        self.live(j).map(|l| l.opt)
+    }
+
+    /// Steps level `j` has taken (level `j` starts stepping at the tower's step `j + 1`).
+    pub fn steps(&self, j: usize) -> Option<u32> {
+        self.live(j).map(|l| l.steps)
+    }
+
+    /// The learned coordinates of level `j` (`[lr]`, `[lr, logit(momentum)]` or
+    /// `[lr, logit(beta1), logit(beta2)]`); `None` for the top level, whose hyperparameters are
+    /// fixed.
+    pub fn coordinates(&self, j: usize) -> Option<&[f32]> {
+        let l = self.live(j).filter(|_| j < self.height)?;
+        l.coords.get(..l.opt.learned_count())
+    }
+
+    /// The hypergradient of level `j`'s learned coordinates computed by the last step: the
+    /// derivative of the loss at the weights that step was given with respect to the
+    /// coordinates the step before used. `None` for the top level and before level `j` has
+    /// stepped twice.
+    pub fn hypergradient(&self, j: usize) -> Option<&[f32]> {
+        let l = self.live(j).filter(|l| j < self.height && l.fresh)?;
+        l.hypergradient.get(..l.opt.learned_count())
+    }
+
+    /// The optimizer state level `j >= 1` keeps for the coordinates of level `j - 1` (Adam's
+    /// `m` and `v`, or the momentum velocity and an unused array; both unused for SGD), as it is
+    /// before the next step. `None` for level 0, whose state the caller owns.
+    pub fn level_state(&self, j: usize) -> Option<[&[f32]; 2]> {
+        let below = self.live(j.checked_sub(1)?)?;
+        let l = self.live(j)?;
+        let k = below.opt.learned_count();
+        Some([l.first.get(..k)?, l.second.get(..k)?])
+    }
+
+    /// The length of the caller's state slice for `n` parameters:
+    /// `n * base.state_per_param(height >= 1)` (start it at zero).
+    pub fn state_len(&self, n: usize) -> Result<usize> {
+        let base = self
+            .live(0)
+            .ok_or(Error::BadHyperparameter("tower height"))?;
+        n.checked_mul(base.opt.state_per_param(self.height >= 1))
+            .ok_or(Error::Overflow)
+    }
+
+    /// One step of the whole tower on `params` with gradient `grads` (the gradient of the loss at
+    /// `params`); `state` is the base level's per-parameter state, [`Tower::state_len`] long.
+    ///
+    /// Errors (nothing is modified, neither the slices nor the tower): different lengths, a
+    /// NaN/infinite gradient or hypergradient, a learned hyperparameter that would leave its range.
+    pub fn step(&mut self, params: &mut [f32], grads: &[f32], state: &mut [f32]) -> Result<()> {
+        self.step_with(params, grads, state, nowhere())
+    }
+
+    /// [`Tower::step`] on `f32` master weights that also writes each updated weight, rounded,
+    /// into `copy` (the model's `bf16` or `f32` parameters) in the same pass.
+    pub fn step_mixed<E: Element>(
+        &mut self,
+        master: &mut [f32],
+        copy: &mut [E],
+        grads: &[f32],
+        state: &mut [f32],
+    ) -> Result<()> {
+        same_len("copy", master.len(), copy.len())?;
+        self.step_with(master, grads, state, copy.iter_mut())
+    }
+
+    fn live(&self, j: usize) -> Option<&Level> {
+        self.levels.get(..=self.height)?.get(j)
+    }
+
+    fn step_with<B: Sink>(
+        &mut self,
+        params: &mut [f32],
+        grads: &[f32],
+        state: &mut [f32],
+        copy: impl Iterator<Item = B>,
+    ) -> Result<()> {
+        let n = params.len();
+        same_len("grads", n, grads.len())?;
+        same_len("state", self.state_len(n)?, state.len())?;
+        let learned = self.height >= 1;
+        let mut next = *self;
+        let levels = next
+            .levels
+            .get_mut(..=self.height)
+            .ok_or(Error::BadHyperparameter("tower height"))?;
+        let (base, above) = levels
+            .split_first_mut()
+            .ok_or(Error::BadHyperparameter("tower height"))?;
+        let (first, second, prev) = split_state(&base.opt, learned, n, state)?;
+
+        // 1. Hypergradients, bottom-up, read-only. Level 0's pass also checks the gradient.
+        base.fresh = learned && base.steps >= 1;
+        if base.fresh {
+            let st = [&*first, &*second, &*prev];
+            let h = level_hypergradient("grads", &base.opt, base.steps, params, grads, st)?;
+            base.hypergradient = h.map(|x| x as f32);
+        } else {
+            all_finite("grads", grads)?;
+        }
+        let mut below = &*base;
+        for (j, level) in above.iter_mut().enumerate() {
+            let k = below.opt.learned_count();
+            let (x, g) = (&below.coords[..k], &below.hypergradient[..k]);
+            level.fresh = below.fresh && j + 1 < self.height && level.steps >= 1;
+            if level.fresh {
+                let st = [&level.first[..k], &level.second[..k], &level.prev[..k]];
+                let h = level_hypergradient("hypergradient", &level.opt, level.steps, x, g, st)?;
+                level.hypergradient = h.map(|x| x as f32);
+            } else if below.fresh {
+                all_finite("hypergradient", g)?;
+            }
+            below = &*level;
+        }
+
+        // 2. Hyperparameter updates, top-down: level j steps the coordinates of level j - 1.
+        for j in (1..=self.height).rev() {
+            let (lower, upper) = levels.split_at_mut(j);
+            let (Some(below), Some(level)) = (lower.last_mut(), upper.first_mut()) else {
+                return Err(Error::BadHyperparameter("tower height"));
+            };
+            if !below.fresh {
+                continue;
+            }
+            let k = below.opt.learned_count();
+            level.steps = level.steps.checked_add(1).ok_or(Error::Overflow)?;
+            let before = below.coords;
+            let (x, g) = (&mut below.coords[..k], &below.hypergradient[..k]);
+            let (f, s) = (&mut level.first[..k], &mut level.second[..k]);
+            if j < self.height {
+                let saved = level.prev[..k].iter_mut();
+                level_step(&level.opt, level.steps, x, g, (f, s), saved, nowhere());
+            } else {
+                level_step(&level.opt, level.steps, x, g, (f, s), nowhere(), nowhere());
+            }
+            if below.coords != before {
+                below.opt = below.opt.with_coordinates(below.coords)?;
+            }
+        }
+
+        // 3. The weights: nothing can fail from here on.
+        let base = levels
+            .first_mut()
+            .ok_or(Error::BadHyperparameter("tower height"))?;
+        base.steps = base.steps.checked_add(1).ok_or(Error::Overflow)?;
+        if learned {
+            level_step(
+                &base.opt,
+                base.steps,
+                params,
+                grads,
+                (first, second),
+                prev.iter_mut(),
+                copy,
+            );
+        } else {
+            level_step(
+                &base.opt,
+                base.steps,
+                params,
+                grads,
+                (first, second),
+                nowhere(),
+                copy,
+            );
+        }
+        *self = next;
+        Ok(())
+    }
+}
+
+/// Splits the base level's state into `(first, second, prev)` (unused parts empty).
+fn split_state<'a>(
+    opt: &Optimizer,
+    learned: bool,
+    n: usize,
+    state: &'a mut [f32],
+) -> Result<(&'a mut [f32], &'a mut [f32], &'a mut [f32])> {
+    let take = |s: &'a mut [f32], used: bool| -> Result<(&'a mut [f32], &'a mut [f32])> {
+        let len = if used { n } else { 0 };
+        s.split_at_mut_checked(len).ok_or(Error::LengthMismatch {
+            what: "state",
+            expected: n,
+            actual: 0,
+        })
+    };
+    let (first, rest) = take(state, !matches!(opt, Optimizer::Sgd(_)))?;
+    let (second, rest) = take(rest, matches!(opt, Optimizer::Adam(_)))?;
+    let (prev, _) = take(rest, learned)?;
+    Ok((first, second, prev))
+}
