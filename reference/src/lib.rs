@@ -63,6 +63,7 @@ mod logits;
 #[cfg(feature = "mpfr")]
 pub mod mpfr;
 pub mod naive;
+pub mod optim;
 mod real;
 mod round;
 mod row;
