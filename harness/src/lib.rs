@@ -12,6 +12,7 @@ pub mod commands;
 pub mod data;
 pub mod deviation;
 pub mod fsutil;
+pub mod hyperopt;
 pub mod metrics;
 pub mod npy;
 pub mod plot;
