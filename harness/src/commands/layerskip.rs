@@ -50,6 +50,9 @@ struct TrainArgs {
     /// Where to write the model.
     #[arg(long)]
     out: PathBuf,
+    /// Continue from this model's weights (its sizes replace the size flags; Adam restarts).
+    #[arg(long)]
+    init: Option<PathBuf>,
     /// A small model and few steps (about a minute).
     #[arg(long)]
     quick: bool,
@@ -238,6 +241,20 @@ fn train(a: TrainArgs) -> CliResult {
             }),
         }
     };
+    let init = match &a.init {
+        Some(path) => {
+            let ck = checkpoint::load(path)?;
+            if ck.vocab != corpus.vocab {
+                return Err(format!(
+                    "{} was trained on other characters",
+                    path.display()
+                ));
+            }
+            cfg.model = ck.config;
+            Some(ck.params)
+        }
+        None => None,
+    };
     cfg.validate()?;
     let params = cfg.model.param_count().map_err(|e| e.to_string())?;
     eprintln!(
@@ -254,12 +271,15 @@ fn train(a: TrainArgs) -> CliResult {
     );
     let started = Instant::now();
     let mut trainer = Trainer::new(cfg, &corpus.train)?;
+    if let Some(p) = &init {
+        trainer.set_params(p)?;
+    }
     let mut last = None;
     trainer.run(!a.no_progress, |info, _| last = Some(info.clone()))?;
     let secs = started.elapsed().as_secs_f64();
     let description = format!(
-        "corpus={source} recipe={:?} steps={} seq_len={} batch={} lr={} seed={} train_seconds={secs:.0}",
-        cfg.recipe, cfg.steps, cfg.seq_len, cfg.batch, cfg.lr, cfg.seed
+        "corpus={source} recipe={:?} steps={} seq_len={} batch={} lr={} seed={} init={:?} train_seconds={secs:.0}",
+        cfg.recipe, cfg.steps, cfg.seq_len, cfg.batch, cfg.lr, cfg.seed, a.init
     );
     checkpoint::save(
         &a.out,

@@ -325,6 +325,23 @@ impl Trainer {
         self.step
     }
 
+    /// Starts from `params` (e.g. a checkpoint's) instead of the random initialisation; Adam's
+    /// state stays zero. The length must match the config's model.
+    pub fn set_params(&mut self, params: &[f32]) -> Result<(), String> {
+        if params.len() != self.params.len() {
+            return Err(format!(
+                "the initial weights have {} values, the model needs {}",
+                params.len(),
+                self.params.len()
+            ));
+        }
+        self.params.copy_from_slice(params);
+        if self.cfg.precision == Precision::Bf16Emulated {
+            network::round_bf16(&mut self.params);
+        }
+        Ok(())
+    }
+
     /// All weights, in the kernel layout (`ModelWeights::new(config.model, params)`).
     pub fn params(&self) -> &[f32] {
         &self.params
