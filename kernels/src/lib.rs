@@ -33,6 +33,7 @@
 //! the generic backend.
 
 #![no_std]
+#![cfg_attr(feature = "nightly", feature(portable_simd))]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 #[cfg(feature = "std")]

@@ -1,5 +1,11 @@
 //! Backend names, availability, and the one place a backend is chosen for a job.
 
+#[cfg(target_arch = "aarch64")]
+use super::aarch64;
+#[cfg(feature = "nightly")]
+use super::portable;
+#[cfg(target_arch = "x86_64")]
+use super::x86;
 use super::{Generic, RowOps};
 use crate::{Accumulator, Element, Error, Result};
 use half::bf16;
@@ -54,10 +60,23 @@ impl Backend {
             .find(|b| b.name() == name)
     }
 
-    /// Whether this build on this CPU can run the backend.
+    /// Whether this build on this CPU can run the backend: compile-time target features first,
+    /// then (with the `std` feature) run-time detection; without either, only the generic
+    /// backend (and `portable` with `nightly`) is available.
     pub fn is_available(self) -> bool {
         match self {
             Backend::Auto | Backend::Generic => true,
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 => x86::Avx2::new().is_some(),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512 => x86::Avx512::new().is_some(),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512Bf16 => x86::Avx512Bf16::new().is_some(),
+            #[cfg(target_arch = "aarch64")]
+            Backend::Neon => aarch64::Neon::new().is_some(),
+            #[cfg(feature = "nightly")]
+            Backend::Portable => portable::Portable::new().is_some(),
+            #[allow(unreachable_patterns)]
             _ => false,
         }
     }
@@ -106,7 +125,18 @@ pub(crate) fn run_generic<E: Element, A: Accumulator, J: Job<E, A>>(
     }
 }
 
-/// Chooses among the backends that implement `RowOps<$elem, f32>`.
+/// Runs `$job` with the token of `$backend` if its constructor confirms the CPU has it.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", feature = "nightly"))]
+macro_rules! run_with {
+    ($token:expr, $job:expr, $backend:expr) => {
+        match $token {
+            Some(token) => Ok($job.run(token)),
+            None => Err(Error::BackendUnavailable($backend)),
+        }
+    };
+}
+
+/// Chooses among the backends that implement `RowOps<E, f32>` for the job's element `E`.
 macro_rules! run_simd {
     ($backend:expr, $job:expr) => {{
         let backend = match $backend {
@@ -115,6 +145,16 @@ macro_rules! run_simd {
         };
         match backend {
             Backend::Generic => Ok($job.run(Generic)),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 => run_with!(x86::Avx2::new(), $job, backend),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512 => run_with!(x86::Avx512::new(), $job, backend),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512Bf16 => run_with!(x86::Avx512Bf16::new(), $job, backend),
+            #[cfg(target_arch = "aarch64")]
+            Backend::Neon => run_with!(aarch64::Neon::new(), $job, backend),
+            #[cfg(feature = "nightly")]
+            Backend::Portable => run_with!(portable::Portable::new(), $job, backend),
             other => Err(Error::BackendUnavailable(other)),
         }
     }};

@@ -1,0 +1,5 @@
+//! aarch64 backends: NEON.
+
+mod neon;
+
+pub(crate) use neon::Neon;

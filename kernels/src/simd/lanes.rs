@@ -1,0 +1,211 @@
+//! Sixteen virtual `f32` lanes: the one vector abstraction every SIMD backend implements.
+//!
+//! The row primitives (`rows.rs`) and the exp polynomial (`exp.rs`) are written once over
+//! [`Lanes`]; each instruction set only says how to add, multiply, load and compare 16 lanes
+//! (AVX-512F: one register, AVX2: two, NEON: four, `core::simd`: one `f32x16`). Element `i` of a row
+//! always lives in lane `i % 16`, so every backend performs the same IEEE-754 operations on the same
+//! operands in the same order and gets the same bits.
+//!
+//! Every method must be exact binary32 arithmetic with round-to-nearest-even and no flush-to-zero:
+//! `mul_add` is one fused rounding, comparisons are ordered (false on NaN), integer operations wrap.
+
+use half::bf16;
+
+/// Lanes of a virtual vector: element `i` of a row goes to lane `i % LANES`.
+pub(crate) const LANES: usize = 16;
+
+/// One instruction set seen as 16 `f32` lanes. Implemented by the zero-sized capability tokens,
+/// which exist only where the instructions can run: the methods are safe because `self` proves it.
+pub(crate) trait Lanes: Copy {
+    /// Sixteen `f32`.
+    type F: Copy;
+    /// Sixteen `i32` (the bit patterns exp builds its powers of two from).
+    type I: Copy;
+    /// Sixteen lane flags.
+    type M: Copy;
+    /// Whether the registers hold 8 keys' dot products at once besides `q` (AVX-512's 32 vector
+    /// registers), rather than 4. Only the grouping changes, not any key's order of operations.
+    const WIDE_KEY_GROUPS: bool = false;
+
+    /// Every lane `x`.
+    fn splat(self, x: f32) -> Self::F;
+    /// Every lane `x`.
+    fn splat_i32(self, x: i32) -> Self::I;
+    /// Lanes `0..16` from `x`.
+    fn load(self, x: &[f32; LANES]) -> Self::F;
+    /// Lanes `0..x.len()` from `x` (at most 16 are read), the others `0.0`.
+    fn load_partial(self, x: &[f32]) -> Self::F;
+    /// Lanes `0..16` from `x`, widened exactly.
+    fn load_bf16(self, x: &[bf16; LANES]) -> Self::F;
+    /// Lanes `0..x.len()` from `x` widened exactly (at most 16 are read), the others `0.0`.
+    fn load_bf16_partial(self, x: &[bf16]) -> Self::F;
+    /// Writes lanes `0..16` to `out`.
+    fn store(self, v: Self::F, out: &mut [f32; LANES]);
+    /// Writes lanes `0..out.len()` to `out` (at most 16).
+    fn store_partial(self, v: Self::F, out: &mut [f32]);
+
+    /// `a + b`.
+    fn add(self, a: Self::F, b: Self::F) -> Self::F;
+    /// `a - b`.
+    fn sub(self, a: Self::F, b: Self::F) -> Self::F;
+    /// `a * b`.
+    fn mul(self, a: Self::F, b: Self::F) -> Self::F;
+    /// `a / b`.
+    fn div(self, a: Self::F, b: Self::F) -> Self::F;
+    /// `a * b + c`, rounded once.
+    fn mul_add(self, a: Self::F, b: Self::F, c: Self::F) -> Self::F;
+    /// `a < b` (false if either is NaN).
+    fn lt(self, a: Self::F, b: Self::F) -> Self::M;
+    /// `a > b` (false if either is NaN).
+    fn gt(self, a: Self::F, b: Self::F) -> Self::M;
+    /// `m ? a : b` per lane.
+    fn select(self, m: Self::M, a: Self::F, b: Self::F) -> Self::F;
+    /// `x > acc ? x : acc` per lane: a NaN `x` leaves `acc` unchanged, and so does a zero equal
+    /// to `acc` whatever its sign. Backends override this with a native instruction only where
+    /// that instruction has exactly these semantics.
+    #[inline(always)]
+    fn max_keep(self, acc: Self::F, x: Self::F) -> Self::F {
+        self.select(self.gt(x, acc), x, acc)
+    }
+
+    /// The bits of each lane.
+    fn bits(self, v: Self::F) -> Self::I;
+    /// Lanes with the given bits.
+    fn with_bits(self, v: Self::I) -> Self::F;
+    /// `a + b`, wrapping.
+    fn add_i32(self, a: Self::I, b: Self::I) -> Self::I;
+    /// `a - b`, wrapping.
+    fn sub_i32(self, a: Self::I, b: Self::I) -> Self::I;
+    /// `a >> 1`, arithmetic.
+    fn shr1_i32(self, a: Self::I) -> Self::I;
+    /// `a << 23` (into the exponent field of an `f32`).
+    fn shl23_i32(self, a: Self::I) -> Self::I;
+
+    /// The sum of the lanes by the canonical tree ([`sum_tree`]).
+    #[inline(always)]
+    fn reduce_add(self, v: Self::F) -> f32 {
+        let mut a = [0.0; LANES];
+        self.store(v, &mut a);
+        sum_tree(a)
+    }
+    /// [`Lanes::reduce_add`] of four vectors at once (backends transpose them to share shuffles).
+    #[inline(always)]
+    fn reduce_add4(self, v: [Self::F; 4]) -> [f32; 4] {
+        v.map(|x| self.reduce_add(x))
+    }
+    /// The largest lane by the canonical tree ([`max_tree`]).
+    #[inline(always)]
+    fn reduce_max(self, v: Self::F) -> f32 {
+        let mut a = [0.0; LANES];
+        self.store(v, &mut a);
+        max_tree(a)
+    }
+}
+
+/// The canonical sum of 16 lanes: halve the width four times, lane `i` plus lane `i + w`
+/// (`w = 8, 4, 2, 1`), the lower lane always the left operand.
+#[inline(always)]
+pub(crate) fn sum_tree(mut t: [f32; LANES]) -> f32 {
+    for w in [8, 4, 2, 1] {
+        for i in 0..w {
+            t[i] += t[i + w];
+        }
+    }
+    t[0]
+}
+
+/// The canonical max of 16 lanes: the tree of [`sum_tree`] with [`keep_max`] for `+`.
+#[inline(always)]
+pub(crate) fn max_tree(mut t: [f32; LANES]) -> f32 {
+    for w in [8, 4, 2, 1] {
+        for i in 0..w {
+            t[i] = keep_max(t[i], t[i + w]);
+        }
+    }
+    t[0]
+}
+
+/// `x > acc ? x : acc`: the scalar [`Lanes::max_keep`].
+#[inline(always)]
+pub(crate) fn keep_max(acc: f32, x: f32) -> f32 {
+    if x > acc {
+        x
+    } else {
+        acc
+    }
+}
+
+/// `a * b + c` rounded once, in portable arithmetic: the product is exact in `f64` (48 bits),
+/// the sum is rounded to odd in `f64` (the exact error by two-sum decides the last bit), and
+/// rounding that to `f32` is then correct because `f64` carries more than `24 + 2` bits
+/// (Boldo and Melquiond, 2008). Used where no fused instruction is at hand (`core::simd` without
+/// `std`, and the scalar lane model of the tests).
+#[cfg(any(test, feature = "nightly"))]
+#[inline(always)]
+pub(crate) fn fused_mul_add(a: f32, b: f32, c: f32) -> f32 {
+    let (ab, c) = (a as f64 * b as f64, c as f64);
+    let s = ab + c;
+    if !s.is_finite() || s == 0.0 {
+        // Infinities and NaN come out right; a zero sum of two f64 is exact (no underflow here).
+        return s as f32;
+    }
+    let back = s - ab;
+    let err = (ab - (s - back)) + (c - back);
+    let bits = s.to_bits();
+    if err == 0.0 || bits & 1 == 1 {
+        return s as f32;
+    }
+    // Inexact with an even last bit: step to the odd neighbour on the side of the exact value.
+    let odd = if (err > 0.0) == (s > 0.0) {
+        bits + 1
+    } else {
+        bits - 1
+    };
+    f64::from_bits(odd) as f32
+}
+
+/// Storage formats the SIMD backends load and store: `f32` and `bf16`.
+pub(crate) trait LaneElement: crate::Element {
+    /// Lanes `0..16` from `x`, as `f32`.
+    fn load<L: Lanes>(l: L, x: &[Self; LANES]) -> L::F;
+    /// Lanes `0..x.len()` from `x` as `f32`, the others `0.0`.
+    fn load_partial<L: Lanes>(l: L, x: &[Self]) -> L::F;
+    /// Rounds lanes `0..16` into `out` (nearest, ties to even; NaN stays NaN).
+    fn store<L: Lanes>(l: L, v: L::F, out: &mut [Self; LANES]);
+}
+
+impl LaneElement for f32 {
+    #[inline(always)]
+    fn load<L: Lanes>(l: L, x: &[f32; LANES]) -> L::F {
+        l.load(x)
+    }
+    #[inline(always)]
+    fn load_partial<L: Lanes>(l: L, x: &[f32]) -> L::F {
+        l.load_partial(x)
+    }
+    #[inline(always)]
+    fn store<L: Lanes>(l: L, v: L::F, out: &mut [f32; LANES]) {
+        l.store(v, out)
+    }
+}
+
+impl LaneElement for bf16 {
+    #[inline(always)]
+    fn load<L: Lanes>(l: L, x: &[bf16; LANES]) -> L::F {
+        l.load_bf16(x)
+    }
+    #[inline(always)]
+    fn load_partial<L: Lanes>(l: L, x: &[bf16]) -> L::F {
+        l.load_bf16_partial(x)
+    }
+    #[inline(always)]
+    fn store<L: Lanes>(l: L, v: L::F, out: &mut [bf16; LANES]) {
+        // Once per output row: round with half's own conversion, so the rule (nearest, ties to
+        // even, NaN kept NaN, overflow to infinity) is by construction the one `Element` uses.
+        let mut wide = [0.0; LANES];
+        l.store(v, &mut wide);
+        for (o, w) in out.iter_mut().zip(wide) {
+            *o = bf16::from_f32(w);
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! AVX-512F: the 16 virtual lanes are one 512-bit register.
+
+use crate::simd::lanes::{Lanes, LANES};
+use crate::simd::rows::lane_row_ops;
+use core::arch::x86_64::*;
+use half::bf16;
+
+/// Capability token: this CPU runs AVX-512F instructions (and AVX2, FMA and F16C, which the
+/// compiler may use wherever it enables `avx512f`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx512(pub(super) ());
+
+impl Avx512 {
+    /// The token, if AVX-512F is enabled at compile time or (with `std`) detected at run time.
+    #[inline]
+    pub(crate) fn new() -> Option<Self> {
+        if cfg!(target_feature = "avx512f") {
+            return Some(Avx512(()));
+        }
+        #[cfg(feature = "std")]
+        {
+            if std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx2")
+                && std::is_x86_feature_detected!("fma")
+                && std::is_x86_feature_detected!("f16c")
+            {
+                return Some(Avx512(()));
+            }
+        }
+        None
+    }
+}
+
+lane_row_ops!(Avx512, "avx512f");
+
+/// The mask of lanes `0..min(n, 16)`.
+#[inline(always)]
+fn prefix_mask(n: usize) -> __mmask16 {
+    ((1u32 << n.min(LANES)) - 1) as __mmask16
+}
+
+impl Lanes for Avx512 {
+    type F = __m512;
+    type I = __m512i;
+    type M = __mmask16;
+    const WIDE_KEY_GROUPS: bool = true;
+
+    #[inline(always)]
+    fn splat(self, x: f32) -> __m512 {
+        // SAFETY: `Avx512` proves AVX-512F is present.
+        unsafe { _mm512_set1_ps(x) }
+    }
+    #[inline(always)]
+    fn splat_i32(self, x: i32) -> __m512i {
+        // SAFETY: `Avx512` proves AVX-512F is present.
+        unsafe { _mm512_set1_epi32(x) }
+    }
+    #[inline(always)]
+    fn load(self, x: &[f32; LANES]) -> __m512 {
+        // SAFETY: AVX-512F is present; `x` holds 16 readable `f32`.
+        unsafe { _mm512_loadu_ps(x.as_ptr()) }
+    }
+    #[inline(always)]
+    fn load_partial(self, x: &[f32]) -> __m512 {
+        // SAFETY: AVX-512F is present; the masked load reads only lanes `< x.len()`, inside `x`,
+        // and suppresses faults on the others.
+        unsafe { _mm512_maskz_loadu_ps(prefix_mask(x.len()), x.as_ptr()) }
+    }
+    #[inline(always)]
+    fn load_bf16(self, x: &[bf16; LANES]) -> __m512 {
+        // SAFETY: AVX-512F is present; `x` is 32 readable bytes (`bf16` is a transparent `u16`);
+        // widening a bf16 is placing its bits in the high half of an f32.
+        unsafe {
+            let h = _mm256_loadu_si256(x.as_ptr().cast::<__m256i>());
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+        }
+    }
+    #[inline(always)]
+    fn load_bf16_partial(self, x: &[bf16]) -> __m512 {
+        let mut buf = [bf16::ZERO; LANES];
+        for (b, &v) in buf.iter_mut().zip(x) {
+            *b = v;
+        }
+        self.load_bf16(&buf)
+    }
+    #[inline(always)]
+    fn store(self, v: __m512, out: &mut [f32; LANES]) {
+        // SAFETY: AVX-512F is present; `out` holds 16 writable `f32`.
+        unsafe { _mm512_storeu_ps(out.as_mut_ptr(), v) }
+    }
+    #[inline(always)]
+    fn store_partial(self, v: __m512, out: &mut [f32]) {
+        // SAFETY: AVX-512F is present; the masked store writes only lanes `< out.len()`.
+        unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr(), prefix_mask(out.len()), v) }
+    }
+
+    #[inline(always)]
+    fn add(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: `Avx512` proves AVX-512F is present.
+        unsafe { _mm512_add_ps(a, b) }
+    }
+    #[inline(always)]
+    fn sub(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: `Avx512` proves AVX-512F is present.
+        unsafe { _mm512_sub_ps(a, b) }
+    }
+    #[inline(always)]
+    fn mul(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: `Avx512` proves AVX-512F is present.
+        unsafe { _mm512_mul_ps(a, b) }
+    }
+    #[inline(always)]
+    fn div(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: `Avx512` proves AVX-512F is present.
+        unsafe { _mm512_div_ps(a, b) }
+    }
+    #[inline(always)]
+    fn mul_add(self, a: __m512, b: __m512, c: __m512) -> __m512 {
+        // SAFETY: `Avx512` proves AVX-512F is present.
+        unsafe { _mm512_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    fn lt(self, a: __m512, b: __m512) -> __mmask16 {
+        compare::lt(self, a, b)
+    }
+    #[inline(always)]
+    fn gt(self, a: __m512, b: __m512) -> __mmask16 {
+        compare::lt(self, b, a)
+    }
+    #[inline(always)]
+    fn select(self, m: __mmask16, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: `Avx512` proves AVX-512F is present. `mask_blend(m, b, a)` takes `a` where set.
+        unsafe { _mm512_mask_blend_ps(m, b, a) }
+    }
+    /// `vmaxps x, acc` returns its second operand unless `x > acc`: exactly `max_keep` (the other
+    /// operand order would let a NaN `x` through).
+    #[inline(always)]
+    fn max_keep(self, acc: __m512, x: __m512) -> __m512 {
+        compare::max(self, x, acc)
+    }
+
+    #[inline(always)]
+    fn bits(self, v: __m512) -> __m512i {
+        // SAFETY: `Avx512` proves AVX-512F is present.
+        unsafe { _mm512_castps_si512(v) }
+    }
+    #[inline(always)]
+    fn with_bits(self, v: __m512i) -> __m512 {
+        // SAFETY: `Avx512` proves AVX-512F is present.
+        unsafe { _mm512_castsi512_ps(v) }
+    }
+    #[inline(always)]
+    fn add_i32(self, a: __m512i, b: __m512i) -> __m512i {
+        // SAFETY: `Avx512` proves AVX-512F is present.
+        unsafe { _mm512_add_epi32(a, b) }
+    }
+    #[inline(always)]
+    fn sub_i32(self, a: __m512i, b: __m512i) -> __m512i {
+        // SAFETY: `Avx512` proves AVX-512F is present.
+        unsafe { _mm512_sub_epi32(a, b) }
+    }
+    #[inline(always)]
+    fn shr1_i32(self, a: __m512i) -> __m512i {
+        // SAFETY: `Avx512` proves AVX-512F is present.
+        unsafe { _mm512_srai_epi32::<1>(a) }
+    }
+    #[inline(always)]
+    fn shl23_i32(self, a: __m512i) -> __m512i {
+        // SAFETY: `Avx512` proves AVX-512F is present.
+        unsafe { _mm512_slli_epi32::<23>(a) }
+    }
+
+    #[inline(always)]
+    fn reduce_add(self, v: __m512) -> f32 {
+        // SAFETY: `Avx512` proves AVX-512F is present. Lane i + w is added to lane i,
+        // w = 8, 4, 2, 1 (the upper 256 bits are extracted as f64x4, an AVX-512F instruction).
+        unsafe {
+            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+            let s8 = _mm256_add_ps(_mm512_castps512_ps256(v), hi);
+            let s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps::<1>(s8));
+            let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+            _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps::<0b01>(s2, s2)))
+        }
+    }
+    #[inline(always)]
+    fn reduce_add4(self, v: [__m512; 4]) -> [f32; 4] {
+        let [a, b, c, d] = v;
+        // SAFETY: `Avx512` proves AVX-512F is present. The tree of `reduce_add` on four vectors
+        // transposed by 128-bit blocks: level 1 gives [a8 | b8] and [c8 | d8], level 2
+        // [a4 | b4 | c4 | d4], levels 3 and 4 work inside each block; the sums end in lanes
+        // 0, 4, 8, 12.
+        unsafe {
+            let ab8 = _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0x44>(a, b),
+                _mm512_shuffle_f32x4::<0xEE>(a, b),
+            );
+            let cd8 = _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0x44>(c, d),
+                _mm512_shuffle_f32x4::<0xEE>(c, d),
+            );
+            let s4 = _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0x88>(ab8, cd8),
+                _mm512_shuffle_f32x4::<0xDD>(ab8, cd8),
+            );
+            let s2 = _mm512_add_ps(s4, _mm512_permute_ps::<0x4E>(s4));
+            let s1 = _mm512_add_ps(s2, _mm512_permute_ps::<0xB1>(s2));
+            let mut out = [0.0f32; LANES];
+            _mm512_storeu_ps(out.as_mut_ptr(), s1);
+            [out[0], out[4], out[8], out[12]]
+        }
+    }
+}
+
+/// The two AVX-512 instructions Miri cannot interpret (`vcmpps` into a mask, `vmaxps`), with
+/// their documented semantics. Everything else in this file runs under Miri as compiled.
+#[cfg(not(miri))]
+mod compare {
+    use super::Avx512;
+    use core::arch::x86_64::*;
+
+    /// `a < b` per lane, ordered, quiet.
+    #[inline(always)]
+    pub(super) fn lt(_: Avx512, a: __m512, b: __m512) -> __mmask16 {
+        // SAFETY: `Avx512` proves AVX-512F is present.
+        unsafe { _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, b) }
+    }
+
+    /// `a > b ? a : b` per lane (`vmaxps`: the second operand on NaN or equal zeros).
+    #[inline(always)]
+    pub(super) fn max(_: Avx512, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: `Avx512` proves AVX-512F is present.
+        unsafe { _mm512_max_ps(a, b) }
+    }
+}
+
+/// Miri's stand-ins for `compare`: the same semantics by lane arithmetic Miri understands.
+#[cfg(miri)]
+mod compare {
+    use super::Avx512;
+    use crate::simd::lanes::LANES;
+    use core::arch::x86_64::*;
+
+    fn lanes(v: __m512) -> [f32; LANES] {
+        let mut out = [0.0; LANES];
+        // SAFETY: `out` holds 16 writable `f32`; Miri interprets the instruction.
+        unsafe { _mm512_storeu_ps(out.as_mut_ptr(), v) };
+        out
+    }
+
+    pub(super) fn lt(_: Avx512, a: __m512, b: __m512) -> __mmask16 {
+        let (a, b) = (lanes(a), lanes(b));
+        (0..LANES).fold(0, |m, i| m | (((a[i] < b[i]) as __mmask16) << i))
+    }
+
+    pub(super) fn max(t: Avx512, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: Miri interprets the instruction.
+        unsafe { _mm512_mask_blend_ps(lt(t, b, a), b, a) }
+    }
+}

@@ -1,0 +1,196 @@
+//! AVX-512F with AVX512_BF16: bf16 dot products by `vdpbf16ps`; everything else as [`Avx512`].
+//!
+//! `vdpbf16ps` adds the two products of a pair of bf16 elements into one f32 lane (elements
+//! `2i, 2i+1` of each 32-element chunk into lane `i`), flushes subnormal inputs and outputs to zero
+//! and rounds to nearest even whatever MXCSR says. Its dot products are therefore accurate but not
+//! in the canonical order: `scores` on bf16 elements is the one primitive of this backend that is
+//! not bit-equal to the other SIMD backends. On `f32` elements this backend is [`Avx512`].
+
+use super::Avx512;
+use crate::simd::rows::reduce_group;
+use crate::simd::RowOps;
+use core::arch::x86_64::*;
+use half::bf16;
+
+/// Capability token: this CPU runs AVX-512F, AVX-512BW and AVX512_BF16 instructions (the
+/// compiler enables AVX-512BW with AVX512_BF16), so it also holds an [`Avx512`] token.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx512Bf16(());
+
+impl Avx512Bf16 {
+    /// The token, if AVX512_BF16 and AVX-512BW are enabled at compile time or (with `std`)
+    /// detected at run time, on top of everything [`Avx512`] needs.
+    #[inline]
+    pub(crate) fn new() -> Option<Self> {
+        let avx512 = Avx512::new().is_some();
+        if avx512
+            && cfg!(all(
+                target_feature = "avx512bw",
+                target_feature = "avx512bf16"
+            ))
+        {
+            return Some(Avx512Bf16(()));
+        }
+        #[cfg(feature = "std")]
+        {
+            if avx512
+                && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512bf16")
+            {
+                return Some(Avx512Bf16(()));
+            }
+        }
+        None
+    }
+
+    /// The AVX-512F token this one implies.
+    #[inline(always)]
+    fn avx512(self) -> Avx512 {
+        Avx512(())
+    }
+}
+
+/// bf16 elements per `vdpbf16ps` operand.
+const PAIR_LANES: usize = 32;
+
+/// Keys whose dot products run together (independent accumulation chains).
+const KEYS_PER_GROUP: usize = 8;
+
+/// Sixteen f32 lanes holding 32 bf16 elements, as `vdpbf16ps` reads them.
+#[inline(always)]
+fn load_pairs(_: Avx512Bf16, x: &[bf16; PAIR_LANES]) -> __m512bh {
+    // SAFETY: AVX-512F is present; `x` is 64 readable bytes (`bf16` is a transparent `u16`), and
+    // `__m512bh` is 32 bf16 bit patterns in the same 64 bytes as `__m512i`.
+    unsafe { core::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(x.as_ptr().cast())) }
+}
+
+/// [`load_pairs`] of fewer than 32 elements, zero-padded.
+#[inline(always)]
+fn load_pairs_partial(t: Avx512Bf16, x: &[bf16]) -> __m512bh {
+    let mut buf = [bf16::ZERO; PAIR_LANES];
+    for (b, &v) in buf.iter_mut().zip(x) {
+        *b = v;
+    }
+    load_pairs(t, &buf)
+}
+
+/// The 16 lane sums of `q · key` by `vdpbf16ps`, for `G` keys of length `q.len()`.
+#[inline(always)]
+fn dots<const G: usize>(t: Avx512Bf16, q: &[bf16], keys: [&[bf16]; G]) -> [__m512; G] {
+    // SAFETY: `Avx512Bf16` proves AVX-512F is present.
+    let mut acc = [unsafe { _mm512_setzero_ps() }; G];
+    let (q_chunks, q_tail) = q.as_chunks::<PAIR_LANES>();
+    let k_chunks = keys.map(|k| k.as_chunks::<PAIR_LANES>());
+    for (c, qc) in q_chunks.iter().enumerate() {
+        let qv = load_pairs(t, qc);
+        for (a, (kc, _)) in acc.iter_mut().zip(&k_chunks) {
+            if let Some(kc) = kc.get(c) {
+                // SAFETY: `Avx512Bf16` proves AVX512_BF16 is present.
+                *a = unsafe { _mm512_dpbf16_ps(*a, qv, load_pairs(t, kc)) };
+            }
+        }
+    }
+    if !q_tail.is_empty() {
+        let qv = load_pairs_partial(t, q_tail);
+        for (a, (_, kt)) in acc.iter_mut().zip(&k_chunks) {
+            // SAFETY: `Avx512Bf16` proves AVX512_BF16 is present.
+            *a = unsafe { _mm512_dpbf16_ps(*a, qv, load_pairs_partial(t, kt)) };
+        }
+    }
+    acc
+}
+
+/// `scores` for bf16 elements: the shared `rows::scores` with `vdpbf16ps` for the dot products and the
+/// canonical lane reduction of [`Avx512`].
+#[inline(always)]
+fn bf16_scores(t: Avx512Bf16, q: &[bf16], keys: &[bf16], scale: f32, out: &mut [f32]) {
+    use crate::simd::lanes::Lanes;
+    let d = q.len();
+    if d == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let lanes = t.avx512();
+    let mut groups = keys.chunks_exact(KEYS_PER_GROUP * d);
+    let mut outs = out.chunks_exact_mut(KEYS_PER_GROUP);
+    for (group, o) in (&mut groups).zip(&mut outs) {
+        let mut rows = group.chunks_exact(d);
+        let group: [&[bf16]; KEYS_PER_GROUP] = core::array::from_fn(|_| rows.next().unwrap_or(&[]));
+        let sums = reduce_group(lanes, dots(t, q, group));
+        for (o, s) in o.iter_mut().zip(sums) {
+            *o = s * scale;
+        }
+    }
+    let rest = groups.remainder().chunks_exact(d);
+    for (key, o) in rest.zip(outs.into_remainder()) {
+        let [acc] = dots(t, q, [key]);
+        *o = lanes.reduce_add(acc) * scale;
+    }
+}
+
+impl RowOps<f32, f32> for Avx512Bf16 {
+    #[inline]
+    fn scores(self, q: &[f32], keys: &[f32], scale: f32, out: &mut [f32]) {
+        self.avx512().scores(q, keys, scale, out)
+    }
+    #[inline]
+    fn max(self, s: &[f32]) -> f32 {
+        RowOps::<f32, f32>::max(self.avx512(), s)
+    }
+    #[inline]
+    fn exp_sum(self, s: &mut [f32], m: f32) -> f32 {
+        RowOps::<f32, f32>::exp_sum(self.avx512(), s, m)
+    }
+    #[inline]
+    fn normalize(self, s: &mut [f32], l: f32) {
+        RowOps::<f32, f32>::normalize(self.avx512(), s, l)
+    }
+    #[inline]
+    fn scale(self, acc: &mut [f32], alpha: f32) {
+        RowOps::<f32, f32>::scale(self.avx512(), acc, alpha)
+    }
+    #[inline]
+    fn accumulate(self, acc: &mut [f32], p: &[f32], values: &[f32]) {
+        self.avx512().accumulate(acc, p, values)
+    }
+    #[inline]
+    fn store(self, out: &mut [f32], acc: &[f32], denom: f32) {
+        self.avx512().store(out, acc, denom)
+    }
+}
+
+impl RowOps<bf16, f32> for Avx512Bf16 {
+    #[inline]
+    fn scores(self, q: &[bf16], keys: &[bf16], scale: f32, out: &mut [f32]) {
+        #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+        fn wrapper(t: Avx512Bf16, q: &[bf16], keys: &[bf16], scale: f32, out: &mut [f32]) {
+            bf16_scores(t, q, keys, scale, out)
+        }
+        // SAFETY: the token exists only where these target features are present.
+        unsafe { wrapper(self, q, keys, scale, out) }
+    }
+    #[inline]
+    fn max(self, s: &[f32]) -> f32 {
+        RowOps::<bf16, f32>::max(self.avx512(), s)
+    }
+    #[inline]
+    fn exp_sum(self, s: &mut [f32], m: f32) -> f32 {
+        RowOps::<bf16, f32>::exp_sum(self.avx512(), s, m)
+    }
+    #[inline]
+    fn normalize(self, s: &mut [f32], l: f32) {
+        RowOps::<bf16, f32>::normalize(self.avx512(), s, l)
+    }
+    #[inline]
+    fn scale(self, acc: &mut [f32], alpha: f32) {
+        RowOps::<bf16, f32>::scale(self.avx512(), acc, alpha)
+    }
+    #[inline]
+    fn accumulate(self, acc: &mut [f32], p: &[f32], values: &[bf16]) {
+        self.avx512().accumulate(acc, p, values)
+    }
+    #[inline]
+    fn store(self, out: &mut [bf16], acc: &[f32], denom: f32) {
+        self.avx512().store(out, acc, denom)
+    }
+}
