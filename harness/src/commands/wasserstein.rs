@@ -92,8 +92,11 @@ fn configs(args: &Args, vocab: usize) -> [TrainConfig; 5] {
     [base, flash, bf16, other, flash_bf16]
 }
 
+/// A finished run: its weights at every snapshot step, and its final loss.
+type Run = (Vec<Vec<f32>>, f64);
+
 /// Trains one run, returning a copy of its weights at every snapshot step, and its final loss.
-fn train(cfg: TrainConfig, data: &[u32], every: usize) -> Result<(Vec<Vec<f32>>, f64), String> {
+fn train(cfg: TrainConfig, data: &[u32], every: usize) -> Result<Run, String> {
     let mut trainer = Trainer::new(cfg, data)?;
     let mut snapshots = Vec::new();
     let mut last_loss = f64::NAN;
@@ -124,7 +127,7 @@ pub fn main(args: Args) -> CliResult {
          c: baseline bf16, d: other seed, e: flash bf16)"
     );
     let bar = indicatif::ProgressBar::new(cfgs.len() as u64);
-    let results: Vec<Result<(Vec<Vec<f32>>, f64), String>> = std::thread::scope(|scope| {
+    let results: Vec<Result<Run, String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = cfgs
             .iter()
             .map(|&cfg| {
