@@ -17,5 +17,5 @@ pub mod metrics;
 pub mod npy;
 pub mod plot;
 pub mod tolerance;
-pub mod wasserstein;
 pub mod train;
+pub mod wasserstein;
