@@ -1,5 +1,5 @@
 //! Checkpoints in safetensors: one `F32` tensor per weight (names of
-//! [`tensor_names`](super::tensor_names), shape `[rows, cols]`, norm gains `[dim]`), with the
+//! [`tensor_names`], shape `[rows, cols]`, norm gains `[dim]`), with the
 //! model config, the vocabulary and a free-form description in the metadata.
 
 use super::{corpus::Vocab, tensor_names};
