@@ -1,7 +1,7 @@
 //! Adam and AdamW (decoupled weight decay): one fused pass over caller-owned slices.
 
 use super::check::{all_finite, require, same_len};
-use super::reduce::{magnitude_bits, Sums, LANES, NON_FINITE_BITS};
+use super::reduce::{magnitude_bits, Sums, NON_FINITE_BITS};
 use super::sink::{nowhere, Sink};
 use crate::{Element, Error, Result};
 
@@ -178,8 +178,10 @@ fn adam_check(cfg: &AdamConfig, t: u32, n: usize, grads: &[f32], m: usize, v: us
     all_finite("grads", grads)
 }
 
-/// The fused update; `saved` receives each gradient, `copy` each new parameter.
-#[inline(always)]
+/// The fused update; `saved` receives each gradient, `copy` each new parameter. Not inlined:
+/// as a function of its own, its slice arguments are known not to alias, which keeps the loop
+/// tight when the caller carved them out of one state slice.
+#[inline(never)]
 pub(crate) fn adam_loop<A: Sink, B: Sink>(
     s: &AdamScalars,
     params: &mut [f32],
@@ -301,31 +303,11 @@ fn adam_sums<const DECAY: bool>(
     v: &[f32],
     prev: &[f32],
 ) -> Option<[f64; 5]> {
-    let (gc, gt) = grads.as_chunks::<LANES>();
-    let (mc, mt) = m.as_chunks::<LANES>();
-    let (vc, vt) = v.as_chunks::<LANES>();
-    let (pc, pt) = prev.as_chunks::<LANES>();
-    let (wc, wt) = params.as_chunks::<LANES>();
-    let zeros = [0.0f32; LANES];
-    let weights = wc.iter().chain(core::iter::repeat(&zeros));
+    // `sqrt` (libm's) keeps this loop scalar, so each term goes straight into f64.
     let mut sums = Sums::<5>::new();
-    let mut bits = [0u32; LANES];
-    #[allow(clippy::needless_range_loop)] // a transpose: lane l of five inputs into five sums
-    for ((((g, m), v), p), w) in gc.iter().zip(mc).zip(vc).zip(pc).zip(weights) {
-        let mut terms = [[0.0f32; LANES]; 5];
-        for l in 0..LANES {
-            let (g, m, v, p, w) = (g[l], m[l], v[l], p[l], if DECAY { w[l] } else { 0.0 });
-            bits[l] = bits[l].max(magnitude_bits(g));
-            let t = adam_terms(s, g, m, v, p, w);
-            for (terms, t) in terms.iter_mut().zip(t) {
-                terms[l] = t;
-            }
-        }
-        sums.add_chunk(&terms);
-    }
-    let mut max = bits.iter().copied().fold(0, u32::max);
-    let weights = wt.iter().chain(core::iter::repeat(&0.0));
-    for ((((g, m), v), p), w) in gt.iter().zip(mt).zip(vt).zip(pt).zip(weights) {
+    let mut max = 0u32;
+    let weights = params.iter().chain(core::iter::repeat(&0.0));
+    for ((((g, m), v), p), w) in grads.iter().zip(m).zip(v).zip(prev).zip(weights) {
         max = max.max(magnitude_bits(*g));
         sums.add_one(adam_terms(s, *g, *m, *v, *p, if DECAY { *w } else { 0.0 }));
     }

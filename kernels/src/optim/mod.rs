@@ -87,7 +87,8 @@
 //! height 0 runs the plain loop: bit for bit the plain step.
 //!
 //! **Accuracy.** The hypergradient sums are accumulated in `f32` lanes flushed into `f64` every
-//! 128 terms, then rounded to `f32`; `harness/tests/hypergradients.rs` checks them against a
+//! 128 terms (SGD, momentum; Adam's pass, kept scalar by `sqrt`, adds each term in `f64`), then
+//! rounded to `f32`; `harness/tests/hypergradients.rs` checks them against a
 //! 512-bit finite difference of the step (`tessera_reference::optim`) within 64 u of the sum of
 //! operand magnitudes at height 1 and 128 u at height 2 (`u = 2^-24`; observed: about 2 u).
 

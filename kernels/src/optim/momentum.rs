@@ -86,8 +86,10 @@ fn momentum_check(cfg: &MomentumConfig, n: usize, grads: &[f32], velocity: usize
     all_finite("grads", grads)
 }
 
-/// The fused update; `saved` receives each gradient, `copy` each new parameter.
-#[inline(always)]
+/// The fused update; `saved` receives each gradient, `copy` each new parameter. Not inlined:
+/// as a function of its own, its slice arguments are known not to alias, which keeps the loop
+/// tight when the caller carved them out of one state slice.
+#[inline(never)]
 pub(crate) fn momentum_loop<A: Sink, B: Sink>(
     lr: f32,
     momentum: f32,

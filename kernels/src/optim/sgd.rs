@@ -55,8 +55,10 @@ fn sgd_check(cfg: &SgdConfig, n: usize, grads: &[f32]) -> Result<()> {
     all_finite("grads", grads)
 }
 
-/// The fused update; `saved` receives each gradient, `copy` each new parameter.
-#[inline(always)]
+/// The fused update; `saved` receives each gradient, `copy` each new parameter. Not inlined:
+/// as a function of its own, its slice arguments are known not to alias, which keeps the loop
+/// tight when the caller carved them out of one state slice.
+#[inline(never)]
 pub(crate) fn sgd_loop<A: Sink, B: Sink>(
     lr: f32,
     params: &mut [f32],
