@@ -91,7 +91,11 @@ pub(crate) trait Lanes: Copy {
     /// [`Lanes::reduce_add`] of four vectors at once (backends transpose them to share shuffles).
     #[inline(always)]
     fn reduce_add4(self, v: [Self::F; 4]) -> [f32; 4] {
-        v.map(|x| self.reduce_add(x))
+        let mut out = [0.0; 4];
+        for (o, x) in out.iter_mut().zip(v) {
+            *o = self.reduce_add(x);
+        }
+        out
     }
     /// The largest lane by the canonical tree ([`max_tree`]).
     #[inline(always)]
@@ -106,23 +110,30 @@ pub(crate) trait Lanes: Copy {
 /// (`w = 8, 4, 2, 1`), the lower lane always the left operand.
 #[inline(always)]
 pub(crate) fn sum_tree(mut t: [f32; LANES]) -> f32 {
-    for w in [8, 4, 2, 1] {
-        for i in 0..w {
-            t[i] += t[i + w];
-        }
-    }
-    t[0]
+    halving_tree(&mut t, |a, b| a + b)
 }
 
 /// The canonical max of 16 lanes: the tree of [`sum_tree`] with [`keep_max`] for `+`.
 #[inline(always)]
 pub(crate) fn max_tree(mut t: [f32; LANES]) -> f32 {
-    for w in [8, 4, 2, 1] {
-        for i in 0..w {
-            t[i] = keep_max(t[i], t[i + w]);
+    halving_tree(&mut t, keep_max)
+}
+
+/// Folds the upper half of `t` into the lower half with `f(lower, upper)` until one lane is left.
+#[inline(always)]
+fn halving_tree(mut t: &mut [f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    while t.len() > 1 {
+        let whole = core::mem::take(&mut t);
+        let half = whole.len() / 2;
+        let Some((lo, hi)) = whole.split_at_mut_checked(half) else {
+            return 0.0;
+        };
+        for (a, &b) in lo.iter_mut().zip(hi.iter()) {
+            *a = f(*a, b);
         }
+        t = lo;
     }
-    t[0]
+    t.first().copied().unwrap_or(0.0)
 }
 
 /// `x > acc ? x : acc`: the scalar [`Lanes::max_keep`].

@@ -48,7 +48,11 @@ impl Lanes for Portable {
     }
     #[inline(always)]
     fn load_bf16(self, x: &[bf16; LANES]) -> f32x16 {
-        let bits = u16x16::from_array(x.map(bf16::to_bits)).cast::<u32>() << 16;
+        let mut raw = [0u16; LANES];
+        for (r, b) in raw.iter_mut().zip(x) {
+            *r = b.to_bits();
+        }
+        let bits = u16x16::from_array(raw).cast::<u32>() << 16;
         f32x16::from_bits(bits)
     }
     #[inline(always)]

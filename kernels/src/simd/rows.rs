@@ -49,19 +49,19 @@ fn scores_by<L: Lanes, E: LaneElement, const G: usize>(
         out.fill(0.0);
         return;
     }
-    let mut groups = keys.chunks_exact(G * d);
+    // A group spans `G·d` elements; saturated, it is still longer than any slice.
+    let group_len = d.saturating_mul(G);
+    let mut groups = keys.chunks_exact(group_len);
     let mut outs = out.chunks_exact_mut(G);
     for (group, o) in (&mut groups).zip(&mut outs) {
-        let mut rows = group.chunks_exact(d);
-        let group: [&[E]; G] = core::array::from_fn(|_| rows.next().unwrap_or(&[]));
-        let sums = reduce_group(l, dots(l, q, group));
+        let sums = reduce_group(l, dots::<L, E, G>(l, q, group));
         for (o, s) in o.iter_mut().zip(sums) {
             *o = s * scale;
         }
     }
     let rest = groups.remainder().chunks_exact(d);
     for (key, o) in rest.zip(outs.into_remainder()) {
-        let [acc] = dots(l, q, [key]);
+        let [acc] = dots::<L, E, 1>(l, q, key);
         *o = l.reduce_add(acc) * scale;
     }
 }
@@ -83,27 +83,37 @@ pub(crate) fn reduce_group<L: Lanes, const G: usize>(l: L, acc: [L::F; G]) -> [f
     out
 }
 
-/// The 16 lane sums of `q · key` for each of `G` keys of length `q.len()`.
+/// The 16 lane sums of `q · key` for each of the `G` keys of length `d = q.len()` that follow
+/// one another in `keys` (`G·d` elements).
 #[inline(always)]
-fn dots<L: Lanes, E: LaneElement, const G: usize>(l: L, q: &[E], keys: [&[E]; G]) -> [L::F; G] {
+fn dots<L: Lanes, E: LaneElement, const G: usize>(l: L, q: &[E], keys: &[E]) -> [L::F; G] {
+    let d = q.len();
     let mut acc = [l.splat(0.0); G];
     let (q_chunks, q_tail) = q.as_chunks::<LANES>();
-    let k_chunks = keys.map(|k| k.as_chunks::<LANES>());
     for (c, qc) in q_chunks.iter().enumerate() {
         let qv = E::load(l, qc);
-        for (a, (kc, _)) in acc.iter_mut().zip(&k_chunks) {
-            if let Some(kc) = kc.get(c) {
+        for (r, a) in acc.iter_mut().enumerate() {
+            if let Some(kc) = chunk_at(keys, r * d + c * LANES) {
                 *a = l.mul_add(qv, E::load(l, kc), *a);
             }
         }
     }
     if !q_tail.is_empty() {
         let qv = E::load_partial(l, q_tail);
-        for (a, (_, kt)) in acc.iter_mut().zip(&k_chunks) {
-            *a = l.mul_add(qv, E::load_partial(l, kt), *a);
+        let tail_start = q_chunks.len() * LANES;
+        for (r, a) in acc.iter_mut().enumerate() {
+            if let Some(kt) = keys.get(r * d + tail_start..(r + 1) * d) {
+                *a = l.mul_add(qv, E::load_partial(l, kt), *a);
+            }
         }
     }
     acc
+}
+
+/// The 16 elements of `x` from `start`, if they are all there.
+#[inline(always)]
+pub(crate) fn chunk_at<T>(x: &[T], start: usize) -> Option<&[T; LANES]> {
+    x.get(start..start.checked_add(LANES)?)?.try_into().ok()
 }
 
 /// The largest value of `s`, NaN ignored; `-inf` if `s` is empty or all NaN.
@@ -209,7 +219,10 @@ fn accumulate_group<'a, L: Lanes, E: LaneElement, const G: usize>(
     offset: usize,
     rows: impl Iterator<Item = (&'a f32, &'a [E])>,
 ) {
-    let mut a = acc.each_ref().map(|c| l.load(c));
+    let mut a = [l.splat(0.0); G];
+    for (a, c) in a.iter_mut().zip(acc.iter()) {
+        *a = l.load(c);
+    }
     for (&pj, row) in rows {
         let pv = l.splat(pj);
         let Some(v) = row.get(offset..offset + G * LANES) else {

@@ -41,6 +41,12 @@ pub(crate) struct I4x4([int32x4_t; 4]);
 #[derive(Clone, Copy)]
 pub(crate) struct M4x4([uint32x4_t; 4]);
 
+/// Applies `f` to the four registers of `a`.
+#[inline(always)]
+fn map4<T: Copy, R>(a: [T; 4], f: impl Fn(T) -> R) -> [R; 4] {
+    [f(a[0]), f(a[1]), f(a[2]), f(a[3])]
+}
+
 /// Applies `f` to the four registers of `a` and `b`.
 #[inline(always)]
 fn zip4<T: Copy, U: Copy, R>(a: [T; 4], b: [U; 4], f: impl Fn(T, U) -> R) -> [R; 4] {
@@ -172,12 +178,12 @@ impl Lanes for Neon {
     #[inline(always)]
     fn bits(self, v: F4x4) -> I4x4 {
         // SAFETY: `Neon` proves NEON is present.
-        I4x4(v.0.map(|x| unsafe { vreinterpretq_s32_f32(x) }))
+        I4x4(map4(v.0, |x| unsafe { vreinterpretq_s32_f32(x) }))
     }
     #[inline(always)]
     fn with_bits(self, v: I4x4) -> F4x4 {
         // SAFETY: `Neon` proves NEON is present.
-        F4x4(v.0.map(|x| unsafe { vreinterpretq_f32_s32(x) }))
+        F4x4(map4(v.0, |x| unsafe { vreinterpretq_f32_s32(x) }))
     }
     #[inline(always)]
     fn add_i32(self, a: I4x4, b: I4x4) -> I4x4 {
@@ -192,12 +198,12 @@ impl Lanes for Neon {
     #[inline(always)]
     fn shr1_i32(self, a: I4x4) -> I4x4 {
         // SAFETY: `Neon` proves NEON is present.
-        I4x4(a.0.map(|x| unsafe { vshrq_n_s32::<1>(x) }))
+        I4x4(map4(a.0, |x| unsafe { vshrq_n_s32::<1>(x) }))
     }
     #[inline(always)]
     fn shl23_i32(self, a: I4x4) -> I4x4 {
         // SAFETY: `Neon` proves NEON is present.
-        I4x4(a.0.map(|x| unsafe { vshlq_n_s32::<23>(x) }))
+        I4x4(map4(a.0, |x| unsafe { vshlq_n_s32::<23>(x) }))
     }
 
     #[inline(always)]

@@ -74,17 +74,22 @@ fn load_pairs_partial(t: Avx512Bf16, x: &[bf16]) -> __m512bh {
     load_pairs(t, &buf)
 }
 
-/// The 16 lane sums of `q · key` by `vdpbf16ps`, for `G` keys of length `q.len()`.
+/// The 16 lane sums of `q · key` by `vdpbf16ps`, for each of the `G` keys of length
+/// `d = q.len()` that follow one another in `keys`.
 #[inline(always)]
-fn dots<const G: usize>(t: Avx512Bf16, q: &[bf16], keys: [&[bf16]; G]) -> [__m512; G] {
+fn dots<const G: usize>(t: Avx512Bf16, q: &[bf16], keys: &[bf16]) -> [__m512; G] {
+    let d = q.len();
     // SAFETY: `Avx512Bf16` proves AVX-512F is present.
     let mut acc = [unsafe { _mm512_setzero_ps() }; G];
     let (q_chunks, q_tail) = q.as_chunks::<PAIR_LANES>();
-    let k_chunks = keys.map(|k| k.as_chunks::<PAIR_LANES>());
     for (c, qc) in q_chunks.iter().enumerate() {
         let qv = load_pairs(t, qc);
-        for (a, (kc, _)) in acc.iter_mut().zip(&k_chunks) {
-            if let Some(kc) = kc.get(c) {
+        for (r, a) in acc.iter_mut().enumerate() {
+            let start = r * d + c * PAIR_LANES;
+            let kc = keys
+                .get(start..start + PAIR_LANES)
+                .and_then(|k| k.try_into().ok());
+            if let Some(kc) = kc {
                 // SAFETY: `Avx512Bf16` proves AVX512_BF16 is present.
                 *a = unsafe { _mm512_dpbf16_ps(*a, qv, load_pairs(t, kc)) };
             }
@@ -92,9 +97,12 @@ fn dots<const G: usize>(t: Avx512Bf16, q: &[bf16], keys: [&[bf16]; G]) -> [__m51
     }
     if !q_tail.is_empty() {
         let qv = load_pairs_partial(t, q_tail);
-        for (a, (_, kt)) in acc.iter_mut().zip(&k_chunks) {
-            // SAFETY: `Avx512Bf16` proves AVX512_BF16 is present.
-            *a = unsafe { _mm512_dpbf16_ps(*a, qv, load_pairs_partial(t, kt)) };
+        let tail_start = q_chunks.len() * PAIR_LANES;
+        for (r, a) in acc.iter_mut().enumerate() {
+            if let Some(kt) = keys.get(r * d + tail_start..(r + 1) * d) {
+                // SAFETY: `Avx512Bf16` proves AVX512_BF16 is present.
+                *a = unsafe { _mm512_dpbf16_ps(*a, qv, load_pairs_partial(t, kt)) };
+            }
         }
     }
     acc
@@ -111,19 +119,19 @@ fn bf16_scores(t: Avx512Bf16, q: &[bf16], keys: &[bf16], scale: f32, out: &mut [
         return;
     }
     let lanes = t.avx512();
-    let mut groups = keys.chunks_exact(KEYS_PER_GROUP * d);
+    // A group spans `KEYS_PER_GROUP·d` elements; saturated, it is still longer than any slice.
+    let group_len = d.saturating_mul(KEYS_PER_GROUP);
+    let mut groups = keys.chunks_exact(group_len);
     let mut outs = out.chunks_exact_mut(KEYS_PER_GROUP);
     for (group, o) in (&mut groups).zip(&mut outs) {
-        let mut rows = group.chunks_exact(d);
-        let group: [&[bf16]; KEYS_PER_GROUP] = core::array::from_fn(|_| rows.next().unwrap_or(&[]));
-        let sums = reduce_group(lanes, dots(t, q, group));
+        let sums = reduce_group(lanes, dots::<KEYS_PER_GROUP>(t, q, group));
         for (o, s) in o.iter_mut().zip(sums) {
             *o = s * scale;
         }
     }
     let rest = groups.remainder().chunks_exact(d);
     for (key, o) in rest.zip(outs.into_remainder()) {
-        let [acc] = dots(t, q, [key]);
+        let [acc] = dots::<1>(t, q, key);
         *o = lanes.reduce_add(acc) * scale;
     }
 }
