@@ -5,8 +5,9 @@
 //! `dK_j += scale·ds_ij·Q_i`. Layouts and masking are those of [`AttentionShape`]; `f32` only.
 
 use super::check_len;
-use super::linear::{axpy, dot};
+use super::linear::axpy;
 use crate::attention::shape::checked_product;
+use crate::simd::dense::dot;
 use crate::{AttentionShape, Error, Result};
 
 /// Keys per recomputed score tile.

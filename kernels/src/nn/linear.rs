@@ -1,15 +1,15 @@
 //! Linear layers without bias: `y = x·Wᵀ` for a weight `W` of shape `[out, in]`.
 //!
 //! [`linear_matvec`] is one row (decoding one token); [`linear_matmul`] is many rows (prefill,
-//! verification, training). Both compute each output with the same [`dot`] in the same order, so
-//! a row gives the same bits whichever function computes it and however many rows share a call.
+//! verification, training). Both run the backend's dense primitive (SIMD where the CPU has it),
+//! which computes each output the same way, so a row gives the same bits whichever function
+//! computes it and however many rows share a call. The backward passes are scalar.
 
 use super::{check_len, mul};
+use crate::simd::{self, Backend, Job, RowOps};
 use crate::{Element, Result};
 
-/// Lanes of the dot product's partial sums (one AVX-512 register, four SSE registers).
-const LANES: usize = 16;
-/// Rows of `x` processed while one weight row stays in L1.
+/// Rows processed while one weight row stays in L1 (backward passes).
 const ROW_BLOCK: usize = 32;
 
 /// The sizes of a linear layer applied to `rows` input rows.
@@ -41,70 +41,6 @@ impl LinearShape {
     }
 }
 
-/// `sum_i x[i]·w[i]` in `f32`: sixteen interleaved partial sums, combined pairwise, then the tail
-/// in order. The order depends only on the length, never on the caller.
-#[inline(always)]
-pub(crate) fn dot<W: Element>(x: &[f32], w: &[W]) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let xc = x.chunks_exact(LANES);
-    let wc = w.chunks_exact(LANES);
-    let (xt, wt) = (xc.remainder(), wc.remainder());
-    for (a, b) in xc.zip(wc) {
-        for (s, (&xa, &wb)) in acc.iter_mut().zip(a.iter().zip(b)) {
-            *s += xa * wb.to_f32();
-        }
-    }
-    finish(acc, xt, wt)
-}
-
-/// The end of [`dot`]: pairwise halving of the partial sums plus the in-order tail.
-#[inline(always)]
-fn finish<W: Element>(mut acc: [f32; LANES], xt: &[f32], wt: &[W]) -> f32 {
-    let mut width = LANES / 2;
-    while width > 0 {
-        let (lo, hi) = acc.split_at_mut(width);
-        for (l, &h) in lo.iter_mut().zip(hi.iter()) {
-            *l += h;
-        }
-        width /= 2;
-    }
-    let mut tail = 0.0f32;
-    for (&xa, &wb) in xt.iter().zip(wt) {
-        tail += xa * wb.to_f32();
-    }
-    acc[0] + tail
-}
-
-/// [`dot`] of four rows against one weight row, each row with exactly `dot`'s operations in
-/// `dot`'s order (so the bits are the same), but every weight chunk loaded once for all four.
-#[inline(always)]
-fn dot4<W: Element>(x: [&[f32]; 4], w: &[W]) -> [f32; 4] {
-    let mut acc = [[0.0f32; LANES]; 4];
-    let chunks = x[0]
-        .chunks_exact(LANES)
-        .zip(x[1].chunks_exact(LANES))
-        .zip(x[2].chunks_exact(LANES).zip(x[3].chunks_exact(LANES)))
-        .zip(w.chunks_exact(LANES));
-    for (((a0, a1), (a2, a3)), b) in chunks {
-        let mut wf = [0.0f32; LANES];
-        for (f, &v) in wf.iter_mut().zip(b) {
-            *f = v.to_f32();
-        }
-        for (acc_r, a) in acc.iter_mut().zip([a0, a1, a2, a3]) {
-            for (s, (&xa, &wv)) in acc_r.iter_mut().zip(a.iter().zip(&wf)) {
-                *s += xa * wv;
-            }
-        }
-    }
-    let full = w.len() / LANES * LANES;
-    let wt = w.get(full..).unwrap_or(&[]);
-    let mut out = [0.0f32; 4];
-    for ((o, acc_r), xr) in out.iter_mut().zip(acc).zip(x) {
-        *o = finish(acc_r, xr.get(full..).unwrap_or(&[]), wt);
-    }
-    out
-}
-
 /// `y += a·w` over the common length.
 #[inline(always)]
 pub(crate) fn axpy<W: Element>(y: &mut [f32], a: f32, w: &[W]) {
@@ -113,7 +49,8 @@ pub(crate) fn axpy<W: Element>(y: &mut [f32], a: f32, w: &[W]) {
     }
 }
 
-/// Matrix-vector product for one token: `y[o] = dot(x, W[o])`, `x` of `in_dim`, `y` of `out_dim`.
+/// Matrix-vector product for one token: `y[o] = x·W[o]`, `x` of `in_dim`, `y` of `out_dim`, on
+/// the best backend (see [`linear_matmul_with`]).
 pub fn linear_matvec<W: Element>(
     in_dim: usize,
     out_dim: usize,
@@ -121,58 +58,61 @@ pub fn linear_matvec<W: Element>(
     w: &[W],
     y: &mut [f32],
 ) -> Result<()> {
-    LinearShape::new(1, in_dim, out_dim).check(x.len(), w.len(), y.len())?;
-    if in_dim == 0 {
-        y.fill(0.0);
-        return Ok(());
-    }
-    for (yo, w_row) in y.iter_mut().zip(w.chunks_exact(in_dim)) {
-        *yo = dot(x, w_row);
-    }
-    Ok(())
+    linear_matmul_with(Backend::Auto, LinearShape::new(1, in_dim, out_dim), x, w, y)
 }
 
-/// Matrix-matrix product `y = x·Wᵀ` for `rows` tokens: `x` is `[rows, in]`, `y` is `[rows, out]`.
-/// Each output row equals [`linear_matvec`] of the input row, bit for bit.
+/// Matrix-matrix product `y = x·Wᵀ` for `rows` tokens (`x` is `[rows, in]`, `y` is
+/// `[rows, out]`) on the best backend (see [`linear_matmul_with`]).
 pub fn linear_matmul<W: Element>(
     shape: LinearShape,
     x: &[f32],
     w: &[W],
     y: &mut [f32],
 ) -> Result<()> {
+    linear_matmul_with(Backend::Auto, shape, x, w, y)
+}
+
+/// [`linear_matmul`] on a chosen backend. Each output row equals the product of that input row
+/// alone, bit for bit, whatever the number of rows (so a batched verification pass gives the
+/// logits of one-token decoding). The SIMD backends agree with one another bit for bit (one fused
+/// multiply-add chain per output in the canonical 16-lane order); the generic backend rounds
+/// products and sums separately and agrees within the usual dot-product bound.
+pub fn linear_matmul_with<W: Element>(
+    backend: Backend,
+    shape: LinearShape,
+    x: &[f32],
+    w: &[W],
+    y: &mut [f32],
+) -> Result<()> {
     shape.check(x.len(), w.len(), y.len())?;
-    let (n_in, n_out) = (shape.in_dim, shape.out_dim);
-    if n_in == 0 || n_out == 0 {
+    if shape.in_dim == 0 || shape.out_dim == 0 {
         y.fill(0.0);
         return Ok(());
     }
-    let x_blocks = x.chunks(ROW_BLOCK * n_in);
-    let y_blocks = y.chunks_mut(ROW_BLOCK * n_out);
-    for (xb, yb) in x_blocks.zip(y_blocks) {
-        let rows = xb.len() / n_in;
-        let quads = rows / 4 * 4;
-        for (o, w_row) in w.chunks_exact(n_in).enumerate() {
-            for r in (0..quads).step_by(4) {
-                let row = |i: usize| xb.get((r + i) * n_in..(r + i + 1) * n_in).unwrap_or(&[]);
-                let v = dot4([row(0), row(1), row(2), row(3)], w_row);
-                for (i, &vi) in v.iter().enumerate() {
-                    if let Some(yo) = yb.get_mut((r + i) * n_out + o) {
-                        *yo = vi;
-                    }
-                }
-            }
-            let rest = xb
-                .chunks_exact(n_in)
-                .zip(yb.chunks_exact_mut(n_out))
-                .skip(quads);
-            for (x_row, y_row) in rest {
-                if let Some(yo) = y_row.get_mut(o) {
-                    *yo = dot(x_row, w_row);
-                }
-            }
-        }
+    simd::dispatch::run::<W, f32, _>(
+        backend,
+        LinearJob {
+            in_dim: shape.in_dim,
+            x,
+            w,
+            y,
+        },
+    )
+}
+
+/// The dense product as a backend job.
+struct LinearJob<'a, W> {
+    in_dim: usize,
+    x: &'a [f32],
+    w: &'a [W],
+    y: &'a mut [f32],
+}
+
+impl<W: Element> Job<W, f32> for LinearJob<'_, W> {
+    type Output = ();
+    fn run<O: RowOps<W, f32>>(self, ops: O) {
+        ops.linear(self.in_dim, self.x, self.w, self.y)
     }
-    Ok(())
 }
 
 /// Gradient with respect to the input: `dx = dy·W` (`dy` is `[rows, out]`, `dx` is `[rows, in]`,

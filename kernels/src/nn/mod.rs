@@ -29,7 +29,8 @@ pub use attention_backward::{
 pub use embedding::{embedding_backward, embedding_forward};
 pub use layer::{decoder_layer_forward, layer_scratch_len};
 pub use linear::{
-    linear_backward_input, linear_backward_weight, linear_matmul, linear_matvec, LinearShape,
+    linear_backward_input, linear_backward_weight, linear_matmul, linear_matmul_with,
+    linear_matvec, LinearShape,
 };
 pub use loss::{argmax, softmax_cross_entropy};
 pub use mlp::{

@@ -86,4 +86,9 @@ impl<E: Element, A: Accumulator> RowOps<E, A> for Generic {
             *o = a.div(denom).to_element();
         }
     }
+
+    #[inline]
+    fn linear(self, in_dim: usize, x: &[f32], w: &[E], y: &mut [f32]) {
+        super::dense::linear(in_dim, x, w, y)
+    }
 }

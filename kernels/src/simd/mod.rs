@@ -17,10 +17,13 @@
 // Arch code is gated here, at the `mod` line; the lane bodies exist wherever a SIMD backend does.
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+pub(crate) mod dense;
 pub(crate) mod dispatch;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64", feature = "nightly"))]
 mod exp;
 mod generic;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", feature = "nightly"))]
+mod lane_dense;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64", feature = "nightly"))]
 mod lanes;
 mod ops;

@@ -22,4 +22,8 @@ pub trait RowOps<E: Element, A: Accumulator>: Copy {
     fn accumulate(self, acc: &mut [A], p: &[A], values: &[E]);
     /// `out[i] = round(acc[i] / denom)` into the storage format.
     fn store(self, out: &mut [E], acc: &[A], denom: A);
+    /// Dense layer `y = x·Wᵀ` in `f32`: `y[r·n + o] = Σ_i x[r·k + i]·w[o·k + i]` for
+    /// `k = in_dim`, `n = w.len() / k` outputs and `y.len() / n` rows. Each output is computed by
+    /// the same operations in the same order however many rows share the call.
+    fn linear(self, in_dim: usize, x: &[f32], w: &[E], y: &mut [f32]);
 }

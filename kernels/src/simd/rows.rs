@@ -343,6 +343,22 @@ macro_rules! lane_row_ops {
                 // SAFETY: the token exists only where these target features are present.
                 unsafe { wrapper(self, out, acc, denom) }
             }
+
+            #[inline]
+            fn linear(self, in_dim: usize, x: &[f32], w: &[E], y: &mut [f32]) {
+                #[target_feature(enable = $features)]
+                fn wrapper<E: $crate::simd::lanes::LaneElement>(
+                    t: $token,
+                    in_dim: usize,
+                    x: &[f32],
+                    w: &[E],
+                    y: &mut [f32],
+                ) {
+                    $crate::simd::lane_dense::linear(t, in_dim, x, w, y)
+                }
+                // SAFETY: the token exists only where these target features are present.
+                unsafe { wrapper(self, in_dim, x, w, y) }
+            }
         }
     };
     ($token:ty) => {
@@ -417,6 +433,11 @@ macro_rules! lane_row_ops {
                     $crate::simd::rows::store(t, out, acc, denom)
                 }
                 wrapper(self, out, acc, denom)
+            }
+
+            #[inline]
+            fn linear(self, in_dim: usize, x: &[f32], w: &[E], y: &mut [f32]) {
+                $crate::simd::lane_dense::linear(self, in_dim, x, w, y)
             }
         }
     };

@@ -240,6 +240,8 @@ where
                 RowOps::<E, f32>::accumulate(Model, &mut want, &p, &v);
                 assert_same("accumulate", name, &got, &want);
 
+                check_linear(name, t, &mut rng, d, keys, specials);
+
                 let denom = rng.value(specials);
                 let (mut got, mut want) = (vec![E::from_f32(f32::NAN); d], vec![E::default(); d]);
                 t.store(&mut got, &acc0, denom);
@@ -270,6 +272,36 @@ where
             RowOps::<E, f32>::scale(t, &mut got, x);
             RowOps::<E, f32>::scale(Model, &mut want, x);
             assert_same("scale", name, &got, &want);
+        }
+    }
+}
+
+/// `linear` of `t` against the model for 0..=5 and 9 rows of `d` inputs and `outs` outputs, and
+/// every row of the batch against that row alone (the grouping must not change any bits).
+fn check_linear<E: LaneElement, T: RowOps<E, f32>>(
+    name: &str,
+    t: T,
+    rng: &mut Rng,
+    d: usize,
+    outs: usize,
+    specials: bool,
+) where
+    Model: RowOps<E, f32>,
+{
+    let w: Vec<E> = to_elements(&rng.vec(d * outs, specials));
+    for rows in [0usize, 1, 2, 3, 4, 5, 9] {
+        let x = rng.vec(rows * d, specials);
+        let (mut got, mut want) = (vec![f32::NAN; rows * outs], vec![f32::NAN; rows * outs]);
+        t.linear(d, &x, &w, &mut got);
+        RowOps::<E, f32>::linear(Model, d, &x, &w, &mut want);
+        assert_same("linear", name, &got, &want);
+        if d == 0 || outs == 0 {
+            continue;
+        }
+        for (x_row, got_row) in x.chunks_exact(d).zip(got.chunks_exact(outs)) {
+            let mut alone = vec![f32::NAN; outs];
+            t.linear(d, x_row, &w, &mut alone);
+            assert_same("linear row alone", name, &alone, got_row);
         }
     }
 }

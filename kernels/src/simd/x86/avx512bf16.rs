@@ -165,6 +165,10 @@ impl RowOps<f32, f32> for Avx512Bf16 {
     fn store(self, out: &mut [f32], acc: &[f32], denom: f32) {
         self.avx512().store(out, acc, denom)
     }
+    #[inline]
+    fn linear(self, in_dim: usize, x: &[f32], w: &[f32], y: &mut [f32]) {
+        self.avx512().linear(in_dim, x, w, y)
+    }
 }
 
 impl RowOps<bf16, f32> for Avx512Bf16 {
@@ -200,5 +204,10 @@ impl RowOps<bf16, f32> for Avx512Bf16 {
     #[inline]
     fn store(self, out: &mut [bf16], acc: &[f32], denom: f32) {
         self.avx512().store(out, acc, denom)
+    }
+    #[inline]
+    fn linear(self, in_dim: usize, x: &[f32], w: &[bf16], y: &mut [f32]) {
+        // The activations are f32, so `vdpbf16ps` (bf16 × bf16) does not apply.
+        self.avx512().linear(in_dim, x, w, y)
     }
 }

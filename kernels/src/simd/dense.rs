@@ -1,0 +1,116 @@
+//! Dense layers `y = x·Wᵀ` on the generic backend: sixteen interleaved `f32` partial sums per
+//! output (separately rounded products and sums), combined by the lane tree, then the tail in
+//! order. Every output is computed the same way however many rows share the call.
+
+use crate::Element;
+
+/// Partial sums of a dot product (the lanes of the SIMD backends).
+const LANES: usize = 16;
+/// Rows of `x` processed while one weight row stays in L1.
+const ROW_BLOCK: usize = 32;
+
+/// `sum_i x[i]·w[i]` in `f32`: sixteen interleaved partial sums, combined pairwise, then the tail
+/// in order. The order depends only on the length, never on the caller.
+#[inline(always)]
+pub(crate) fn dot<W: Element>(x: &[f32], w: &[W]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let xc = x.chunks_exact(LANES);
+    let wc = w.chunks_exact(LANES);
+    let (xt, wt) = (xc.remainder(), wc.remainder());
+    for (a, b) in xc.zip(wc) {
+        for (s, (&xa, &wb)) in acc.iter_mut().zip(a.iter().zip(b)) {
+            *s += xa * wb.to_f32();
+        }
+    }
+    finish(acc, xt, wt)
+}
+
+/// The end of [`dot`]: pairwise halving of the partial sums plus the in-order tail.
+#[inline(always)]
+fn finish<W: Element>(mut acc: [f32; LANES], xt: &[f32], wt: &[W]) -> f32 {
+    let mut width = LANES / 2;
+    while width > 0 {
+        let (lo, hi) = acc.split_at_mut(width);
+        for (l, &h) in lo.iter_mut().zip(hi.iter()) {
+            *l += h;
+        }
+        width /= 2;
+    }
+    let mut tail = 0.0f32;
+    for (&xa, &wb) in xt.iter().zip(wt) {
+        tail += xa * wb.to_f32();
+    }
+    acc[0] + tail
+}
+
+/// [`dot`] of four rows against one weight row, each row with exactly `dot`'s operations in
+/// `dot`'s order (so the bits are the same), but every weight chunk loaded once for all four.
+#[inline(always)]
+fn dot4<W: Element>(x: [&[f32]; 4], w: &[W]) -> [f32; 4] {
+    let mut acc = [[0.0f32; LANES]; 4];
+    let chunks = x[0]
+        .chunks_exact(LANES)
+        .zip(x[1].chunks_exact(LANES))
+        .zip(x[2].chunks_exact(LANES).zip(x[3].chunks_exact(LANES)))
+        .zip(w.chunks_exact(LANES));
+    for (((a0, a1), (a2, a3)), b) in chunks {
+        let mut wf = [0.0f32; LANES];
+        for (f, &v) in wf.iter_mut().zip(b) {
+            *f = v.to_f32();
+        }
+        for (acc_r, a) in acc.iter_mut().zip([a0, a1, a2, a3]) {
+            for (s, (&xa, &wv)) in acc_r.iter_mut().zip(a.iter().zip(&wf)) {
+                *s += xa * wv;
+            }
+        }
+    }
+    let full = w.len() / LANES * LANES;
+    let wt = w.get(full..).unwrap_or(&[]);
+    let mut out = [0.0f32; 4];
+    for ((o, acc_r), xr) in out.iter_mut().zip(acc).zip(x) {
+        *o = finish(acc_r, xr.get(full..).unwrap_or(&[]), wt);
+    }
+    out
+}
+
+/// `y[r·n + o] = dot(x[r·k..], w[o·k..])` for `k = in_dim > 0`, `n = w.len() / k` outputs and
+/// `y.len() / n` rows (the caller checks the lengths).
+pub(crate) fn linear<W: Element>(in_dim: usize, x: &[f32], w: &[W], y: &mut [f32]) {
+    let n_in = in_dim;
+    if n_in == 0 {
+        y.fill(0.0);
+        return;
+    }
+    let n_out = w.len() / n_in;
+    if n_out == 0 {
+        return;
+    }
+    for (xb, yb) in x
+        .chunks(ROW_BLOCK * n_in)
+        .zip(y.chunks_mut(ROW_BLOCK * n_out))
+    {
+        let rows = (xb.len() / n_in).min(yb.len() / n_out);
+        let quads = rows / 4 * 4;
+        for (o, w_row) in w.chunks_exact(n_in).enumerate() {
+            for r in (0..quads).step_by(4) {
+                let row = |i: usize| xb.get((r + i) * n_in..(r + i + 1) * n_in).unwrap_or(&[]);
+                let v = dot4([row(0), row(1), row(2), row(3)], w_row);
+                for (i, &vi) in v.iter().enumerate() {
+                    if let Some(yo) = yb.get_mut((r + i) * n_out + o) {
+                        *yo = vi;
+                    }
+                }
+            }
+            let rest = xb
+                .chunks_exact(n_in)
+                .zip(yb.chunks_exact_mut(n_out))
+                .take(rows)
+                .skip(quads);
+            for (x_row, y_row) in rest {
+                if let Some(yo) = y_row.get_mut(o) {
+                    *yo = dot(x_row, w_row);
+                }
+            }
+        }
+    }
+}
