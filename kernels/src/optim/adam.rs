@@ -273,10 +273,10 @@ pub(crate) fn adam_hypergradient(
     [m, v, prev]: [&[f32]; 3],
 ) -> Result<[f64; 3]> {
     let s = AdamScalars::from_config(cfg, k);
-    let sums = if cfg.weight_decay != 0.0 {
-        adam_sums::<true>(&s, params, grads, m, v, prev)
-    } else {
-        adam_sums::<false>(&s, params, grads, m, v, prev)
+    let sums = match lane_sums(&s, cfg.weight_decay != 0.0, params, grads, [m, v, prev]) {
+        Some(sums) => sums,
+        None if cfg.weight_decay != 0.0 => adam_sums::<true>(&s, params, grads, m, v, prev),
+        None => adam_sums::<false>(&s, params, grads, m, v, prev),
     };
     let Some([gq, gm, gv, gr, gp]) = sums else {
         return Err(Error::NonFinite(what));
@@ -291,6 +291,46 @@ pub(crate) fn adam_hypergradient(
         d_lr -= cfg.weight_decay as f64 * (gp + step * gq) / decay;
     }
     Ok([d_lr, -(f.p1 * gm + f.p2 * gq), f.q1 * gv + f.q2 * gr])
+}
+
+/// The five sums on the CPU's SIMD backend (`simd::optim`): `None` when there is none, else the
+/// sums or `None` for a non-finite gradient. The slices have one length (checked by the caller).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn lane_sums(
+    s: &AdamScalars,
+    decay: bool,
+    params: &[f32],
+    grads: &[f32],
+    [m, v, prev]: [&[f32]; 3],
+) -> Option<Option<[f64; 5]>> {
+    use crate::simd::optim::{adam_hyper_sums, AdamHyperInputs, AdamTermScalars};
+    let scalars = AdamTermScalars {
+        inv_sqrt_bc2: s.inv_sqrt_bc2,
+        eps: s.eps,
+    };
+    let params = if decay { params } else { &[] };
+    adam_hyper_sums(
+        scalars,
+        AdamHyperInputs {
+            grads,
+            m,
+            v,
+            prev,
+            params,
+        },
+    )
+}
+
+/// Targets without a SIMD backend run the scalar pass.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn lane_sums(
+    _: &AdamScalars,
+    _: bool,
+    _: &[f32],
+    _: &[f32],
+    _: [&[f32]; 3],
+) -> Option<Option<[f64; 5]>> {
+    None
 }
 
 /// The five sums; `None` when a gradient is not finite.

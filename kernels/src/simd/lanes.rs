@@ -52,6 +52,8 @@ pub(crate) trait Lanes: Copy {
     fn mul(self, a: Self::F, b: Self::F) -> Self::F;
     /// `a / b`.
     fn div(self, a: Self::F, b: Self::F) -> Self::F;
+    /// `sqrt(a)`, correctly rounded (IEEE 754 square root).
+    fn sqrt(self, a: Self::F) -> Self::F;
     /// `a * b + c`, rounded once.
     fn mul_add(self, a: Self::F, b: Self::F, c: Self::F) -> Self::F;
     /// `a < b` (false if either is NaN).

@@ -27,6 +27,8 @@ mod lane_dense;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64", feature = "nightly"))]
 mod lanes;
 mod ops;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) mod optim;
 #[cfg(feature = "nightly")]
 mod portable;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64", feature = "nightly"))]

@@ -91,6 +91,11 @@ impl Lanes for Portable {
         a / b
     }
     #[inline(always)]
+    fn sqrt(self, a: f32x16) -> f32x16 {
+        // `StdFloat::sqrt` needs std; libm's square root is correctly rounded too.
+        f32x16::from_array(a.to_array().map(libm::sqrtf))
+    }
+    #[inline(always)]
     fn mul_add(self, a: f32x16, b: f32x16, c: f32x16) -> f32x16 {
         let mut out = c.to_array();
         for ((o, x), y) in out.iter_mut().zip(a.to_array()).zip(b.to_array()) {

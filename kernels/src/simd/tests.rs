@@ -68,6 +68,9 @@ impl Lanes for Model {
     fn div(self, a: Self::F, b: Self::F) -> Self::F {
         map2(a, b, |x, y| x / y)
     }
+    fn sqrt(self, a: Self::F) -> Self::F {
+        a.map(libm::sqrtf)
+    }
     fn mul_add(self, a: Self::F, b: Self::F, c: Self::F) -> Self::F {
         core::array::from_fn(|i| fused_mul_add(a[i], b[i], c[i]))
     }
@@ -335,6 +338,11 @@ fn check_reductions<L: Lanes>(name: &str, l: L) {
                 same(l.reduce_max(l.load(x)), max_tree(*x)),
                 "{name} reduce_max"
             );
+            let mut root = [0.0f32; LANES];
+            l.store(l.sqrt(l.load(x)), &mut root);
+            for (r, &xi) in root.iter().zip(x) {
+                assert!(same(*r, libm::sqrtf(xi)), "{name} sqrt({xi})");
+            }
         }
     }
 }

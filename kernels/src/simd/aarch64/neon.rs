@@ -153,6 +153,11 @@ impl Lanes for Neon {
         F4x4(zip4(a.0, b.0, |x, y| unsafe { vdivq_f32(x, y) }))
     }
     #[inline(always)]
+    fn sqrt(self, a: F4x4) -> F4x4 {
+        // SAFETY: `Neon` proves NEON is present.
+        F4x4(map4(a.0, |x| unsafe { vsqrtq_f32(x) }))
+    }
+    #[inline(always)]
     fn mul_add(self, a: F4x4, b: F4x4, c: F4x4) -> F4x4 {
         let ab = zip4(a.0, b.0, |x, y| (x, y));
         // SAFETY: `Neon` proves NEON is present. `vfmaq_f32(c, a, b)` is `c + a·b`, fused.

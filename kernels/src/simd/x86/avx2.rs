@@ -164,6 +164,11 @@ impl Lanes for Avx2 {
         unsafe { F8x2(_mm256_div_ps(a.0, b.0), _mm256_div_ps(a.1, b.1)) }
     }
     #[inline(always)]
+    fn sqrt(self, a: F8x2) -> F8x2 {
+        // SAFETY: `Avx2` proves AVX is present.
+        unsafe { F8x2(_mm256_sqrt_ps(a.0), _mm256_sqrt_ps(a.1)) }
+    }
+    #[inline(always)]
     fn mul_add(self, a: F8x2, b: F8x2, c: F8x2) -> F8x2 {
         // SAFETY: `Avx2` proves FMA is present.
         unsafe {

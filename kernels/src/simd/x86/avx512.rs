@@ -115,6 +115,11 @@ impl Lanes for Avx512 {
         unsafe { _mm512_div_ps(a, b) }
     }
     #[inline(always)]
+    fn sqrt(self, a: __m512) -> __m512 {
+        // SAFETY: `Avx512` proves AVX-512F is present.
+        unsafe { _mm512_sqrt_ps(a) }
+    }
+    #[inline(always)]
     fn mul_add(self, a: __m512, b: __m512, c: __m512) -> __m512 {
         // SAFETY: `Avx512` proves AVX-512F is present.
         unsafe { _mm512_fmadd_ps(a, b, c) }

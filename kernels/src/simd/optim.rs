@@ -1,0 +1,163 @@
+//! The read-only pass of the hyper-Adam step on the 16 lanes: the five hypergradient sums of
+//! `optim::adam` and the finiteness check of the gradient, with a vector square root and
+//! divisions instead of libm's scalar ones (which keep that loop scalar).
+//!
+//! Each term is computed with the `f32` operations of the scalar pass, in its order, so the terms
+//! are the same bits; they are summed into sixteen `f64` partial sums per term (the scalar pass
+//! adds them into one `f64` in element order), so the totals agree to about `1e-16` relative to
+//! the sum of the terms' magnitudes.
+
+use super::lanes::{Lanes, LANES};
+use super::Backend;
+
+/// The step's scalars the terms need: `1 / sqrt(1 - beta2^k)` and `eps`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AdamTermScalars {
+    pub inv_sqrt_bc2: f32,
+    pub eps: f32,
+}
+
+/// The slices of the pass, all of one length `n` (`params` empty when there is no weight decay).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AdamHyperInputs<'a> {
+    pub grads: &'a [f32],
+    pub m: &'a [f32],
+    pub v: &'a [f32],
+    pub prev: &'a [f32],
+    pub params: &'a [f32],
+}
+
+/// The five sums `[Σ g q, Σ g r (m − g'), Σ g q r (v − g'²)/sqrt(v), Σ g q r sqrt(v), Σ g p]` on
+/// the best SIMD backend of this CPU: `Some(None)` when a gradient is NaN or infinite, `None` when
+/// there is no SIMD backend here (the caller runs its scalar pass).
+pub(crate) fn adam_hyper_sums(
+    s: AdamTermScalars,
+    x: AdamHyperInputs<'_>,
+) -> Option<Option<[f64; 5]>> {
+    match Backend::best() {
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx512 | Backend::Avx512Bf16 => {
+            let t = super::x86::Avx512::new()?;
+            #[target_feature(enable = "avx512f")]
+            fn wrapper(
+                t: super::x86::Avx512,
+                s: AdamTermScalars,
+                x: AdamHyperInputs<'_>,
+            ) -> Option<[f64; 5]> {
+                sums(t, s, x)
+            }
+            // SAFETY: the token exists only where AVX-512F is present.
+            Some(unsafe { wrapper(t, s, x) })
+        }
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx2 => {
+            let t = super::x86::Avx2::new()?;
+            #[target_feature(enable = "avx2,fma")]
+            fn wrapper(
+                t: super::x86::Avx2,
+                s: AdamTermScalars,
+                x: AdamHyperInputs<'_>,
+            ) -> Option<[f64; 5]> {
+                sums(t, s, x)
+            }
+            // SAFETY: the token exists only where AVX2 and FMA are present.
+            Some(unsafe { wrapper(t, s, x) })
+        }
+        #[cfg(target_arch = "aarch64")]
+        Backend::Neon => {
+            let t = super::aarch64::Neon::new()?;
+            #[target_feature(enable = "neon")]
+            fn wrapper(
+                t: super::aarch64::Neon,
+                s: AdamTermScalars,
+                x: AdamHyperInputs<'_>,
+            ) -> Option<[f64; 5]> {
+                sums(t, s, x)
+            }
+            // SAFETY: the token exists only where NEON is present.
+            Some(unsafe { wrapper(t, s, x) })
+        }
+        _ => None,
+    }
+}
+
+/// The five terms of one chunk, with the scalar pass's operations in its order.
+#[inline(always)]
+fn terms<L: Lanes>(l: L, s: AdamTermScalars, [g, m, v, prev, p]: [L::F; 5]) -> [L::F; 5] {
+    let root = l.sqrt(v);
+    let one = l.splat(1.0);
+    let r = l.div(
+        one,
+        l.add(l.mul(root, l.splat(s.inv_sqrt_bc2)), l.splat(s.eps)),
+    );
+    let q = l.mul(m, r);
+    let gq = l.mul(g, q);
+    let zero = l.splat(0.0);
+    let inv_root = l.select(l.gt(root, zero), l.div(one, root), zero);
+    let gqr = l.mul(gq, r);
+    [
+        gq,
+        l.mul(l.mul(g, r), l.sub(m, prev)),
+        l.mul(gqr, l.mul(l.sub(v, l.mul(prev, prev)), inv_root)),
+        l.mul(gqr, root),
+        l.mul(g, p),
+    ]
+}
+
+/// Elements `start..end` (at most 16) of `a`, the other lanes zero.
+#[inline(always)]
+fn load<L: Lanes>(l: L, a: &[f32], start: usize, end: usize) -> L::F {
+    match a.get(start..end) {
+        Some(c) => match <&[f32; LANES]>::try_from(c) {
+            Ok(full) => l.load(full),
+            Err(_) => l.load_partial(c),
+        },
+        None => l.splat(0.0),
+    }
+}
+
+/// [`adam_hyper_sums`] on one lane token; `None` when a gradient is not finite.
+#[inline(always)]
+fn sums<L: Lanes>(l: L, s: AdamTermScalars, x: AdamHyperInputs<'_>) -> Option<[f64; 5]> {
+    let n = x.grads.len();
+    let decay = !x.params.is_empty();
+    let mut totals = [[0.0f64; LANES]; 5];
+    // `g − g` is 0 for every finite `g` and NaN for an infinity or a NaN.
+    let mut bad = l.splat(0.0);
+    let mut start = 0;
+    while start < n {
+        let end = (start + LANES).min(n);
+        let g = load(l, x.grads, start, end);
+        let p = if decay {
+            load(l, x.params, start, end)
+        } else {
+            l.splat(0.0)
+        };
+        bad = l.add(bad, l.sub(g, g));
+        let t = terms(
+            l,
+            s,
+            [
+                g,
+                load(l, x.m, start, end),
+                load(l, x.v, start, end),
+                load(l, x.prev, start, end),
+                p,
+            ],
+        );
+        for (term, total) in t.into_iter().zip(totals.iter_mut()) {
+            let mut lanes = [0.0f32; LANES];
+            l.store(term, &mut lanes);
+            for (acc, y) in total.iter_mut().zip(lanes) {
+                *acc += y as f64;
+            }
+        }
+        start = end;
+    }
+    let mut flags = [0.0f32; LANES];
+    l.store(bad, &mut flags);
+    if flags.iter().any(|f| f.is_nan()) {
+        return None;
+    }
+    Some(totals.map(|t| t.iter().sum()))
+}
