@@ -1,0 +1,109 @@
+//! Instruction counts of the plain Adam step and the hyper-Adam steps, under valgrind's callgrind
+//! (deterministic, unlike time; it hides AVX-512, so this counts the AVX2 or generic paths).
+//!
+//! `cargo bench -p tessera-benches --bench optim_instructions`. The binary re-runs itself under
+//! `valgrind --tool=callgrind` once with no step and once with `STEPS` steps per case, and reports
+//! `(I_steps − I_0) / STEPS` per step: set-up and process start cancel out. Without valgrind it
+//! says so and exits successfully (criterion's `--bench optim` still times the same cases).
+
+use std::process::Command;
+use tessera_harness::data::{tensor, InputDistribution};
+use tessera_kernels::optim::{adam_step, AdamConfig, Optimizer, Tower};
+
+/// Parameters per step: large enough that per-call overhead is noise.
+const N: usize = 1 << 16;
+/// Steps in the counted run.
+const STEPS: u32 = 8;
+const CASES: [&str; 3] = ["plain", "hyper_h1", "hyper_h2"];
+
+fn run_case(case: &str, steps: u32) {
+    let grads: Vec<f32> = tensor(InputDistribution::Normal, N, 11)
+        .iter()
+        .map(|g| g * 1e-2)
+        .collect();
+    let mut p = tensor(InputDistribution::Normal, N, 12);
+    let cfg = AdamConfig {
+        lr: 1e-3,
+        ..AdamConfig::default()
+    };
+    if case == "plain" {
+        let (mut m, mut v) = (vec![0.0f32; N], vec![0.0f32; N]);
+        for t in 1..=steps {
+            adam_step(&cfg, t, &mut p, &grads, &mut m, &mut v).expect("adam step");
+        }
+        return;
+    }
+    let levels = if case == "hyper_h1" { 1 } else { 2 };
+    let mut tower: Tower = Tower::new(Optimizer::Adam(cfg)).expect("tower");
+    for j in 0..levels {
+        let lr = 1e-2 * 1e-2f32.powi(j);
+        let level = Optimizer::Adam(AdamConfig {
+            lr,
+            ..AdamConfig::default()
+        });
+        tower = tower.stacked(level).expect("level");
+    }
+    let mut state = vec![0.0f32; tower.state_len(N).expect("state length")];
+    for _ in 0..steps {
+        tower.step(&mut p, &grads, &mut state).expect("tower step");
+    }
+}
+
+/// Instructions callgrind counts for `case` with `steps` steps, or why it could not.
+fn count(exe: &str, case: &str, steps: u32) -> Result<u64, String> {
+    let out = Command::new("valgrind")
+        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null", exe])
+        .args(["--case", case, "--steps", &steps.to_string()])
+        .output()
+        .map_err(|e| format!("valgrind: {e}"))?;
+    let log = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(format!("valgrind failed on {case}:\n{log}"));
+    }
+    log.lines()
+        .find_map(|l| l.split("Collected :").nth(1))
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| format!("no instruction total in valgrind's output for {case}"))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--case") {
+        let case = args.get(i + 1).map(String::as_str).unwrap_or("plain");
+        let steps = args
+            .iter()
+            .position(|a| a == "--steps")
+            .and_then(|j| args.get(j + 1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(STEPS);
+        run_case(case, steps);
+        return;
+    }
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        eprintln!("optim_instructions: valgrind not found, nothing counted");
+        return;
+    }
+    let exe = &args[0];
+    println!("instructions per Adam step on {N} parameters (callgrind, {STEPS} steps minus none):");
+    let mut plain = None;
+    for case in CASES {
+        let per_step = count(exe, case, STEPS)
+            .and_then(|full| Ok((full, count(exe, case, 0)?)))
+            .map(|(full, base)| full.saturating_sub(base) as f64 / f64::from(STEPS));
+        match per_step {
+            Ok(i) => {
+                let base = *plain.get_or_insert(i);
+                println!(
+                    "  {case:9} {:>12.0} instructions/step  {:>6.2} per parameter  {:.2}x plain",
+                    i,
+                    i / N as f64,
+                    i / base
+                );
+            }
+            Err(e) => {
+                eprintln!("optim_instructions: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+}
