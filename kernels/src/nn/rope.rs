@@ -35,13 +35,17 @@ fn rotate(
         });
     }
     let half = head_dim / 2;
+    let mut inv_freq = [0.0f64; MAX_HEAD_DIM / 2];
+    for (i, f) in inv_freq.iter_mut().take(half).enumerate() {
+        *f = libm::pow(theta as f64, -2.0 * i as f64 / head_dim as f64);
+    }
     let mut cos = [0.0f32; MAX_HEAD_DIM / 2];
     let mut sin = [0.0f32; MAX_HEAD_DIM / 2];
     for (t, token) in x.chunks_exact_mut(row).enumerate() {
         let pos = start_pos.checked_add(t).ok_or(Error::Overflow)? as f64;
-        for (i, (c, s)) in cos.iter_mut().zip(sin.iter_mut()).take(half).enumerate() {
-            let inv_freq = libm::pow(theta as f64, -2.0 * i as f64 / head_dim as f64);
-            let angle = pos * inv_freq;
+        let pairs = cos.iter_mut().zip(sin.iter_mut()).zip(&inv_freq);
+        for ((c, s), &f) in pairs.take(half) {
+            let angle = pos * f;
             *c = libm::cos(angle) as f32;
             *s = (sign * libm::sin(angle)) as f32;
         }
