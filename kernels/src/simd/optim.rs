@@ -3,9 +3,8 @@
 //! divisions instead of libm's scalar ones (which keep that loop scalar).
 //!
 //! Each term is computed with the `f32` operations of the scalar pass, in its order, so the terms
-//! are the same bits; they are summed into sixteen `f64` partial sums per term (the scalar pass
-//! adds them into one `f64` in element order), so the totals agree to about `1e-16` relative to
-//! the sum of the terms' magnitudes.
+//! are the same bits; they are summed in sixteen `f32` lanes flushed into `f64` every 16 chunks
+//! (the blocked summation of `optim::reduce`, with its error bound).
 
 use super::lanes::{Lanes, LANES};
 use super::Backend;
@@ -116,12 +115,32 @@ fn load<L: Lanes>(l: L, a: &[f32], start: usize, end: usize) -> L::F {
     }
 }
 
+/// Chunks summed in `f32` lanes before they are added into the `f64` totals, as in
+/// `optim::reduce` (each lane then adds at most 16 terms in `f32`: an error below `17 u` of the
+/// sum of magnitudes, the budget the hypergradient tests document).
+const FLUSH: usize = 16;
+
+/// Adds the `f32` lane sums into the `f64` totals and clears them.
+#[inline(always)]
+fn flush<L: Lanes>(l: L, lane_sums: &mut [L::F; 5], totals: &mut [[f64; LANES]; 5]) {
+    for (a, total) in lane_sums.iter_mut().zip(totals.iter_mut()) {
+        let mut lanes = [0.0f32; LANES];
+        l.store(*a, &mut lanes);
+        for (acc, y) in total.iter_mut().zip(lanes) {
+            *acc += y as f64;
+        }
+        *a = l.splat(0.0);
+    }
+}
+
 /// [`adam_hyper_sums`] on one lane token; `None` when a gradient is not finite.
 #[inline(always)]
 fn sums<L: Lanes>(l: L, s: AdamTermScalars, x: AdamHyperInputs<'_>) -> Option<[f64; 5]> {
     let n = x.grads.len();
     let decay = !x.params.is_empty();
     let mut totals = [[0.0f64; LANES]; 5];
+    let mut lane_sums = [l.splat(0.0); 5];
+    let mut chunks = 0;
     // `g − g` is 0 for every finite `g` and NaN for an infinity or a NaN.
     let mut bad = l.splat(0.0);
     let mut start = 0;
@@ -145,19 +164,154 @@ fn sums<L: Lanes>(l: L, s: AdamTermScalars, x: AdamHyperInputs<'_>) -> Option<[f
                 p,
             ],
         );
-        for (term, total) in t.into_iter().zip(totals.iter_mut()) {
-            let mut lanes = [0.0f32; LANES];
-            l.store(term, &mut lanes);
-            for (acc, y) in total.iter_mut().zip(lanes) {
-                *acc += y as f64;
-            }
+        for (a, term) in lane_sums.iter_mut().zip(t) {
+            *a = l.add(*a, term);
+        }
+        chunks += 1;
+        if chunks == FLUSH {
+            flush(l, &mut lane_sums, &mut totals);
+            chunks = 0;
         }
         start = end;
     }
+    flush(l, &mut lane_sums, &mut totals);
     let mut flags = [0.0f32; LANES];
     l.store(bad, &mut flags);
     if flags.iter().any(|f| f.is_nan()) {
         return None;
     }
     Some(totals.map(|t| t.iter().sum()))
+}
+
+/// The per-step scalars of the Adam update (`optim::adam::AdamScalars`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AdamUpdateScalars {
+    pub beta1: f32,
+    pub one_minus_beta1: f32,
+    pub beta2: f32,
+    pub one_minus_beta2: f32,
+    pub inv_sqrt_bc2: f32,
+    pub eps: f32,
+    pub step: f32,
+    pub decay: f32,
+}
+
+/// The Adam update of `p`, `m`, `v` (one length with `g`) with the scalar loop's `f32`
+/// operations in its order, so the same bits: `false` when this CPU has no SIMD backend (the
+/// caller runs its scalar loop).
+pub(crate) fn adam_update(
+    s: AdamUpdateScalars,
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) -> bool {
+    match Backend::best() {
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx512 | Backend::Avx512Bf16 => {
+            let Some(t) = super::x86::Avx512::new() else {
+                return false;
+            };
+            #[target_feature(enable = "avx512f")]
+            fn wrapper(
+                t: super::x86::Avx512,
+                s: AdamUpdateScalars,
+                p: &mut [f32],
+                g: &[f32],
+                m: &mut [f32],
+                v: &mut [f32],
+            ) {
+                update(t, s, p, g, m, v)
+            }
+            // SAFETY: the token exists only where AVX-512F is present.
+            unsafe { wrapper(t, s, p, g, m, v) };
+            true
+        }
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx2 => {
+            let Some(t) = super::x86::Avx2::new() else {
+                return false;
+            };
+            #[target_feature(enable = "avx2,fma")]
+            fn wrapper(
+                t: super::x86::Avx2,
+                s: AdamUpdateScalars,
+                p: &mut [f32],
+                g: &[f32],
+                m: &mut [f32],
+                v: &mut [f32],
+            ) {
+                update(t, s, p, g, m, v)
+            }
+            // SAFETY: the token exists only where AVX2 and FMA are present.
+            unsafe { wrapper(t, s, p, g, m, v) };
+            true
+        }
+        #[cfg(target_arch = "aarch64")]
+        Backend::Neon => {
+            let Some(t) = super::aarch64::Neon::new() else {
+                return false;
+            };
+            #[target_feature(enable = "neon")]
+            fn wrapper(
+                t: super::aarch64::Neon,
+                s: AdamUpdateScalars,
+                p: &mut [f32],
+                g: &[f32],
+                m: &mut [f32],
+                v: &mut [f32],
+            ) {
+                update(t, s, p, g, m, v)
+            }
+            // SAFETY: the token exists only where NEON is present.
+            unsafe { wrapper(t, s, p, g, m, v) };
+            true
+        }
+        _ => false,
+    }
+}
+
+/// [`adam_update`] on one lane token: whole chunks on the lanes, the tail one element at a time
+/// with the same operations.
+#[inline(always)]
+fn update<L: Lanes>(
+    l: L,
+    s: AdamUpdateScalars,
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) {
+    let (pc, pt) = p.as_chunks_mut::<LANES>();
+    let (gc, gt) = g.as_chunks::<LANES>();
+    let (mc, mt) = m.as_chunks_mut::<LANES>();
+    let (vc, vt) = v.as_chunks_mut::<LANES>();
+    let [b1, ob1, b2, ob2, ibc, eps, step, decay] = [
+        s.beta1,
+        s.one_minus_beta1,
+        s.beta2,
+        s.one_minus_beta2,
+        s.inv_sqrt_bc2,
+        s.eps,
+        s.step,
+        s.decay,
+    ]
+    .map(|x| l.splat(x));
+    let one = l.splat(1.0);
+    for (((pk, gk), mk), vk) in pc.iter_mut().zip(gc).zip(mc.iter_mut()).zip(vc.iter_mut()) {
+        let gv = l.load(gk);
+        let mv = l.add(l.mul(b1, l.load(mk)), l.mul(ob1, gv));
+        let vv = l.add(l.mul(b2, l.load(vk)), l.mul(ob2, l.mul(gv, gv)));
+        let inv_denom = l.div(one, l.add(l.mul(l.sqrt(vv), ibc), eps));
+        let pv = l.sub(l.mul(l.load(pk), decay), l.mul(step, l.mul(mv, inv_denom)));
+        l.store(pv, pk);
+        l.store(mv, mk);
+        l.store(vv, vk);
+    }
+    for (((pi, &gi), mi), vi) in pt.iter_mut().zip(gt).zip(mt.iter_mut()).zip(vt.iter_mut()) {
+        *mi = s.beta1 * *mi + s.one_minus_beta1 * gi;
+        *vi = s.beta2 * *vi + s.one_minus_beta2 * (gi * gi);
+        let inv_denom = 1.0 / (libm::sqrtf(*vi) * s.inv_sqrt_bc2 + s.eps);
+        *pi = *pi * s.decay - s.step * (*mi * inv_denom);
+    }
 }
