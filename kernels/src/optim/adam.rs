@@ -223,27 +223,17 @@ fn lane_update<A: Sink, B: Sink>(
     saved: &mut impl Iterator<Item = A>,
     copy: &mut impl Iterator<Item = B>,
 ) -> bool {
-    use crate::simd::optim::{adam_update, AdamUpdateScalars};
-    let scalars = AdamUpdateScalars {
-        beta1: s.beta1,
-        one_minus_beta1: s.one_minus_beta1,
-        beta2: s.beta2,
-        one_minus_beta2: s.one_minus_beta2,
-        inv_sqrt_bc2: s.inv_sqrt_bc2,
-        eps: s.eps,
-        step: s.step,
-        decay: s.decay,
-    };
+    use crate::simd::optim::adam_update;
     let blocks = params
         .chunks_mut(LANE_BLOCK)
         .zip(grads.chunks(LANE_BLOCK))
         .zip(m.chunks_mut(LANE_BLOCK).zip(v.chunks_mut(LANE_BLOCK)));
     // Empty slices: asks whether there is a SIMD backend, before anything is written.
-    if !adam_update(scalars, &mut [], &[], &mut [], &mut []) {
+    if !adam_update(s, &mut [], &[], &mut [], &mut []) {
         return false;
     }
     for ((p, g), (m, v)) in blocks {
-        adam_update(scalars, p, g, m, v);
+        adam_update(s, p, g, m, v);
         // `g` and `p` lead the zips, so a sink is taken only for an element that exists.
         for (&gi, sv) in g.iter().zip(saved.by_ref()) {
             sv.put(gi);
@@ -369,14 +359,10 @@ fn lane_sums(
     grads: &[f32],
     [m, v, prev]: [&[f32]; 3],
 ) -> Option<Option<[f64; 5]>> {
-    use crate::simd::optim::{adam_hyper_sums, AdamHyperInputs, AdamTermScalars};
-    let scalars = AdamTermScalars {
-        inv_sqrt_bc2: s.inv_sqrt_bc2,
-        eps: s.eps,
-    };
+    use crate::simd::optim::{adam_hyper_sums, AdamHyperInputs};
     let params = if decay { params } else { &[] };
     adam_hyper_sums(
-        scalars,
+        s,
         AdamHyperInputs {
             grads,
             m,

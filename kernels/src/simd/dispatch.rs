@@ -169,3 +169,51 @@ pub(crate) fn run_f32<J: Job<f32, f32>>(backend: Backend, job: J) -> Result<J::O
 pub(crate) fn run_bf16<J: Job<bf16, f32>>(backend: Backend, job: J) -> Result<J::Output> {
     run_simd!(backend, job)
 }
+
+/// A loop written once over [`Lanes`](super::lanes::Lanes), for [`run_lanes`].
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) trait LaneJob {
+    /// What the loop returns.
+    type Output;
+    /// Runs the loop on the lanes of `l`.
+    fn run<L: super::lanes::Lanes>(self, l: L) -> Self::Output;
+}
+
+/// Runs `job` on the lanes of the best backend this CPU has (`Backend::best`), inside a function
+/// compiled for that backend's features; `None` when there is no SIMD backend.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) fn run_lanes<J: LaneJob>(job: J) -> Option<J::Output> {
+    match Backend::best() {
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx512 | Backend::Avx512Bf16 => {
+            #[target_feature(enable = "avx512f")]
+            fn wrapper<J: LaneJob>(t: x86::Avx512, job: J) -> J::Output {
+                job.run(t)
+            }
+            let t = x86::Avx512::new()?;
+            // SAFETY: the token exists only where AVX-512F is present.
+            Some(unsafe { wrapper(t, job) })
+        }
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx2 => {
+            #[target_feature(enable = "avx2,fma")]
+            fn wrapper<J: LaneJob>(t: x86::Avx2, job: J) -> J::Output {
+                job.run(t)
+            }
+            let t = x86::Avx2::new()?;
+            // SAFETY: the token exists only where AVX2 and FMA are present.
+            Some(unsafe { wrapper(t, job) })
+        }
+        #[cfg(target_arch = "aarch64")]
+        Backend::Neon => {
+            #[target_feature(enable = "neon")]
+            fn wrapper<J: LaneJob>(t: aarch64::Neon, job: J) -> J::Output {
+                job.run(t)
+            }
+            let t = aarch64::Neon::new()?;
+            // SAFETY: the token exists only where NEON is present.
+            Some(unsafe { wrapper(t, job) })
+        }
+        _ => None,
+    }
+}

@@ -1,20 +1,15 @@
-//! The read-only pass of the hyper-Adam step on the 16 lanes: the five hypergradient sums of
-//! `optim::adam` and the finiteness check of the gradient, with a vector square root and
-//! divisions instead of libm's scalar ones (which keep that loop scalar).
+//! The Adam loops on the 16 lanes: the update of `optim::adam` and the read-only pass of the
+//! hyper-Adam step (its five hypergradient sums and the finiteness check of the gradient), with a
+//! vector square root and divisions instead of libm's scalar ones (which keep those loops scalar).
 //!
-//! Each term is computed with the `f32` operations of the scalar pass, in its order, so the terms
-//! are the same bits; they are summed in sixteen `f32` lanes flushed into `f64` every 16 chunks
-//! (the blocked summation of `optim::reduce`, with its error bound).
+//! Every value is computed with the `f32` operations of the scalar loops, in their order, so the
+//! updated state and the hypergradient terms are the same bits. The terms are summed in sixteen
+//! `f32` lanes flushed into `f64` every 16 chunks (the blocked summation of `optim::reduce`, with
+//! its error bound).
 
+use super::dispatch::{run_lanes, LaneJob};
 use super::lanes::{Lanes, LANES};
-use super::Backend;
-
-/// The step's scalars the terms need: `1 / sqrt(1 - beta2^k)` and `eps`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct AdamTermScalars {
-    pub inv_sqrt_bc2: f32,
-    pub eps: f32,
-}
+use crate::optim::AdamScalars;
 
 /// The slices of the pass, all of one length `n` (`params` empty when there is no weight decay).
 #[derive(Clone, Copy, Debug)]
@@ -29,60 +24,21 @@ pub(crate) struct AdamHyperInputs<'a> {
 /// The five sums `[Σ g q, Σ g r (m − g'), Σ g q r (v − g'²)/sqrt(v), Σ g q r sqrt(v), Σ g p]` on
 /// the best SIMD backend of this CPU: `Some(None)` when a gradient is NaN or infinite, `None` when
 /// there is no SIMD backend here (the caller runs its scalar pass).
-pub(crate) fn adam_hyper_sums(
-    s: AdamTermScalars,
-    x: AdamHyperInputs<'_>,
-) -> Option<Option<[f64; 5]>> {
-    match Backend::best() {
-        #[cfg(target_arch = "x86_64")]
-        Backend::Avx512 | Backend::Avx512Bf16 => {
-            let t = super::x86::Avx512::new()?;
-            #[target_feature(enable = "avx512f")]
-            fn wrapper(
-                t: super::x86::Avx512,
-                s: AdamTermScalars,
-                x: AdamHyperInputs<'_>,
-            ) -> Option<[f64; 5]> {
-                sums(t, s, x)
-            }
-            // SAFETY: the token exists only where AVX-512F is present.
-            Some(unsafe { wrapper(t, s, x) })
+pub(crate) fn adam_hyper_sums(s: &AdamScalars, x: AdamHyperInputs<'_>) -> Option<Option<[f64; 5]>> {
+    struct Job<'a, 'b>(&'a AdamScalars, AdamHyperInputs<'b>);
+    impl LaneJob for Job<'_, '_> {
+        type Output = Option<[f64; 5]>;
+        #[inline(always)]
+        fn run<L: Lanes>(self, l: L) -> Self::Output {
+            sums(l, self.0, self.1)
         }
-        #[cfg(target_arch = "x86_64")]
-        Backend::Avx2 => {
-            let t = super::x86::Avx2::new()?;
-            #[target_feature(enable = "avx2,fma")]
-            fn wrapper(
-                t: super::x86::Avx2,
-                s: AdamTermScalars,
-                x: AdamHyperInputs<'_>,
-            ) -> Option<[f64; 5]> {
-                sums(t, s, x)
-            }
-            // SAFETY: the token exists only where AVX2 and FMA are present.
-            Some(unsafe { wrapper(t, s, x) })
-        }
-        #[cfg(target_arch = "aarch64")]
-        Backend::Neon => {
-            let t = super::aarch64::Neon::new()?;
-            #[target_feature(enable = "neon")]
-            fn wrapper(
-                t: super::aarch64::Neon,
-                s: AdamTermScalars,
-                x: AdamHyperInputs<'_>,
-            ) -> Option<[f64; 5]> {
-                sums(t, s, x)
-            }
-            // SAFETY: the token exists only where NEON is present.
-            Some(unsafe { wrapper(t, s, x) })
-        }
-        _ => None,
     }
+    run_lanes(Job(s, x))
 }
 
 /// The five terms of one chunk, with the scalar pass's operations in its order.
 #[inline(always)]
-fn terms<L: Lanes>(l: L, s: AdamTermScalars, [g, m, v, prev, p]: [L::F; 5]) -> [L::F; 5] {
+fn terms<L: Lanes>(l: L, s: &AdamScalars, [g, m, v, prev, p]: [L::F; 5]) -> [L::F; 5] {
     let root = l.sqrt(v);
     let one = l.splat(1.0);
     let r = l.div(
@@ -135,7 +91,7 @@ fn flush<L: Lanes>(l: L, lane_sums: &mut [L::F; 5], totals: &mut [[f64; LANES]; 
 
 /// [`adam_hyper_sums`] on one lane token; `None` when a gradient is not finite.
 #[inline(always)]
-fn sums<L: Lanes>(l: L, s: AdamTermScalars, x: AdamHyperInputs<'_>) -> Option<[f64; 5]> {
+fn sums<L: Lanes>(l: L, s: &AdamScalars, x: AdamHyperInputs<'_>) -> Option<[f64; 5]> {
     let n = x.grads.len();
     let decay = !x.params.is_empty();
     let mut totals = [[0.0f64; LANES]; 5];
@@ -183,105 +139,37 @@ fn sums<L: Lanes>(l: L, s: AdamTermScalars, x: AdamHyperInputs<'_>) -> Option<[f
     Some(totals.map(|t| t.iter().sum()))
 }
 
-/// The per-step scalars of the Adam update (`optim::adam::AdamScalars`).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct AdamUpdateScalars {
-    pub beta1: f32,
-    pub one_minus_beta1: f32,
-    pub beta2: f32,
-    pub one_minus_beta2: f32,
-    pub inv_sqrt_bc2: f32,
-    pub eps: f32,
-    pub step: f32,
-    pub decay: f32,
-}
-
 /// The Adam update of `p`, `m`, `v` (one length with `g`) with the scalar loop's `f32`
 /// operations in its order, so the same bits: `false` when this CPU has no SIMD backend (the
-/// caller runs its scalar loop).
+/// caller runs its scalar loop; nothing was written).
 pub(crate) fn adam_update(
-    s: AdamUpdateScalars,
+    s: &AdamScalars,
     p: &mut [f32],
     g: &[f32],
     m: &mut [f32],
     v: &mut [f32],
 ) -> bool {
-    match Backend::best() {
-        #[cfg(target_arch = "x86_64")]
-        Backend::Avx512 | Backend::Avx512Bf16 => {
-            let Some(t) = super::x86::Avx512::new() else {
-                return false;
-            };
-            #[target_feature(enable = "avx512f")]
-            fn wrapper(
-                t: super::x86::Avx512,
-                s: AdamUpdateScalars,
-                p: &mut [f32],
-                g: &[f32],
-                m: &mut [f32],
-                v: &mut [f32],
-            ) {
-                update(t, s, p, g, m, v)
-            }
-            // SAFETY: the token exists only where AVX-512F is present.
-            unsafe { wrapper(t, s, p, g, m, v) };
-            true
+    struct Job<'a, 'b>(
+        &'a AdamScalars,
+        &'b mut [f32],
+        &'b [f32],
+        &'b mut [f32],
+        &'b mut [f32],
+    );
+    impl LaneJob for Job<'_, '_> {
+        type Output = ();
+        #[inline(always)]
+        fn run<L: Lanes>(self, l: L) {
+            update(l, self.0, self.1, self.2, self.3, self.4)
         }
-        #[cfg(target_arch = "x86_64")]
-        Backend::Avx2 => {
-            let Some(t) = super::x86::Avx2::new() else {
-                return false;
-            };
-            #[target_feature(enable = "avx2,fma")]
-            fn wrapper(
-                t: super::x86::Avx2,
-                s: AdamUpdateScalars,
-                p: &mut [f32],
-                g: &[f32],
-                m: &mut [f32],
-                v: &mut [f32],
-            ) {
-                update(t, s, p, g, m, v)
-            }
-            // SAFETY: the token exists only where AVX2 and FMA are present.
-            unsafe { wrapper(t, s, p, g, m, v) };
-            true
-        }
-        #[cfg(target_arch = "aarch64")]
-        Backend::Neon => {
-            let Some(t) = super::aarch64::Neon::new() else {
-                return false;
-            };
-            #[target_feature(enable = "neon")]
-            fn wrapper(
-                t: super::aarch64::Neon,
-                s: AdamUpdateScalars,
-                p: &mut [f32],
-                g: &[f32],
-                m: &mut [f32],
-                v: &mut [f32],
-            ) {
-                update(t, s, p, g, m, v)
-            }
-            // SAFETY: the token exists only where NEON is present.
-            unsafe { wrapper(t, s, p, g, m, v) };
-            true
-        }
-        _ => false,
     }
+    run_lanes(Job(s, p, g, m, v)).is_some()
 }
 
 /// [`adam_update`] on one lane token: whole chunks on the lanes, the tail one element at a time
 /// with the same operations.
 #[inline(always)]
-fn update<L: Lanes>(
-    l: L,
-    s: AdamUpdateScalars,
-    p: &mut [f32],
-    g: &[f32],
-    m: &mut [f32],
-    v: &mut [f32],
-) {
+fn update<L: Lanes>(l: L, s: &AdamScalars, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
     let (pc, pt) = p.as_chunks_mut::<LANES>();
     let (gc, gt) = g.as_chunks::<LANES>();
     let (mc, mt) = m.as_chunks_mut::<LANES>();
