@@ -103,7 +103,7 @@ mod sink;
 mod tower;
 
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub(crate) use adam::AdamScalars;
+pub(crate) use adam::{adam_element, AdamScalars};
 pub use adam::{adam_step, adam_step_mixed, AdamConfig};
 pub use momentum::{momentum_step, momentum_step_mixed, MomentumConfig};
 pub use optimizer::Optimizer;

@@ -9,7 +9,7 @@
 
 use super::dispatch::{run_lanes, LaneJob};
 use super::lanes::{Lanes, LANES};
-use crate::optim::AdamScalars;
+use crate::optim::{adam_element, AdamScalars};
 
 /// The slices of the pass, all of one length `n` (`params` empty when there is no weight decay).
 #[derive(Clone, Copy, Debug)]
@@ -167,7 +167,7 @@ pub(crate) fn adam_update(
 }
 
 /// [`adam_update`] on one lane token: whole chunks on the lanes, the tail one element at a time
-/// with the same operations.
+/// through the scalar loop's own `adam_element`.
 #[inline(always)]
 fn update<L: Lanes>(l: L, s: &AdamScalars, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
     let (pc, pt) = p.as_chunks_mut::<LANES>();
@@ -197,9 +197,6 @@ fn update<L: Lanes>(l: L, s: &AdamScalars, p: &mut [f32], g: &[f32], m: &mut [f3
         l.store(vv, vk);
     }
     for (((pi, &gi), mi), vi) in pt.iter_mut().zip(gt).zip(mt.iter_mut()).zip(vt.iter_mut()) {
-        *mi = s.beta1 * *mi + s.one_minus_beta1 * gi;
-        *vi = s.beta2 * *vi + s.one_minus_beta2 * (gi * gi);
-        let inv_denom = 1.0 / (libm::sqrtf(*vi) * s.inv_sqrt_bc2 + s.eps);
-        *pi = *pi * s.decay - s.step * (*mi * inv_denom);
+        (*pi, *mi, *vi, _) = adam_element(s, *pi, gi, *mi, *vi);
     }
 }
