@@ -5,7 +5,7 @@
 use half::bf16;
 use tessera_kernels::optim::{
     adam_step, adam_step_mixed, momentum_step, momentum_step_mixed, sgd_step, sgd_step_mixed,
-    AdamConfig, MomentumConfig, Optimizer, SgdConfig, Tower,
+    AdamConfig, MomentumConfig, Optimizer, Schedule, SgdConfig, Tower,
 };
 use tessera_kernels::Error;
 
@@ -151,29 +151,32 @@ fn non_finite_gradients_modify_nothing() {
     });
     for opt in optimizers() {
         for height in 0..=2 {
-            let mut tower: Tower = Tower::new(opt).unwrap();
-            for _ in 0..height {
-                tower = tower.stacked(hyper).unwrap();
-            }
-            let mut w = start();
-            let mut state = vec![0.0; tower.state_len(N).unwrap()];
-            for t in 1..=6 {
-                tower.step(&mut w, &grads(t), &mut state).unwrap();
-            }
-            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
-                let mut g = grads(7);
-                g[N - 3] = bad;
-                let (t0, w0, s0) = (tower, w.clone(), state.clone());
-                let r = tower.step(&mut w, &g, &mut state);
-                assert_eq!(
-                    r,
-                    Err(Error::NonFinite("grads")),
-                    "{} height {height}",
-                    opt.name()
-                );
-                assert_eq!(tower, t0);
-                assert_eq!(bits(&w), bits(&w0));
-                assert_eq!(bits(&state), bits(&s0));
+            for schedule in [Schedule::Exact, Schedule::Lagged] {
+                let mut tower: Tower = Tower::new(opt).unwrap();
+                for _ in 0..height {
+                    tower = tower.stacked(hyper).unwrap();
+                }
+                tower = tower.with_schedule(schedule).unwrap();
+                let mut w = start();
+                let mut state = vec![0.0; tower.state_len(N).unwrap()];
+                for t in 1..=6 {
+                    tower.step(&mut w, &grads(t), &mut state).unwrap();
+                }
+                for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                    let mut g = grads(7);
+                    g[N - 3] = bad;
+                    let (t0, w0, s0) = (tower, w.clone(), state.clone());
+                    let r = tower.step(&mut w, &g, &mut state);
+                    assert_eq!(
+                        r,
+                        Err(Error::NonFinite("grads")),
+                        "{} height {height} {schedule:?}",
+                        opt.name()
+                    );
+                    assert_eq!(tower, t0);
+                    assert_eq!(bits(&w), bits(&w0));
+                    assert_eq!(bits(&state), bits(&s0));
+                }
             }
         }
     }
@@ -348,4 +351,162 @@ fn bad_arguments_are_errors_and_change_nothing() {
         momentum_step(&bad, &mut p, &g, &mut v),
         Err(Error::BadHyperparameter("momentum"))
     );
+}
+
+/// A tower of height `height` over `opt` whose top level never moves (learning rate 0).
+fn frozen_tower(opt: Optimizer, height: usize, schedule: Schedule) -> Tower {
+    let mid = Optimizer::Adam(AdamConfig {
+        lr: 0.0,
+        ..AdamConfig::default()
+    });
+    let mut tower: Tower = Tower::new(opt).unwrap();
+    for _ in 1..height {
+        tower = tower.stacked(mid).unwrap();
+    }
+    tower = tower
+        .stacked(Optimizer::Sgd(SgdConfig { lr: 0.0 }))
+        .unwrap();
+    tower.with_schedule(schedule).unwrap()
+}
+
+#[test]
+fn lagged_pass_computes_the_exact_schedules_hypergradient() {
+    // With the hyperparameters frozen both schedules take the same steps, and the lagged pass
+    // at call t computes what the exact schedule's read-only pass computes at call t (only
+    // applied a call later): the same sums bit for bit for SGD and momentum (the same loops);
+    // for Adam, whose lagged state keeps sqrt(v) and whose terms are folded differently, the
+    // learning-rate coordinate to 1e-4.
+    for opt in optimizers() {
+        let mut exact = frozen_tower(opt, 1, Schedule::Exact);
+        let mut lagged = frozen_tower(opt, 1, Schedule::Lagged);
+        let (mut we, mut wl) = (start(), start());
+        let mut se = vec![0.0; exact.state_len(N).unwrap()];
+        let mut sl = vec![0.0; lagged.state_len(N).unwrap()];
+        for t in 1..=12 {
+            let g = grads(t);
+            exact.step(&mut we, &g, &mut se).unwrap();
+            lagged.step(&mut wl, &g, &mut sl).unwrap();
+            let (got, want) = (lagged.hypergradient(0), exact.hypergradient(0));
+            assert_eq!(got.is_some(), want.is_some(), "{} call {t}", opt.name());
+            if let (Some(e), Some(l)) = (want, got) {
+                for (c, (a, b)) in e.iter().zip(l).enumerate() {
+                    if let Optimizer::Adam(_) = opt {
+                        if c > 0 {
+                            // The beta terms cancel (exactly, at the first step); they are
+                            // checked against their scale in `hypergradients.rs`.
+                            continue;
+                        }
+                        let tol = 1e-4 * a.abs();
+                        assert!(
+                            (a - b).abs() <= tol,
+                            "{} call {t} [{c}]: {a} vs {b}",
+                            opt.name()
+                        );
+                    } else {
+                        assert_eq!(a.to_bits(), b.to_bits(), "{} call {t} [{c}]", opt.name());
+                    }
+                }
+            }
+            match opt {
+                Optimizer::Adam(_) => {
+                    for (a, b) in we.iter().zip(&wl) {
+                        assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{a} vs {b}");
+                    }
+                }
+                _ => assert_eq!(bits(&we), bits(&wl), "{} call {t}", opt.name()),
+            }
+        }
+        assert_eq!(lagged.level(0), Some(opt));
+    }
+}
+
+#[test]
+fn lagged_sgd_over_sgd_applies_each_hypergradient_one_step_late() {
+    // Call t: alpha += kappa g_{t-1} · g_{t-2} (the hypergradient the previous pass computed),
+    // then w -= alpha g_t in the pass that computes -g_t · g_{t-1}.
+    let (alpha0, kappa) = (0.05f32, 0.01f32);
+    let mut tower: Tower = Tower::new(Optimizer::Sgd(SgdConfig { lr: alpha0 }))
+        .unwrap()
+        .stacked(Optimizer::Sgd(SgdConfig { lr: kappa }))
+        .unwrap()
+        .with_schedule(Schedule::Lagged)
+        .unwrap();
+    let mut w = start();
+    let mut state = vec![0.0; tower.state_len(N).unwrap()];
+    let mut alpha = alpha0 as f64;
+    let mut w64: Vec<f64> = start().iter().map(|&x| x as f64).collect();
+    let dot =
+        |a: &[f32], b: &[f32]| -> f64 { a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum() };
+    for t in 1..=10u32 {
+        let g = grads(t);
+        if t >= 3 {
+            alpha += kappa as f64 * dot(&grads(t - 1), &grads(t - 2));
+        }
+        tower.step(&mut w, &g, &mut state).unwrap();
+        let lr = tower.level(0).unwrap().lr() as f64;
+        assert!(
+            (lr - alpha).abs() <= 1e-6 * alpha.abs(),
+            "call {t}: lr {lr} vs {alpha}"
+        );
+        for (x, gi) in w64.iter_mut().zip(&g) {
+            *x -= alpha * *gi as f64;
+        }
+        if t >= 2 {
+            let want = -dot(&g, &grads(t - 1));
+            let got = tower.hypergradient(0).unwrap()[0] as f64;
+            assert!(
+                (got - want).abs() <= 1e-6 * want.abs().max(1e-3),
+                "{got} vs {want}"
+            );
+        }
+    }
+    for (a, b) in w.iter().zip(&w64) {
+        assert!((*a as f64 - b).abs() <= 1e-5, "{a} vs {b}");
+    }
+}
+
+#[test]
+fn a_tower_that_has_stepped_keeps_its_schedule() {
+    let adam = Optimizer::Adam(AdamConfig::default());
+    let tower: Tower = Tower::new(adam).unwrap().stacked(adam).unwrap();
+    assert_eq!(tower.schedule(), Schedule::Exact);
+    let mut tower = tower.with_schedule(Schedule::Lagged).unwrap();
+    let mut w = start();
+    let mut state = vec![0.0; tower.state_len(N).unwrap()];
+    tower.step(&mut w, &grads(1), &mut state).unwrap();
+    assert_eq!(
+        tower.with_schedule(Schedule::Lagged).map(|t| t.schedule()),
+        Ok(Schedule::Lagged)
+    );
+    assert_eq!(
+        tower.with_schedule(Schedule::Exact),
+        Err(Error::BadHyperparameter(
+            "schedule of a tower that has stepped"
+        ))
+    );
+}
+
+#[test]
+fn a_lagged_tower_raises_a_tiny_learning_rate() {
+    let mut tower: Tower = Tower::new(Optimizer::Adam(AdamConfig {
+        lr: 1e-5,
+        ..AdamConfig::default()
+    }))
+    .unwrap()
+    .stacked(Optimizer::Adam(AdamConfig {
+        lr: 1e-3,
+        ..AdamConfig::default()
+    }))
+    .unwrap()
+    .with_schedule(Schedule::Lagged)
+    .unwrap();
+    let mut w = start();
+    let mut state = vec![0.0; tower.state_len(N).unwrap()];
+    for _ in 0..200 {
+        let g = w.clone();
+        tower.step(&mut w, &g, &mut state).unwrap();
+    }
+    let lr = tower.level(0).unwrap().lr();
+    assert!(lr > 1e-4, "lr {lr}");
+    assert!(w.iter().all(|x| x.abs() < 0.5), "{w:?}");
 }

@@ -259,6 +259,190 @@ fn lane_update<A: Sink, B: Sink>(
     false
 }
 
+/// What the lagged pass needs of the step `last` took: its scalars and the factors that fold the
+/// five sums of [`adam_hypergradient`] into three per element, rounded to `f32`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LaggedScalars {
+    pub s: AdamScalars,
+    /// `p1 + p2` and `-p1` ([`HyperFactors`]): `d y / d z1 = -r (p12 m - p1 g')` per element.
+    pub p12: f32,
+    pub neg_p1: f32,
+    /// `q1 + q2` and `-q1`: `d y / d z2 = m r^2 (q12 v - q1 g'^2) / sqrt(v)` per element.
+    pub q12: f32,
+    pub neg_q1: f32,
+}
+
+impl LaggedScalars {
+    /// The step `k >= 1` of `cfg`.
+    pub(crate) fn new(cfg: &AdamConfig, k: u32) -> Self {
+        let f = HyperFactors::new(cfg.lr, cfg.beta1, cfg.beta2, k);
+        LaggedScalars {
+            s: AdamScalars::from_config(cfg, k),
+            p12: (f.p1 + f.p2) as f32,
+            neg_p1: -f.p1 as f32,
+            q12: (f.q1 + f.q2) as f32,
+            neg_q1: -f.q1 as f32,
+        }
+    }
+}
+
+/// The lagged pass's hypergradient terms of one element before their last factor:
+/// `([pre1, pre2, pre3], inv)`, the terms being `pre1 inv`, `pre2 inv` and `pre3 inv^2`
+/// (`[g q, g r (p12 m - p1 g'), g q r (q12 v - q1 g'^2)/sqrt(v)]` of the state the step `last`
+/// left: `m`, `root = sqrt(v)`, `prev = g'`).
+///
+/// With `a = root c + eps` and `rho = root` (`1` where `root = 0`), `inv = 1/(rho a)` is the one
+/// division: `r = 1/a = rho inv` and `r^2/root = root inv^2`, so every term is a product formed
+/// before the division times `inv` or `inv^2` after it (the `1/sqrt(v)` term is 0 where
+/// `v = 0`, the convention of [`adam_terms`]).
+#[inline(always)]
+pub(crate) fn adam_lagged_terms(
+    last: &LaggedScalars,
+    [g, m, root, prev]: [f32; 4],
+) -> ([f32; 3], f32) {
+    let a = libm::fmaf(root, last.s.inv_sqrt_bc2, last.s.eps);
+    let rho = if root > 0.0 { root } else { 1.0 };
+    let inv = 1.0 / (rho * a);
+    let gm = g * m;
+    let pre = [
+        gm * rho,
+        (g * rho) * libm::fmaf(last.p12, m, last.neg_p1 * prev),
+        (gm * root) * libm::fmaf(last.q12, root * root, last.neg_q1 * (prev * prev)),
+    ];
+    (pre, inv)
+}
+
+/// The lagged pass's Adam step of one element with `now`; the state is `(m, root = sqrt(v))`.
+/// Returns the new `(p, m, root)`.
+#[inline(always)]
+pub(crate) fn adam_lagged_update(now: &AdamScalars, [p, g, m, root]: [f32; 4]) -> [f32; 3] {
+    let m = libm::fmaf(now.beta1, m, now.one_minus_beta1 * g);
+    let v = libm::fmaf(now.beta2, root * root, now.one_minus_beta2 * (g * g));
+    let root = libm::sqrtf(v);
+    let p = p * now.decay - (now.step * m) / libm::fmaf(root, now.inv_sqrt_bc2, now.eps);
+    [p, m, root]
+}
+
+/// One element of the lagged schedule's pass: the new `(p, m, root)` (the step with `now`) and
+/// the four terms of the step `last` took ([`adam_lagged_terms`], and `g w` for the decay
+/// term, `w` the weight or 0). Their sums give the hypergradient ([`adam_lagged_finish`]).
+#[inline(always)]
+pub(crate) fn adam_lagged_element(
+    last: &LaggedScalars,
+    now: &AdamScalars,
+    [p, g, m, root, prev, w]: [f32; 6],
+) -> ([f32; 3], [f32; 4]) {
+    let ([a, b, c], inv) = adam_lagged_terms(last, [g, m, root, prev]);
+    let terms = [a * inv, b * inv, c * (inv * inv), g * w];
+    (adam_lagged_update(now, [p, g, m, root]), terms)
+}
+
+/// The hypergradient from the four sums of the lagged pass over the state step `k` (with `cfg`)
+/// left. `1 - lr weight_decay > 0` must have been checked.
+pub(crate) fn adam_lagged_finish(cfg: &AdamConfig, k: u32, [gq, b1, b2, gp]: [f64; 4]) -> [f64; 3] {
+    let f = HyperFactors::new(cfg.lr, cfg.beta1, cfg.beta2, k);
+    let mut d_lr = -f.c1 * gq;
+    if cfg.weight_decay != 0.0 {
+        let s = AdamScalars::from_config(cfg, k);
+        let (step, decay) = (s.step as f64, s.decay as f64);
+        d_lr -= cfg.weight_decay as f64 * (gp + step * gq) / decay;
+    }
+    [d_lr, -b1, b2]
+}
+
+/// The lagged schedule's one pass (see the module docs): the five hypergradient sums of the
+/// step `last` took, read from the state before this pass overwrites it, and the Adam step with
+/// `now`, saving each gradient into `prev` and each new parameter into `copy`. The state is
+/// `[m, root, prev]` ([`adam_lagged_element`]). `decay`: `last` had weight decay. The gradient
+/// must already be checked.
+#[inline(never)]
+pub(crate) fn adam_fused_loop<B: Sink>(
+    last: &LaggedScalars,
+    now: &AdamScalars,
+    decay: bool,
+    params: &mut [f32],
+    grads: &[f32],
+    [m, root, prev]: [&mut [f32]; 3],
+    copy: impl Iterator<Item = B>,
+) -> [f64; 4] {
+    let mut copy = copy;
+    if let Some(sums) = lane_fused(last, now, decay, params, grads, [m, root, prev], &mut copy) {
+        return sums;
+    }
+    let mut sums = Sums::<4>::new();
+    let state = m.iter_mut().zip(root.iter_mut()).zip(prev.iter_mut());
+    for (((p, &g), ((m, root), prev)), c) in params.iter_mut().zip(grads).zip(state).zip(copy) {
+        let w = if decay { *p } else { 0.0 };
+        let (new, terms) = adam_lagged_element(last, now, [*p, g, *m, *root, *prev, w]);
+        sums.add_one(terms);
+        [*p, *m, *root] = new;
+        *prev = g;
+        c.put(*p);
+    }
+    sums.finish()
+}
+
+/// [`adam_fused_loop`] on the CPU's SIMD backend in blocks of [`LANE_BLOCK`] (a multiple of the
+/// summation's flush period, so the sums are those of one pass over all of it), each followed by
+/// its sinks; `None` (nothing done) when there is none.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn lane_fused<B: Sink>(
+    last: &LaggedScalars,
+    now: &AdamScalars,
+    decay: bool,
+    params: &mut [f32],
+    grads: &[f32],
+    [m, root, prev]: [&mut [f32]; 3],
+    copy: &mut impl Iterator<Item = B>,
+) -> Option<[f64; 4]> {
+    use crate::simd::optim::{adam_fused, AdamFusedSlices, HyperTotals};
+    let empty = || AdamFusedSlices {
+        params: &mut [],
+        grads: &[],
+        m: &mut [],
+        root: &mut [],
+        prev: &mut [],
+    };
+    let mut totals: HyperTotals = Default::default();
+    // Empty slices: asks whether there is a SIMD backend, before anything is written.
+    if !adam_fused(last, now, decay, empty(), &mut totals) {
+        return None;
+    }
+    let blocks = params
+        .chunks_mut(LANE_BLOCK)
+        .zip(grads.chunks(LANE_BLOCK))
+        .zip(m.chunks_mut(LANE_BLOCK))
+        .zip(root.chunks_mut(LANE_BLOCK).zip(prev.chunks_mut(LANE_BLOCK)));
+    for (((params, grads), m), (root, prev)) in blocks {
+        let x = AdamFusedSlices {
+            params: &mut *params,
+            grads,
+            m,
+            root,
+            prev,
+        };
+        adam_fused(last, now, decay, x, &mut totals);
+        for (&pi, c) in params.iter().zip(copy.by_ref()) {
+            c.put(pi);
+        }
+    }
+    Some(totals.map(|t| t.iter().sum()))
+}
+
+/// Targets without a SIMD backend run the scalar pass.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn lane_fused<B: Sink>(
+    _: &LaggedScalars,
+    _: &AdamScalars,
+    _: bool,
+    _: &mut [f32],
+    _: &[f32],
+    _: [&mut [f32]; 3],
+    _: &mut impl Iterator<Item = B>,
+) -> Option<[f64; 4]> {
+    None
+}
+
 /// The scalar factors that turn the four sums of [`adam_hypergradient`] into the hypergradient
 /// with respect to `(lr, logit(beta1), logit(beta2))`. All in `f64`, from the `f32` values the
 /// previous step used and its step number `k`.
@@ -334,9 +518,17 @@ pub(crate) fn adam_hypergradient(
         None if cfg.weight_decay != 0.0 => adam_sums::<true>(&s, params, grads, m, v, prev),
         None => adam_sums::<false>(&s, params, grads, m, v, prev),
     };
-    let Some([gq, gm, gv, gr, gp]) = sums else {
+    let Some(sums) = sums else {
         return Err(Error::NonFinite(what));
     };
+    adam_hyper_finish(cfg, k, sums)
+}
+
+/// The hypergradient from the five sums of a pass over the state step `k` (with `cfg`) left.
+/// Errors: `BadHyperparameter` when `1 - lr weight_decay` is not positive.
+pub(crate) fn adam_hyper_finish(cfg: &AdamConfig, k: u32, sums: [f64; 5]) -> Result<[f64; 3]> {
+    let [gq, gm, gv, gr, gp] = sums;
+    let s = AdamScalars::from_config(cfg, k);
     let f = HyperFactors::new(cfg.lr, cfg.beta1, cfg.beta2, k);
     let mut d_lr = -f.c1 * gq;
     if cfg.weight_decay != 0.0 {
@@ -488,6 +680,71 @@ mod tests {
     }
 
     const LANE_BLOCK_TEST: usize = 1024;
+
+    /// The lagged pass (SIMD where this CPU has it) against its scalar element: the same new
+    /// `p`, `m`, `sqrt(v)` and saved gradient bit for bit, over two blocks and a tail, with and
+    /// without weight decay, some `sqrt(v) = 0`; the sums within 20 u of their scale (the SIMD
+    /// pass adds each product with a fused multiply-add and sums 16 per lane in `f32`).
+    #[test]
+    fn lagged_pass_equals_its_scalar_element() {
+        const N: usize = 2 * LANE_BLOCK_TEST + 37;
+        let val = |i: usize, k: u32| ((i as f32 * 0.37 + k as f32).sin()) * 0.1;
+        for wd in [0.0, 0.01] {
+            let last = AdamConfig {
+                weight_decay: wd,
+                ..AdamConfig::default()
+            };
+            let now = AdamConfig {
+                lr: 2e-3,
+                beta1: 0.8,
+                ..last
+            };
+            let (ls, ns) = (
+                LaggedScalars::new(&last, 4),
+                AdamScalars::from_config(&now, 5),
+            );
+            let mut p: [f32; N] = core::array::from_fn(|i| val(i, 1));
+            let g: [f32; N] = core::array::from_fn(|i| val(i, 2));
+            let mut m: [f32; N] = core::array::from_fn(|i| val(i, 3));
+            let mut root: [f32; N] = core::array::from_fn(|i| val(i, 4).abs());
+            let mut prev: [f32; N] = core::array::from_fn(|i| val(i, 5));
+            for i in (0..N).step_by(97) {
+                (m[i], root[i], prev[i]) = (1e-30, 0.0, 0.0); // v underflowed, m did not
+            }
+            let (p0, m0, r0, q0) = (p, m, root, prev);
+            let sums = adam_fused_loop(
+                &ls,
+                &ns,
+                wd != 0.0,
+                &mut p,
+                &g,
+                [&mut m, &mut root, &mut prev],
+                nowhere(),
+            );
+            let (mut want, mut scale) = ([0.0f64; 4], [0.0f64; 4]);
+            for i in 0..N {
+                let w = if wd != 0.0 { p0[i] } else { 0.0 };
+                let (new, t) = adam_lagged_element(&ls, &ns, [p0[i], g[i], m0[i], r0[i], q0[i], w]);
+                assert_eq!(p[i].to_bits(), new[0].to_bits(), "p[{i}]");
+                assert_eq!(m[i].to_bits(), new[1].to_bits(), "m[{i}]");
+                assert_eq!(root[i].to_bits(), new[2].to_bits(), "root[{i}]");
+                assert_eq!(prev[i].to_bits(), g[i].to_bits(), "prev[{i}]");
+                for c in 0..4 {
+                    want[c] += t[c] as f64;
+                    scale[c] += (t[c] as f64).abs();
+                }
+            }
+            for c in 0..4 {
+                let err = (sums[c] - want[c]).abs();
+                assert!(
+                    err <= 20.0 * f32::EPSILON as f64 / 2.0 * scale[c],
+                    "sum {c}: {err:e}"
+                );
+            }
+            assert!(scale[0] > 0.0 && scale[2] > 0.0);
+            assert_eq!(scale[3] > 0.0, wd != 0.0);
+        }
+    }
 
     #[test]
     fn non_finite_gradient_modifies_nothing() {

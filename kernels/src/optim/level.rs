@@ -1,12 +1,15 @@
 //! One tower level: dispatch of the step and of the hypergradient pass over the three optimizer
 //! kinds, on any slice (the model's weights at level 0, a few hyperparameters above).
 
-use super::adam::{adam_hypergradient, adam_loop, AdamScalars};
-use super::momentum::{momentum_hypergradient, momentum_loop};
-use super::sgd::{sgd_hypergradient, sgd_loop};
+use super::adam::{
+    adam_fused_loop, adam_hypergradient, adam_lagged_finish, adam_loop, AdamScalars, LaggedScalars,
+};
+use super::check::require;
+use super::momentum::{momentum_fused_loop, momentum_hypergradient, momentum_loop};
+use super::sgd::{sgd_fused_loop, sgd_hypergradient, sgd_loop};
 use super::sink::Sink;
 use super::Optimizer;
-use crate::Result;
+use crate::{Error, Result};
 
 /// One step of `opt` (step number `t`) on `params`; `saved` receives each gradient, `copy` each
 /// new parameter; `(first, second)` are the state slices (Adam's `m`, `v`; the momentum
@@ -53,4 +56,48 @@ pub(crate) fn level_hypergradient(
         }
         Optimizer::Adam(c) => adam_hypergradient(what, c, k, params, grads, [first, second, prev]),
     }
+}
+
+/// The lagged schedule's one pass over a learned base level: the hypergradient of the step
+/// `last` took (its step number `k`, read from `[first, second, prev]` as that step left them;
+/// `None` when `k = 0`, there was none) and the step of `now` (step number `k + 1`), which
+/// overwrites them and saves `grads` into `prev`. `last` and `now` are the same optimizer kind;
+/// the gradient must already be checked. Adam's `second` holds `sqrt(v)` on this schedule.
+/// `Err` (nothing written) for a kind mismatch or AdamW's `lr * weight_decay >= 1` in `last`
+/// (both refused earlier, when the hyperparameters were set).
+pub(crate) fn level_fused<B: Sink>(
+    last: &Optimizer,
+    k: u32,
+    now: &Optimizer,
+    params: &mut [f32],
+    grads: &[f32],
+    [first, second, prev]: [&mut [f32]; 3],
+    copy: impl Iterator<Item = B>,
+) -> Result<Option<[f64; 3]>> {
+    let h = match (last, now) {
+        (Optimizer::Sgd(_), Optimizer::Sgd(c)) => sgd_fused_loop(c.lr, params, grads, prev, copy),
+        (Optimizer::Momentum(a), Optimizer::Momentum(c)) => momentum_fused_loop(
+            [a.lr, a.momentum],
+            [c.lr, c.momentum],
+            params,
+            grads,
+            first,
+            prev,
+            copy,
+        ),
+        (Optimizer::Adam(a), Optimizer::Adam(c)) => {
+            let t = k.checked_add(1).ok_or(Error::Overflow)?;
+            // Before the first step the state is zero and every term is 0 whatever `last`'s
+            // scalars are; those of step 1 keep them finite.
+            let sl = LaggedScalars::new(a, k.max(1));
+            let sn = AdamScalars::from_config(c, t);
+            let decay = a.weight_decay != 0.0;
+            // The previous weights are recovered by dividing by `1 - lr weight_decay`.
+            require(!decay || sl.s.decay > 0.0, "lr * weight_decay")?;
+            let sums = adam_fused_loop(&sl, &sn, decay, params, grads, [first, second, prev], copy);
+            adam_lagged_finish(a, k.max(1), sums)
+        }
+        _ => return Err(Error::BadHyperparameter("tower level kind")),
+    };
+    Ok((k > 0).then_some(h))
 }

@@ -80,17 +80,37 @@
 //! 3. *The weights.* Level 0 steps `w` with its new hyperparameters and stores `g_t`.
 //!
 //! So the step at `t` uses hyperparameters already corrected by `g_t`, the gradient at the point
-//! the previous step reached: exactly the paper's order. Exactness costs a second pass over the
-//! weights' state: the hypergradient is a sum over all parameters, known only after reading them
-//! all, before any of them may change. Any error in phases 1-2 (a non-finite gradient or
-//! hypergradient, a coordinate leaving its range) returns `Err` with nothing modified. A tower of
-//! height 0 runs the plain loop: bit for bit the plain step.
+//! the previous step reached: exactly the paper's order (the default, [`Schedule::Exact`]).
+//! Exactness costs a second pass over the weights' state: the hypergradient is a sum over all
+//! parameters, known only after reading them all, before any of them may change. Any error in
+//! phases 1-2 (a non-finite gradient or hypergradient, a coordinate leaving its range) returns
+//! `Err` with nothing modified. A tower of height 0 runs the plain loop: bit for bit the plain
+//! step.
+//!
+//! **The lagged schedule** ([`Schedule::Lagged`], `Tower::with_schedule`) trades that order for
+//! one pass. Call `t`: (1) check `g_t`; (2) levels `1..=H` run phases 1-2 above on the base
+//! hypergradient the *previous* call computed (the level-1 hypergradient and every update above
+//! work as on the exact schedule, on that stream of base hypergradients); (3) one fused pass over
+//! the weights computes the base hypergradient of the step the previous call took (from `g_t` and
+//! the state before this pass overwrites it, exactly the closed forms above) and steps the weights
+//! with the hyperparameters of (2). So a hypergradient reaches the weights one step later than on
+//! the exact schedule: the step at `t` uses hyperparameters corrected by `g_{t-1}`, not `g_t`.
+//! Errors in (1)-(2) return `Err` with nothing modified; (3) cannot fail. A non-finite base
+//! hypergradient is reported by the next call (and every call after it, until the tower is
+//! replaced).
+//!
+//! On this schedule Adam's state per parameter is `m`, `sqrt(v)` (not `v`: one square root per
+//! element instead of two) and `g_k`, and its pass folds the five sums into three (plus the weight
+//! term): with `a = sqrt(v) c + eps` and `inv = 1/(sqrt(v) a)`, one division gives both
+//! `r = 1/a = sqrt(v) inv` and `r^2/sqrt(v) = sqrt(v) inv^2`; see `adam_lagged_terms`. A tower's
+//! schedule is fixed once it has stepped.
 //!
 //! **Accuracy.** The hypergradient sums are accumulated in `f32` lanes flushed into `f64` every
-//! 128 terms (SGD, momentum; Adam's pass, kept scalar by `sqrt`, adds each term in `f64`), then
-//! rounded to `f32`; `harness/tests/hypergradients.rs` checks them against a
-//! 512-bit finite difference of the step (`tessera_reference::optim`) within 64 u of the sum of
-//! operand magnitudes at height 1 and 128 u at height 2 (`u = 2^-24`; observed: about 2 u).
+//! 128 terms (SGD, momentum) or every 16 terms per lane (Adam's SIMD passes; the scalar fallback
+//! adds each Adam term in `f64`), then rounded to `f32`; `harness/tests/hypergradients.rs`
+//! checks them, on both schedules, against a 512-bit finite difference of the step
+//! (`tessera_reference::optim`) within 64 u of the sum of operand magnitudes at height 1 and
+//! 128 u at height 2 (`u = 2^-24`; observed: about 2 u).
 
 mod adam;
 mod check;
@@ -103,9 +123,9 @@ mod sink;
 mod tower;
 
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub(crate) use adam::{adam_element, AdamScalars};
+pub(crate) use adam::{adam_element, adam_lagged_element, AdamScalars, LaggedScalars};
 pub use adam::{adam_step, adam_step_mixed, AdamConfig};
 pub use momentum::{momentum_step, momentum_step_mixed, MomentumConfig};
 pub use optimizer::Optimizer;
 pub use sgd::{sgd_step, sgd_step_mixed, SgdConfig};
-pub use tower::Tower;
+pub use tower::{Schedule, Tower};

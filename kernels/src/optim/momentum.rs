@@ -108,6 +108,70 @@ pub(crate) fn momentum_loop<A: Sink, B: Sink>(
     }
 }
 
+/// The lagged schedule's one pass: the two sums of [`momentum_hypergradient`] over the state
+/// the previous step (with `last_lr`, `last_mu`) left, read before this step overwrites it, and
+/// the step with `lr`, `momentum`, saving each gradient into `prev` and each new parameter into
+/// `copy`. The same sums, bit for bit, as the read-only pass. The gradient must already be
+/// checked.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn momentum_fused_loop<B: Sink>(
+    [last_lr, last_mu]: [f32; 2],
+    [lr, momentum]: [f32; 2],
+    params: &mut [f32],
+    grads: &[f32],
+    velocity: &mut [f32],
+    prev: &mut [f32],
+    copy: impl Iterator<Item = B>,
+) -> [f64; 3] {
+    let mut sums = Sums::<2>::new();
+    let mut copy = copy;
+    let (gc, gt) = grads.as_chunks::<LANES>();
+    let (pc, pt) = params.as_chunks_mut::<LANES>();
+    let (bc, bt) = velocity.as_chunks_mut::<LANES>();
+    let (rc, rt) = prev.as_chunks_mut::<LANES>();
+    let step = |p: &mut f32, g: f32, b: &mut f32, r: &mut f32| {
+        *b = momentum * *b + g;
+        *p -= lr * *b;
+        *r = g;
+    };
+    let state = bc.iter_mut().zip(rc.iter_mut());
+    for ((g, p), (b, r)) in gc.iter().zip(pc.iter_mut()).zip(state) {
+        let mut terms = [[0.0f32; LANES]; 2];
+        let [t0, t1] = &mut terms;
+        for (((t0, t1), g), (b, r)) in t0
+            .iter_mut()
+            .zip(t1.iter_mut())
+            .zip(g)
+            .zip(b.iter().zip(r.iter()))
+        {
+            *t0 = g * b;
+            *t1 = g * (b - r);
+        }
+        sums.add_chunk(&terms);
+        let lanes = p.iter_mut().zip(g).zip(b.iter_mut().zip(r.iter_mut()));
+        for (((p, g), (b, r)), c) in lanes.zip(copy.by_ref()) {
+            step(p, *g, b, r);
+            c.put(*p);
+        }
+    }
+    let lanes = pt.iter_mut().zip(gt).zip(bt.iter_mut().zip(rt.iter_mut()));
+    for (((p, g), (b, r)), c) in lanes.zip(copy) {
+        sums.add_one([g * *b, g * (*b - *r)]);
+        step(p, *g, b, r);
+        c.put(*p);
+    }
+    let [gb, gd] = sums.finish();
+    momentum_hyper_finish(last_lr, last_mu, gb, gd)
+}
+
+/// The hypergradient from the two sums.
+#[inline]
+fn momentum_hyper_finish(lr: f32, momentum: f32, gb: f64, gd: f64) -> [f64; 3] {
+    let (lr, mu) = (lr as f64, momentum as f64);
+    [-gb, -lr * (1.0 - mu) * gd, 0.0]
+}
+
 /// The hypergradient of the previous momentum step with respect to `(lr, logit(momentum))`,
 /// and the finiteness check of `grads`, in one read-only pass.
 ///
@@ -148,6 +212,5 @@ pub(crate) fn momentum_hypergradient(
         return Err(Error::NonFinite(what));
     }
     let [gb, gd] = sums.finish();
-    let (lr, mu) = (lr as f64, momentum as f64);
-    Ok([-gb, -lr * (1.0 - mu) * gd, 0.0])
+    Ok(momentum_hyper_finish(lr, momentum, gb, gd))
 }

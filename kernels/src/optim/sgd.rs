@@ -73,6 +73,45 @@ pub(crate) fn sgd_loop<A: Sink, B: Sink>(
     }
 }
 
+/// The lagged schedule's one pass: the sum of [`sgd_hypergradient`] over the state the previous
+/// step left (`prev`, read before it is overwritten), and the step with `lr`, saving each
+/// gradient into `prev` and each new parameter into `copy`. The same sums, bit for bit, as the
+/// read-only pass. The gradient must already be checked.
+#[inline(never)]
+pub(crate) fn sgd_fused_loop<B: Sink>(
+    lr: f32,
+    params: &mut [f32],
+    grads: &[f32],
+    prev: &mut [f32],
+    copy: impl Iterator<Item = B>,
+) -> [f64; 3] {
+    let mut sums = Sums::<1>::new();
+    let mut copy = copy;
+    let (gc, gt) = grads.as_chunks::<LANES>();
+    let (pc, pt) = params.as_chunks_mut::<LANES>();
+    let (rc, rt) = prev.as_chunks_mut::<LANES>();
+    for ((g, p), r) in gc.iter().zip(pc.iter_mut()).zip(rc.iter_mut()) {
+        let mut terms = [[0.0f32; LANES]];
+        for ((t, g), r) in terms[0].iter_mut().zip(g).zip(r.iter()) {
+            *t = g * r;
+        }
+        sums.add_chunk(&terms);
+        for (((p, g), r), c) in p.iter_mut().zip(g).zip(r.iter_mut()).zip(copy.by_ref()) {
+            *p -= lr * *g;
+            *r = *g;
+            c.put(*p);
+        }
+    }
+    for (((p, g), r), c) in pt.iter_mut().zip(gt).zip(rt.iter_mut()).zip(copy) {
+        sums.add_one([g * *r]);
+        *p -= lr * *g;
+        *r = *g;
+        c.put(*p);
+    }
+    let [dot] = sums.finish();
+    [-dot, 0.0, 0.0]
+}
+
 /// The hypergradient of the previous SGD step, `d f(w_t) / d lr = -g_t · g_{t-1}`, and the
 /// finiteness check of `grads`, in one read-only pass. Lengths must already agree.
 pub(crate) fn sgd_hypergradient(

@@ -2,7 +2,7 @@
 //! hyperparameters may be learned by another, to any height. Height 0 is the plain optimizer.
 
 use super::check::{all_finite, require, same_len};
-use super::level::{level_hypergradient, level_step};
+use super::level::{level_fused, level_hypergradient, level_step};
 use super::sink::{nowhere, Sink};
 use super::Optimizer;
 use crate::{Element, Error, Result};
@@ -20,6 +20,8 @@ struct Level {
     prev: [f32; 3],
     hypergradient: [f32; 3],
     fresh: bool,
+    /// The optimizer as the level's last step used it (read by the lagged schedule).
+    last: Optimizer,
 }
 
 impl Level {
@@ -33,6 +35,7 @@ impl Level {
             prev: [0.0; 3],
             hypergradient: [0.0; 3],
             fresh: false,
+            last: opt,
         }
     }
 }
@@ -64,6 +67,20 @@ impl Level {
 pub struct Tower<const CAP: usize = 4> {
     levels: [Level; CAP],
     height: usize,
+    schedule: Schedule,
+}
+
+/// When a tower's hypergradients reach the weights (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Schedule {
+    /// The paper's order: each step's hyperparameters are corrected by the gradient that step is
+    /// given, before any weight moves. Two passes over the weights' state per step.
+    #[default]
+    Exact,
+    /// One fused pass: the pass that computes the hypergradient also steps the weights, with the
+    /// hyperparameters as they were before it; that hypergradient updates the hyperparameters at
+    /// the start of the next step. Hyperparameters lag one step behind [`Schedule::Exact`].
+    Lagged,
 }
 
 impl<const CAP: usize> Tower<CAP> {
@@ -75,7 +92,26 @@ impl<const CAP: usize> Tower<CAP> {
         Ok(Tower {
             levels: [Level::new(base); CAP],
             height: 0,
+            schedule: Schedule::Exact,
         })
+    }
+
+    /// This tower with hypergradients applied on `schedule` (the default is
+    /// [`Schedule::Exact`]). `Err` once the tower has stepped: the two schedules keep Adam's
+    /// second moment differently (`v`, or `sqrt(v)` on the lagged one).
+    pub fn with_schedule(mut self, schedule: Schedule) -> Result<Self> {
+        let fresh = self.levels.iter().all(|l| l.steps == 0);
+        require(
+            fresh || schedule == self.schedule,
+            "schedule of a tower that has stepped",
+        )?;
+        self.schedule = schedule;
+        Ok(self)
+    }
+
+    /// The schedule of this tower's hypergradients.
+    pub fn schedule(&self) -> Schedule {
+        self.schedule
     }
 
     /// This tower with `hyper` added on top, learning the hyperparameters of the current top
@@ -187,94 +223,113 @@ impl<const CAP: usize> Tower<CAP> {
         same_len("grads", n, grads.len())?;
         same_len("state", self.state_len(n)?, state.len())?;
         let learned = self.height >= 1;
+        let lagged = learned && self.schedule == Schedule::Lagged;
         let mut next = *self;
         let levels = next
             .levels
             .get_mut(..=self.height)
             .ok_or(Error::BadHyperparameter("tower height"))?;
-        let (base, above) = levels
-            .split_first_mut()
-            .ok_or(Error::BadHyperparameter("tower height"))?;
-        let (first, second, prev) = split_state(&base.opt, learned, n, state)?;
+        let tall = Error::BadHyperparameter("tower height");
+        let base_opt = levels.first().ok_or(tall)?.opt;
+        let (first, second, prev) = split_state(&base_opt, learned, n, state)?;
 
-        // 1. Hypergradients, bottom-up, read-only. Level 0's pass also checks the gradient.
-        base.fresh = learned && base.steps >= 1;
-        if base.fresh {
-            let st = [&*first, &*second, &*prev];
-            let h = level_hypergradient("grads", &base.opt, base.steps, params, grads, st)?;
-            base.hypergradient = h.map(|x| x as f32);
-        } else {
+        // 1. Hypergradients, bottom-up, read-only. Level 0's pass also checks the gradient. On
+        //    the lagged schedule level 0's is the one the previous step's pass left (`fresh`).
+        let base = levels.first_mut().ok_or(tall)?;
+        if lagged {
             all_finite("grads", grads)?;
-        }
-        let mut below = &*base;
-        for (j, level) in above.iter_mut().enumerate() {
-            let k = below.opt.learned_count();
-            let (x, g) = (&below.coords[..k], &below.hypergradient[..k]);
-            level.fresh = below.fresh && j + 1 < self.height && level.steps >= 1;
-            if level.fresh {
-                let st = [&level.first[..k], &level.second[..k], &level.prev[..k]];
-                let h = level_hypergradient("hypergradient", &level.opt, level.steps, x, g, st)?;
-                level.hypergradient = h.map(|x| x as f32);
-            } else if below.fresh {
-                all_finite("hypergradient", g)?;
+        } else {
+            base.fresh = learned && base.steps >= 1;
+            if base.fresh {
+                let st = [&*first, &*second, &*prev];
+                let h = level_hypergradient("grads", &base.opt, base.steps, params, grads, st)?;
+                base.hypergradient = h.map(|x| x as f32);
+            } else {
+                all_finite("grads", grads)?;
             }
-            below = &*level;
         }
+        above_hypergradients(levels)?;
 
         // 2. Hyperparameter updates, top-down: level j steps the coordinates of level j - 1.
-        for j in (1..=self.height).rev() {
-            let (lower, upper) = levels.split_at_mut(j);
-            let (Some(below), Some(level)) = (lower.last_mut(), upper.first_mut()) else {
-                return Err(Error::BadHyperparameter("tower height"));
-            };
-            if !below.fresh {
-                continue;
-            }
-            let k = below.opt.learned_count();
-            level.steps = level.steps.checked_add(1).ok_or(Error::Overflow)?;
-            let before = below.coords;
-            let (x, g) = (&mut below.coords[..k], &below.hypergradient[..k]);
-            let (f, s) = (&mut level.first[..k], &mut level.second[..k]);
-            if j < self.height {
-                let saved = level.prev[..k].iter_mut();
-                level_step(&level.opt, level.steps, x, g, (f, s), saved, nowhere());
-            } else {
-                level_step(&level.opt, level.steps, x, g, (f, s), nowhere(), nowhere());
-            }
-            if below.coords != before {
-                below.opt = below.opt.with_coordinates(below.coords)?;
-            }
-        }
+        hyperparameter_updates(levels)?;
 
-        // 3. The weights: nothing can fail from here on.
-        let base = levels
-            .first_mut()
-            .ok_or(Error::BadHyperparameter("tower height"))?;
-        base.steps = base.steps.checked_add(1).ok_or(Error::Overflow)?;
-        if learned {
-            level_step(
-                &base.opt,
-                base.steps,
-                params,
-                grads,
-                (first, second),
-                prev.iter_mut(),
-                copy,
-            );
+        // 3. The weights: nothing can fail from here on (the lagged pass's one check comes
+        //    before it writes).
+        let base = levels.first_mut().ok_or(tall)?;
+        let t = base.steps.checked_add(1).ok_or(Error::Overflow)?;
+        if lagged {
+            let st = [first, second, prev];
+            let h = level_fused(&base.last, base.steps, &base.opt, params, grads, st, copy)?;
+            base.fresh = h.is_some();
+            if let Some(h) = h {
+                base.hypergradient = h.map(|x| x as f32);
+            }
+        } else if learned {
+            let st = (first, second);
+            level_step(&base.opt, t, params, grads, st, prev.iter_mut(), copy);
         } else {
-            level_step(
-                &base.opt,
-                base.steps,
-                params,
-                grads,
-                (first, second),
-                nowhere(),
-                copy,
-            );
+            let st = (first, second);
+            level_step(&base.opt, t, params, grads, st, nowhere(), copy);
         }
+        base.steps = t;
+        base.last = base.opt;
         *self = next;
         Ok(())
     }
+}
+
+/// Phase 1 above the base: each level `j >= 1` below the top computes its hypergradient from
+/// the one level `j - 1` has (`fresh`), bottom-up.
+fn above_hypergradients(levels: &mut [Level]) -> Result<()> {
+    let height = levels.len().saturating_sub(1);
+    let Some((base, above)) = levels.split_first_mut() else {
+        return Ok(());
+    };
+    let mut below = &*base;
+    for (j, level) in above.iter_mut().enumerate() {
+        let k = below.opt.learned_count();
+        let (x, g) = (&below.coords[..k], &below.hypergradient[..k]);
+        level.fresh = below.fresh && j + 1 < height && level.steps >= 1;
+        if level.fresh {
+            let st = [&level.first[..k], &level.second[..k], &level.prev[..k]];
+            let h = level_hypergradient("hypergradient", &level.opt, level.steps, x, g, st)?;
+            level.hypergradient = h.map(|x| x as f32);
+        } else if below.fresh {
+            all_finite("hypergradient", g)?;
+        }
+        below = &*level;
+    }
+    Ok(())
+}
+
+/// Phase 2: level `j` steps the learned coordinates of level `j - 1` with their (fresh)
+/// hypergradient, top-down, so each level steps with hyperparameters already updated.
+fn hyperparameter_updates(levels: &mut [Level]) -> Result<()> {
+    let height = levels.len().saturating_sub(1);
+    for j in (1..=height).rev() {
+        let (lower, upper) = levels.split_at_mut(j);
+        let (Some(below), Some(level)) = (lower.last_mut(), upper.first_mut()) else {
+            return Err(Error::BadHyperparameter("tower height"));
+        };
+        if !below.fresh {
+            continue;
+        }
+        let k = below.opt.learned_count();
+        level.steps = level.steps.checked_add(1).ok_or(Error::Overflow)?;
+        let before = below.coords;
+        let (x, g) = (&mut below.coords[..k], &below.hypergradient[..k]);
+        let (f, s) = (&mut level.first[..k], &mut level.second[..k]);
+        if j < height {
+            let saved = level.prev[..k].iter_mut();
+            level_step(&level.opt, level.steps, x, g, (f, s), saved, nowhere());
+        } else {
+            level_step(&level.opt, level.steps, x, g, (f, s), nowhere(), nowhere());
+        }
+        if below.coords != before {
+            below.opt = below.opt.with_coordinates(below.coords)?;
+        }
+    }
+    Ok(())
 }
 
 /// Splits the base level's state into `(first, second, prev)` (unused parts empty).

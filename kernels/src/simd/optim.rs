@@ -9,7 +9,7 @@
 
 use super::dispatch::{run_lanes, LaneJob};
 use super::lanes::{Lanes, LANES};
-use crate::optim::{adam_element, AdamScalars};
+use crate::optim::{adam_element, adam_lagged_element, AdamScalars, LaggedScalars};
 
 /// The slices of the pass, all of one length `n` (`params` empty when there is no weight decay).
 #[derive(Clone, Copy, Debug)]
@@ -78,7 +78,11 @@ const FLUSH: usize = 16;
 
 /// Adds the `f32` lane sums into the `f64` totals and clears them.
 #[inline(always)]
-fn flush<L: Lanes>(l: L, lane_sums: &mut [L::F; 5], totals: &mut [[f64; LANES]; 5]) {
+fn flush<L: Lanes, const K: usize>(
+    l: L,
+    lane_sums: &mut [L::F; K],
+    totals: &mut [[f64; LANES]; K],
+) {
     for (a, total) in lane_sums.iter_mut().zip(totals.iter_mut()) {
         let mut lanes = [0.0f32; LANES];
         l.store(*a, &mut lanes);
@@ -166,6 +170,48 @@ pub(crate) fn adam_update(
     run_lanes(Job(s, p, g, m, v)).is_some()
 }
 
+/// The per-step scalars of the update, splat once per call.
+#[derive(Clone, Copy)]
+struct UpdateConsts<L: Lanes> {
+    b1: L::F,
+    ob1: L::F,
+    b2: L::F,
+    ob2: L::F,
+    ibc: L::F,
+    eps: L::F,
+    step: L::F,
+    decay: L::F,
+    one: L::F,
+}
+
+impl<L: Lanes> UpdateConsts<L> {
+    #[inline(always)]
+    fn new(l: L, s: &AdamScalars) -> Self {
+        UpdateConsts {
+            b1: l.splat(s.beta1),
+            ob1: l.splat(s.one_minus_beta1),
+            b2: l.splat(s.beta2),
+            ob2: l.splat(s.one_minus_beta2),
+            ibc: l.splat(s.inv_sqrt_bc2),
+            eps: l.splat(s.eps),
+            step: l.splat(s.step),
+            decay: l.splat(s.decay),
+            one: l.splat(1.0),
+        }
+    }
+}
+
+/// One chunk of the update: new `(p, m, v)` from `(p, g, m, v)`, with `adam_element`'s
+/// operations in its order.
+#[inline(always)]
+fn update_chunk<L: Lanes>(l: L, c: &UpdateConsts<L>, [p, g, m, v]: [L::F; 4]) -> [L::F; 3] {
+    let m = l.add(l.mul(c.b1, m), l.mul(c.ob1, g));
+    let v = l.add(l.mul(c.b2, v), l.mul(c.ob2, l.mul(g, g)));
+    let inv_denom = l.div(c.one, l.add(l.mul(l.sqrt(v), c.ibc), c.eps));
+    let p = l.sub(l.mul(p, c.decay), l.mul(c.step, l.mul(m, inv_denom)));
+    [p, m, v]
+}
+
 /// [`adam_update`] on one lane token: whole chunks on the lanes, the tail one element at a time
 /// through the scalar loop's own `adam_element`.
 #[inline(always)]
@@ -174,24 +220,9 @@ fn update<L: Lanes>(l: L, s: &AdamScalars, p: &mut [f32], g: &[f32], m: &mut [f3
     let (gc, gt) = g.as_chunks::<LANES>();
     let (mc, mt) = m.as_chunks_mut::<LANES>();
     let (vc, vt) = v.as_chunks_mut::<LANES>();
-    let [b1, ob1, b2, ob2, ibc, eps, step, decay] = [
-        s.beta1,
-        s.one_minus_beta1,
-        s.beta2,
-        s.one_minus_beta2,
-        s.inv_sqrt_bc2,
-        s.eps,
-        s.step,
-        s.decay,
-    ]
-    .map(|x| l.splat(x));
-    let one = l.splat(1.0);
+    let c = UpdateConsts::new(l, s);
     for (((pk, gk), mk), vk) in pc.iter_mut().zip(gc).zip(mc.iter_mut()).zip(vc.iter_mut()) {
-        let gv = l.load(gk);
-        let mv = l.add(l.mul(b1, l.load(mk)), l.mul(ob1, gv));
-        let vv = l.add(l.mul(b2, l.load(vk)), l.mul(ob2, l.mul(gv, gv)));
-        let inv_denom = l.div(one, l.add(l.mul(l.sqrt(vv), ibc), eps));
-        let pv = l.sub(l.mul(l.load(pk), decay), l.mul(step, l.mul(mv, inv_denom)));
+        let [pv, mv, vv] = update_chunk(l, &c, [l.load(pk), l.load(gk), l.load(mk), l.load(vk)]);
         l.store(pv, pk);
         l.store(mv, mk);
         l.store(vv, vk);
@@ -199,4 +230,188 @@ fn update<L: Lanes>(l: L, s: &AdamScalars, p: &mut [f32], g: &[f32], m: &mut [f3
     for (((pi, &gi), mi), vi) in pt.iter_mut().zip(gt).zip(mt.iter_mut()).zip(vt.iter_mut()) {
         (*pi, *mi, *vi, _) = adam_element(s, *pi, gi, *mi, *vi);
     }
+}
+
+/// The per-parameter slices of the lagged hyper-Adam pass, all of one length; `root` holds
+/// `sqrt(v)` (`optim::adam::adam_lagged_element`).
+#[derive(Debug)]
+pub(crate) struct AdamFusedSlices<'a> {
+    pub params: &'a mut [f32],
+    pub grads: &'a [f32],
+    pub m: &'a mut [f32],
+    pub root: &'a mut [f32],
+    pub prev: &'a mut [f32],
+}
+
+/// Running totals of the lagged pass's four sums, one `f64` per lane, carried across calls.
+pub(crate) type HyperTotals = [[f64; LANES]; 4];
+
+/// The lagged schedule's one pass on the best SIMD backend: adds the four hypergradient terms of
+/// the step `last` took into `totals` (`f32` lanes flushed into `f64` every `FLUSH` chunks, as
+/// [`adam_hyper_sums`] does) and applies the step with `now`, saving each gradient into `prev`.
+/// The step is `adam_lagged_update`'s operations in its order (the same bits); the terms are
+/// `adam_lagged_terms`' products, each added with one fused multiply-add (within an ulp of
+/// `adam_lagged_element`'s terms). `decay`: include the weight term. The gradient must already
+/// be checked. `false` when this CPU has no SIMD backend (nothing written).
+pub(crate) fn adam_fused(
+    last: &LaggedScalars,
+    now: &AdamScalars,
+    decay: bool,
+    x: AdamFusedSlices<'_>,
+    totals: &mut HyperTotals,
+) -> bool {
+    struct Job<'a, 'b, 'c>(
+        &'a LaggedScalars,
+        &'a AdamScalars,
+        bool,
+        AdamFusedSlices<'b>,
+        &'c mut HyperTotals,
+    );
+    impl LaneJob for Job<'_, '_, '_> {
+        type Output = ();
+        #[inline(always)]
+        fn run<L: Lanes>(self, l: L) {
+            if self.2 {
+                fused::<L, true>(l, self.0, self.1, self.3, self.4)
+            } else {
+                fused::<L, false>(l, self.0, self.1, self.3, self.4)
+            }
+        }
+    }
+    run_lanes(Job(last, now, decay, x, totals)).is_some()
+}
+
+/// The lagged pass's constants of the previous step, splat once per call.
+#[derive(Clone, Copy)]
+struct LastConsts<L: Lanes> {
+    one: L::F,
+    ibc: L::F,
+    eps: L::F,
+    p12: L::F,
+    neg_p1: L::F,
+    q12: L::F,
+    neg_q1: L::F,
+}
+
+/// `adam_lagged_terms` on one chunk, accumulated: `acc[0] += pre1 inv`, `acc[1] += pre2 inv`,
+/// `acc[2] += pre3 inv^2`, each with one fused multiply-add.
+#[inline(always)]
+fn lagged_terms<L: Lanes>(
+    l: L,
+    last: &LastConsts<L>,
+    [g, m, root, prev]: [L::F; 4],
+    acc: &mut [L::F; 3],
+) {
+    let a = l.mul_add(root, last.ibc, last.eps);
+    let rho = l.select(l.gt(root, l.splat(0.0)), root, last.one);
+    let inv = l.div(last.one, l.mul(rho, a));
+    let gm = l.mul(g, m);
+    let pre = [
+        l.mul(gm, rho),
+        l.mul(
+            l.mul(g, rho),
+            l.mul_add(last.p12, m, l.mul(last.neg_p1, prev)),
+        ),
+        l.mul(
+            l.mul(gm, root),
+            l.mul_add(
+                last.q12,
+                l.mul(root, root),
+                l.mul(last.neg_q1, l.mul(prev, prev)),
+            ),
+        ),
+    ];
+    let [a0, a1, a2] = acc;
+    *a0 = l.mul_add(pre[0], inv, *a0);
+    *a1 = l.mul_add(pre[1], inv, *a1);
+    *a2 = l.mul_add(pre[2], l.mul(inv, inv), *a2);
+}
+
+/// `adam_lagged_update` on one chunk: the new `(p, m, root)`, the same bits.
+#[inline(always)]
+fn lagged_update<L: Lanes>(l: L, now: &UpdateConsts<L>, [p, g, m, root]: [L::F; 4]) -> [L::F; 3] {
+    let m = l.mul_add(now.b1, m, l.mul(now.ob1, g));
+    let v = l.mul_add(now.b2, l.mul(root, root), l.mul(now.ob2, l.mul(g, g)));
+    let root = l.sqrt(v);
+    let step = l.div(l.mul(now.step, m), l.mul_add(root, now.ibc, now.eps));
+    [l.sub(l.mul(p, now.decay), step), m, root]
+}
+
+/// [`adam_fused`] on one lane token; `DECAY`: add the weight term.
+#[inline(always)]
+fn fused<L: Lanes, const DECAY: bool>(
+    l: L,
+    last: &LaggedScalars,
+    now: &AdamScalars,
+    x: AdamFusedSlices<'_>,
+    totals: &mut HyperTotals,
+) {
+    let (pc, pt) = x.params.as_chunks_mut::<LANES>();
+    let (gc, gt) = x.grads.as_chunks::<LANES>();
+    let (mc, mt) = x.m.as_chunks_mut::<LANES>();
+    let (sc, st) = x.root.as_chunks_mut::<LANES>();
+    let (rc, rt) = x.prev.as_chunks_mut::<LANES>();
+    let lc = LastConsts {
+        one: l.splat(1.0),
+        ibc: l.splat(last.s.inv_sqrt_bc2),
+        eps: l.splat(last.s.eps),
+        p12: l.splat(last.p12),
+        neg_p1: l.splat(last.neg_p1),
+        q12: l.splat(last.q12),
+        neg_q1: l.splat(last.neg_q1),
+    };
+    let nc = UpdateConsts::new(l, now);
+    let zero = l.splat(0.0);
+    let mut lane_sums = [zero; 4];
+    // Runs of `FLUSH` chunks, each followed by the flush of the lane sums. With weight decay the
+    // run's weight terms are summed first (from L1 on the second read).
+    let runs = pc.chunks_mut(FLUSH).zip(gc.chunks(FLUSH));
+    let state = mc
+        .chunks_mut(FLUSH)
+        .zip(sc.chunks_mut(FLUSH))
+        .zip(rc.chunks_mut(FLUSH));
+    for ((pr, gr), ((mr, sr), rr)) in runs.zip(state) {
+        let [s0, s1, s2, s3] = &mut lane_sums;
+        let mut acc = [*s0, *s1, *s2];
+        if DECAY {
+            for (pk, gk) in pr.iter().zip(gr.iter()) {
+                *s3 = l.mul_add(l.load(gk), l.load(pk), *s3);
+            }
+        }
+        let write = pr
+            .iter_mut()
+            .zip(gr)
+            .zip(mr.iter_mut().zip(sr.iter_mut()).zip(rr.iter_mut()));
+        for ((pk, gk), ((mk, sk), rk)) in write {
+            let g = l.load(gk);
+            let (m, root) = (l.load(mk), l.load(sk));
+            lagged_terms(l, &lc, [g, m, root, l.load(rk)], &mut acc);
+            let [p, m, root] = lagged_update(l, &nc, [l.load(pk), g, m, root]);
+            l.store(p, pk);
+            l.store(m, mk);
+            l.store(root, sk);
+            l.store(g, rk);
+        }
+        [*s0, *s1, *s2] = acc;
+        flush(l, &mut lane_sums, totals);
+    }
+    if !gt.is_empty() {
+        let state = mt.iter_mut().zip(st.iter_mut()).zip(rt.iter_mut());
+        let mut terms = [[0.0f32; LANES]; 4];
+        for (i, ((pi, &gi), ((mi, si), ri))) in pt.iter_mut().zip(gt).zip(state).enumerate() {
+            let w = if DECAY { *pi } else { 0.0 };
+            let (new, t) = adam_lagged_element(last, now, [*pi, gi, *mi, *si, *ri, w]);
+            for (sum, term) in terms.iter_mut().zip(t) {
+                if let Some(slot) = sum.get_mut(i) {
+                    *slot = term;
+                }
+            }
+            [*pi, *mi, *si] = new;
+            *ri = gi;
+        }
+        for (a, term) in lane_sums.iter_mut().zip(&terms) {
+            *a = l.add(*a, l.load(term));
+        }
+    }
+    flush(l, &mut lane_sums, totals);
 }
