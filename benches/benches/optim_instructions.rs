@@ -1,4 +1,5 @@
-//! Instruction counts of the plain Adam step and the hyper-Adam steps, under valgrind's callgrind
+//! Instruction counts of the plain Adam step and the hyper-Adam steps (exact and lagged
+//! schedules, heights 1 and 2), under valgrind's callgrind
 //! (deterministic, unlike time; it hides AVX-512, so this counts the AVX2 or generic paths).
 //!
 //! `cargo bench -p tessera-benches --bench optim_instructions`. The binary re-runs itself under
@@ -8,13 +9,19 @@
 
 use std::process::Command;
 use tessera_harness::data::{tensor, InputDistribution};
-use tessera_kernels::optim::{adam_step, AdamConfig, Optimizer, Tower};
+use tessera_kernels::optim::{adam_step, AdamConfig, Optimizer, Schedule, Tower};
 
 /// Parameters per step: large enough that per-call overhead is noise.
 const N: usize = 1 << 16;
 /// Steps in the counted run.
 const STEPS: u32 = 8;
-const CASES: [&str; 3] = ["plain", "hyper_h1", "hyper_h2"];
+const CASES: [&str; 5] = [
+    "plain",
+    "hyper_h1",
+    "hyper_h2",
+    "lagged_h1",
+    "lagged_h2",
+];
 
 fn run_case(case: &str, steps: u32) {
     let grads: Vec<f32> = tensor(InputDistribution::Normal, N, 11)
@@ -33,7 +40,7 @@ fn run_case(case: &str, steps: u32) {
         }
         return;
     }
-    let levels = if case == "hyper_h1" { 1 } else { 2 };
+    let levels = if case.ends_with("h1") { 1 } else { 2 };
     let mut tower: Tower = Tower::new(Optimizer::Adam(cfg)).expect("tower");
     for j in 0..levels {
         let lr = 1e-2 * 1e-2f32.powi(j);
@@ -42,6 +49,9 @@ fn run_case(case: &str, steps: u32) {
             ..AdamConfig::default()
         });
         tower = tower.stacked(level).expect("level");
+    }
+    if case.starts_with("lagged") {
+        tower = tower.with_schedule(Schedule::Lagged).expect("schedule");
     }
     let mut state = vec![0.0f32; tower.state_len(N).expect("state length")];
     for _ in 0..steps {
@@ -94,7 +104,7 @@ fn main() {
             Ok(i) => {
                 let base = *plain.get_or_insert(i);
                 println!(
-                    "  {case:9} {:>12.0} instructions/step  {:>6.2} per parameter  {:.2}x plain",
+                    "  {case:10} {:>12.0} instructions/step  {:>6.2} per parameter  {:.2}x plain",
                     i,
                     i / N as f64,
                     i / base
