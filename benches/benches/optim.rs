@@ -20,7 +20,6 @@ use std::time::Duration;
 use tessera_harness::data::{tensor, InputDistribution};
 use tessera_kernels::optim::{adam_step, AdamConfig, Optimizer, Schedule, Tower};
 
-
 fn adam(lr: f32) -> Optimizer {
     Optimizer::Adam(AdamConfig {
         lr,

@@ -15,13 +15,7 @@ use tessera_kernels::optim::{adam_step, AdamConfig, Optimizer, Schedule, Tower};
 const N: usize = 1 << 16;
 /// Steps in the counted run.
 const STEPS: u32 = 8;
-const CASES: [&str; 5] = [
-    "plain",
-    "hyper_h1",
-    "hyper_h2",
-    "lagged_h1",
-    "lagged_h2",
-];
+const CASES: [&str; 5] = ["plain", "hyper_h1", "hyper_h2", "lagged_h1", "lagged_h2"];
 
 fn run_case(case: &str, steps: u32) {
     let grads: Vec<f32> = tensor(InputDistribution::Normal, N, 11)

@@ -286,30 +286,24 @@ impl LaggedScalars {
     }
 }
 
-/// The lagged pass's hypergradient terms of one element before their last factor:
-/// `([pre1, pre2, pre3], inv)`, the terms being `pre1 inv`, `pre2 inv` and `pre3 inv^2`
-/// (`[g q, g r (p12 m - p1 g'), g q r (q12 v - q1 g'^2)/sqrt(v)]` of the state the step `last`
-/// left: `m`, `root = sqrt(v)`, `prev = g'`).
+/// The lagged pass's hypergradient terms of one element, as the SIMD pass forms them:
+/// `([z, x2, zi, my])` with the terms `z m`, `z x2` and `zi my` (`[g q, g r (p12 m - p1 g'),
+/// g q r (q12 v - q1 g'^2)/sqrt(v)]` of the state the step `last` left: `m`, `root = sqrt(v)`,
+/// `prev = g'`).
 ///
 /// With `a = root c + eps` and `rho = root` (`1` where `root = 0`), `inv = 1/(rho a)` is the one
-/// division: `r = 1/a = rho inv` and `r^2/root = root inv^2`, so every term is a product formed
-/// before the division times `inv` or `inv^2` after it (the `1/sqrt(v)` term is 0 where
-/// `v = 0`, the convention of [`adam_terms`]).
+/// division: `r = 1/a = rho inv` and `r^2/root = inv^2 root`, so `z = g rho inv` (`= g r`),
+/// `zi = z inv` and `my = m (q12 v - q1 g'^2)`. Where `v = 0` the third term is `g m r^2` times
+/// `-q1 g'^2`, which is 0 unless `g'^2` is subnormal (the exact schedule takes it as 0).
 #[inline(always)]
-pub(crate) fn adam_lagged_terms(
-    last: &LaggedScalars,
-    [g, m, root, prev]: [f32; 4],
-) -> ([f32; 3], f32) {
+pub(crate) fn adam_lagged_factors(last: &LaggedScalars, [g, m, root, prev]: [f32; 4]) -> [f32; 4] {
     let a = libm::fmaf(root, last.s.inv_sqrt_bc2, last.s.eps);
     let rho = if root > 0.0 { root } else { 1.0 };
     let inv = 1.0 / (rho * a);
-    let gm = g * m;
-    let pre = [
-        gm * rho,
-        (g * rho) * libm::fmaf(last.p12, m, last.neg_p1 * prev),
-        (gm * root) * libm::fmaf(last.q12, root * root, last.neg_q1 * (prev * prev)),
-    ];
-    (pre, inv)
+    let z = (g * rho) * inv;
+    let x2 = libm::fmaf(last.p12, m, last.neg_p1 * prev);
+    let y = libm::fmaf(last.q12, root * root, last.neg_q1 * (prev * prev));
+    [z, x2, z * inv, m * y]
 }
 
 /// The lagged pass's Adam step of one element with `now`; the state is `(m, root = sqrt(v))`.
@@ -324,7 +318,7 @@ pub(crate) fn adam_lagged_update(now: &AdamScalars, [p, g, m, root]: [f32; 4]) -
 }
 
 /// One element of the lagged schedule's pass: the new `(p, m, root)` (the step with `now`) and
-/// the four terms of the step `last` took ([`adam_lagged_terms`], and `g w` for the decay
+/// the four terms of the step `last` took ([`adam_lagged_factors`], and `g w` for the decay
 /// term, `w` the weight or 0). Their sums give the hypergradient ([`adam_lagged_finish`]).
 #[inline(always)]
 pub(crate) fn adam_lagged_element(
@@ -332,8 +326,8 @@ pub(crate) fn adam_lagged_element(
     now: &AdamScalars,
     [p, g, m, root, prev, w]: [f32; 6],
 ) -> ([f32; 3], [f32; 4]) {
-    let ([a, b, c], inv) = adam_lagged_terms(last, [g, m, root, prev]);
-    let terms = [a * inv, b * inv, c * (inv * inv), g * w];
+    let [z, x2, zi, my] = adam_lagged_factors(last, [g, m, root, prev]);
+    let terms = [z * m, z * x2, zi * my, g * w];
     (adam_lagged_update(now, [p, g, m, root]), terms)
 }
 

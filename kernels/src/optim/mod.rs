@@ -102,7 +102,7 @@
 //! On this schedule Adam's state per parameter is `m`, `sqrt(v)` (not `v`: one square root per
 //! element instead of two) and `g_k`, and its pass folds the five sums into three (plus the weight
 //! term): with `a = sqrt(v) c + eps` and `inv = 1/(sqrt(v) a)`, one division gives both
-//! `r = 1/a = sqrt(v) inv` and `r^2/sqrt(v) = sqrt(v) inv^2`; see `adam_lagged_terms`. A tower's
+//! `r = 1/a = sqrt(v) inv` and `r^2/sqrt(v) = sqrt(v) inv^2`; see `adam_lagged_factors`. A tower's
 //! schedule is fixed once it has stepped.
 //!
 //! **Accuracy.** The hypergradient sums are accumulated in `f32` lanes flushed into `f64` every

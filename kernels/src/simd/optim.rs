@@ -250,7 +250,7 @@ pub(crate) type HyperTotals = [[f64; LANES]; 4];
 /// the step `last` took into `totals` (`f32` lanes flushed into `f64` every `FLUSH` chunks, as
 /// [`adam_hyper_sums`] does) and applies the step with `now`, saving each gradient into `prev`.
 /// The step is `adam_lagged_update`'s operations in its order (the same bits); the terms are
-/// `adam_lagged_terms`' products, each added with one fused multiply-add (within an ulp of
+/// `adam_lagged_factors`' products, each added with one fused multiply-add (within an ulp of
 /// `adam_lagged_element`'s terms). `decay`: include the weight term. The gradient must already
 /// be checked. `false` when this CPU has no SIMD backend (nothing written).
 pub(crate) fn adam_fused(
@@ -293,8 +293,8 @@ struct LastConsts<L: Lanes> {
     neg_q1: L::F,
 }
 
-/// `adam_lagged_terms` on one chunk, accumulated: `acc[0] += pre1 inv`, `acc[1] += pre2 inv`,
-/// `acc[2] += pre3 inv^2`, each with one fused multiply-add.
+/// `adam_lagged_factors` on one chunk, accumulated: `acc[0] += z m`, `acc[1] += z x2`,
+/// `acc[2] += zi my`, each with one fused multiply-add.
 #[inline(always)]
 fn lagged_terms<L: Lanes>(
     l: L,
@@ -305,36 +305,33 @@ fn lagged_terms<L: Lanes>(
     let a = l.mul_add(root, last.ibc, last.eps);
     let rho = l.select(l.gt(root, l.splat(0.0)), root, last.one);
     let inv = l.div(last.one, l.mul(rho, a));
-    let gm = l.mul(g, m);
-    let pre = [
-        l.mul(gm, rho),
-        l.mul(
-            l.mul(g, rho),
-            l.mul_add(last.p12, m, l.mul(last.neg_p1, prev)),
-        ),
-        l.mul(
-            l.mul(gm, root),
-            l.mul_add(
-                last.q12,
-                l.mul(root, root),
-                l.mul(last.neg_q1, l.mul(prev, prev)),
-            ),
-        ),
-    ];
+    let z = l.mul(l.mul(g, rho), inv);
+    let x2 = l.mul_add(last.p12, m, l.mul(last.neg_p1, prev));
+    let y = l.mul_add(
+        last.q12,
+        l.mul(root, root),
+        l.mul(last.neg_q1, l.mul(prev, prev)),
+    );
     let [a0, a1, a2] = acc;
-    *a0 = l.mul_add(pre[0], inv, *a0);
-    *a1 = l.mul_add(pre[1], inv, *a1);
-    *a2 = l.mul_add(pre[2], l.mul(inv, inv), *a2);
+    *a0 = l.mul_add(z, m, *a0);
+    *a1 = l.mul_add(z, x2, *a1);
+    *a2 = l.mul_add(l.mul(z, inv), l.mul(m, y), *a2);
 }
 
-/// `adam_lagged_update` on one chunk: the new `(p, m, root)`, the same bits.
+/// `adam_lagged_update` on one chunk: the new `(p, m, root)`, the same bits. `DECAY: false`
+/// skips the multiplication by `1 - lr weight_decay = 1` (exact either way).
 #[inline(always)]
-fn lagged_update<L: Lanes>(l: L, now: &UpdateConsts<L>, [p, g, m, root]: [L::F; 4]) -> [L::F; 3] {
+fn lagged_update<L: Lanes, const DECAY: bool>(
+    l: L,
+    now: &UpdateConsts<L>,
+    [p, g, m, root]: [L::F; 4],
+) -> [L::F; 3] {
     let m = l.mul_add(now.b1, m, l.mul(now.ob1, g));
     let v = l.mul_add(now.b2, l.mul(root, root), l.mul(now.ob2, l.mul(g, g)));
     let root = l.sqrt(v);
     let step = l.div(l.mul(now.step, m), l.mul_add(root, now.ibc, now.eps));
-    [l.sub(l.mul(p, now.decay), step), m, root]
+    let p = if DECAY { l.mul(p, now.decay) } else { p };
+    [l.sub(p, step), m, root]
 }
 
 /// [`adam_fused`] on one lane token; `DECAY`: add the weight term.
@@ -386,7 +383,7 @@ fn fused<L: Lanes, const DECAY: bool>(
             let g = l.load(gk);
             let (m, root) = (l.load(mk), l.load(sk));
             lagged_terms(l, &lc, [g, m, root, l.load(rk)], &mut acc);
-            let [p, m, root] = lagged_update(l, &nc, [l.load(pk), g, m, root]);
+            let [p, m, root] = lagged_update::<L, DECAY>(l, &nc, [l.load(pk), g, m, root]);
             l.store(p, pk);
             l.store(m, mk);
             l.store(root, sk);
