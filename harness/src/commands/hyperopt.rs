@@ -3,13 +3,14 @@
 //!
 //! ```text
 //! tessera hyperopt [--quick] [--json FILE] [--out-dir DIR] [--seed N] [--tasks mlp,charlm]
-//!                  [--hyper adam:1e-2,adam:1e-4,adam:1e-6] [--threads N]
+//!                  [--hyper adam:1e-2,adam:1e-4,adam:1e-6] [--schedule exact|lagged]
+//!                  [--threads N]
 //! ```
 
 use super::CliResult;
 use crate::hyperopt::{report, run_plan, spreads, Plan, Task};
 use std::path::PathBuf;
-use tessera_kernels::optim::{AdamConfig, MomentumConfig, Optimizer, SgdConfig};
+use tessera_kernels::optim::{AdamConfig, MomentumConfig, Optimizer, Schedule, SgdConfig};
 
 /// Arguments of `tessera hyperopt`.
 #[derive(clap::Args, Debug)]
@@ -37,6 +38,18 @@ pub struct Args {
     /// (default adam:1e-2,adam:1e-4,adam:1e-6).
     #[arg(long)]
     pub hyper: Option<String>,
+    /// When hypergradients reach the weights: `exact` (the paper's order, two passes per step) or
+    /// `lagged` (one fused pass, hyperparameters one step behind).
+    #[arg(long, default_value = "exact")]
+    pub schedule: String,
+}
+
+fn parse_schedule(s: &str) -> Result<Schedule, String> {
+    match s {
+        "exact" => Ok(Schedule::Exact),
+        "lagged" => Ok(Schedule::Lagged),
+        other => Err(format!("unknown schedule `{other}` (exact, lagged)")),
+    }
 }
 
 fn parse_tasks(s: &str) -> Result<Vec<Task>, String> {
@@ -85,6 +98,7 @@ pub fn main(args: Args) -> CliResult {
     if let Some(h) = &args.hyper {
         plan.hyper = parse_hyper(h)?;
     }
+    plan.schedule = parse_schedule(&args.schedule)?;
     if args.threads == 0 {
         return Err("--threads must be at least 1".into());
     }
@@ -137,6 +151,9 @@ fn command_line(args: &Args) -> String {
     if let Some(t) = &args.tasks {
         c.push_str(&format!(" --tasks {t}"));
     }
+    if args.schedule != "exact" {
+        c.push_str(&format!(" --schedule {}", args.schedule));
+    }
     if let Some(h) = &args.hyper {
         c.push_str(&format!(" --hyper {h}"));
     }
@@ -163,5 +180,8 @@ mod tests {
         assert!(parse_hyper("adam").is_err());
         assert!(parse_hyper("sgd:-1").is_err());
         assert!(parse_hyper("rmsprop:0.1").is_err());
+        assert_eq!(parse_schedule("lagged"), Ok(Schedule::Lagged));
+        assert_eq!(parse_schedule("exact"), Ok(Schedule::Exact));
+        assert!(parse_schedule("late").is_err());
     }
 }

@@ -15,7 +15,7 @@ pub mod report;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Instant;
-use tessera_kernels::optim::{AdamConfig, Optimizer, SgdConfig, Tower};
+use tessera_kernels::optim::{AdamConfig, Optimizer, Schedule, SgdConfig, Tower};
 
 /// A differentiable training problem.
 pub trait Objective {
@@ -116,6 +116,13 @@ pub struct Plan {
     pub samples: usize,
     /// Cells trained at once (each cell is single-threaded and deterministic).
     pub threads: usize,
+    /// When the towers' hypergradients reach the weights (`Exact`: the paper's order).
+    #[serde(serialize_with = "debug_value")]
+    pub schedule: Schedule,
+}
+
+fn debug_value<S: serde::Serializer, T: std::fmt::Debug>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{v:?}"))
 }
 
 fn debug_list<S: serde::Serializer>(v: &[Optimizer], s: S) -> Result<S::Ok, S::Error> {
@@ -165,6 +172,7 @@ impl Plan {
             seed,
             samples: 50,
             threads: 1,
+            schedule: Schedule::Exact,
         }
     }
 
@@ -225,7 +233,9 @@ impl Plan {
                 .stacked(*level)
                 .map_err(|e| format!("level {}: {e}", j + 1))?;
         }
-        Ok(tower)
+        tower
+            .with_schedule(self.schedule)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -255,6 +265,8 @@ pub struct Record {
     pub tower: String,
     /// Hyperoptimizer levels above the base.
     pub height: usize,
+    /// `"exact"` or `"lagged"` (see `tessera_kernels::optim::Schedule`).
+    pub schedule: &'static str,
     /// The base level's initial learning rate.
     pub init_lr: f64,
     /// Held-out loss after training, capped at the chance loss (diverged runs: the chance loss).
@@ -358,6 +370,10 @@ pub fn run_cell(
         optimizer: family.name(),
         tower: name,
         height,
+        schedule: match plan.schedule {
+            Schedule::Exact => "exact",
+            Schedule::Lagged => "lagged",
+        },
         init_lr: init_lr as f64,
         final_loss,
         measured_loss: measured,
