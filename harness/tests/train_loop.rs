@@ -153,3 +153,73 @@ fn checkpoints_round_trip_and_bad_files_are_clear_errors() {
     assert!(err.contains("cannot read model"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `tessera layerskip generate --prompts-from`: prompts from the held-out tail of a text file,
+/// every one decoded identically by both decoders; bad combinations are clear errors.
+#[test]
+fn generate_draws_prompts_from_the_held_out_text() {
+    let text = synthetic_corpus(30_000, 11);
+    let corpus = Corpus::from_text(&text).unwrap();
+    let c = tiny(corpus.vocab.len());
+    let params = init_params(&c.model, 3).unwrap();
+    let dir = std::env::temp_dir().join(format!("tessera-gen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (model, corpus_file, json) = (
+        dir.join("m.safetensors"),
+        dir.join("corpus.txt"),
+        dir.join("gen.json"),
+    );
+    checkpoint::save(&model, &c.model, &corpus.vocab, &params, "test").unwrap();
+    std::fs::write(&corpus_file, &text).unwrap();
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["layerskip", "generate", "--model", model.to_str().unwrap()])
+            .args([
+                "--exit-layer",
+                "1",
+                "--draft",
+                "2",
+                "--tokens",
+                "8",
+                "--repeats",
+                "1",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let from = corpus_file.to_str().unwrap();
+    let out = run(&[
+        "--prompts-from",
+        from,
+        "--prompt-count",
+        "3",
+        "--prompt-chars",
+        "8",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(row["prompts"], 3);
+    assert_eq!(row["tokens"], 24);
+    assert_eq!(row["identical"], true);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let n = text.chars().count();
+    let tail: String = text.chars().skip(n - n / 10).take(8).collect();
+    assert!(
+        stdout.contains(&tail),
+        "the first prompt is the held-out tail's start: {stdout}"
+    );
+
+    let out = run(&["--prompts-from", from, "--prompt", "ab"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not both"));
+    let out = run(&["--prompts-from", from, "--prompt-count", "0"]);
+    assert!(!out.status.success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -14,7 +14,7 @@ use crate::train::checkpoint;
 use crate::train::eval::evaluate_exits;
 use crate::train::{
     synthetic_corpus, Corpus, Curriculum, EarlyExitLoss, LayerDropout, Precision, Recipe,
-    TrainConfig, Trainer,
+    TrainConfig, Trainer, Vocab,
 };
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -150,6 +150,17 @@ struct GenerateArgs {
     /// Quick run: 64 tokens, one repetition.
     #[arg(long)]
     quick: bool,
+    /// Draw the prompts from the held-out tail (the last 10%, the validation split) of this text
+    /// file instead of `--prompt`: `--prompt-count` windows of `--prompt-chars` characters, evenly
+    /// spaced; each is continued by `--tokens` tokens and the times are summed.
+    #[arg(long)]
+    prompts_from: Option<PathBuf>,
+    /// Prompts drawn by `--prompts-from`.
+    #[arg(long, default_value_t = 16)]
+    prompt_count: usize,
+    /// Characters per prompt drawn by `--prompts-from`.
+    #[arg(long, default_value_t = 32)]
+    prompt_chars: usize,
     #[arg(long)]
     json: Option<PathBuf>,
 }
@@ -425,6 +436,66 @@ fn timed(
     Ok((t.elapsed().as_secs_f64(), stats))
 }
 
+/// The prompts of `generate`: `(text, tokens)` pairs.
+fn generate_prompts(a: &GenerateArgs, vocab: &Vocab) -> Result<Vec<(String, Vec<u32>)>, String> {
+    let Some(path) = &a.prompts_from else {
+        let text = match &a.prompt {
+            Some(p) => p.clone(),
+            None => ["ROMEO:\n", "the king said ", "the "]
+                .iter()
+                .find(|p| vocab.encode(p).is_ok())
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| {
+                    vocab
+                        .chars
+                        .first()
+                        .map(|c| c.to_string())
+                        .unwrap_or_default()
+                }),
+        };
+        let tokens = vocab.encode(&text)?;
+        return Ok(vec![(text, tokens)]);
+    };
+    if a.prompt.is_some() {
+        return Err("give --prompt or --prompts-from, not both".into());
+    }
+    if a.prompt_count == 0 || a.prompt_chars == 0 {
+        return Err("--prompt-count and --prompt-chars must be at least 1".into());
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let chars: Vec<char> = text.chars().collect();
+    let held_out = chars.get(chars.len() - chars.len() / 10..).unwrap_or(&[]);
+    let room = held_out.len().saturating_sub(a.prompt_chars);
+    if room == 0 {
+        return Err(format!(
+            "{}: its held-out tail is shorter than --prompt-chars {}",
+            path.display(),
+            a.prompt_chars
+        ));
+    }
+    let mut prompts = Vec::with_capacity(a.prompt_count);
+    for k in 0..a.prompt_count {
+        let at = k * room / a.prompt_count;
+        let text: String = held_out[at..at + a.prompt_chars].iter().collect();
+        let tokens = vocab
+            .encode(&text)
+            .map_err(|e| format!("prompt {k} from {}: {e}", path.display()))?;
+        prompts.push((text, tokens));
+    }
+    Ok(prompts)
+}
+
+/// Adds `b`'s counts to `a`.
+fn add_stats(a: &mut DecodeStats, b: &DecodeStats) {
+    a.generated += b.generated;
+    a.rounds += b.rounds;
+    a.drafted += b.drafted;
+    a.accepted += b.accepted;
+    a.layer_passes += b.layer_passes;
+    a.token_layer_evals += b.token_layer_evals;
+}
+
 fn generate(a: GenerateArgs) -> CliResult {
     let ck = checkpoint::load(&a.model)?;
     let c = ck.config;
@@ -434,30 +505,18 @@ fn generate(a: GenerateArgs) -> CliResult {
     } else {
         (a.tokens, a.repeats)
     };
-    let prompt_text = match &a.prompt {
-        Some(p) => p.clone(),
-        None => ["ROMEO:\n", "the king said ", "the "]
-            .iter()
-            .find(|p| ck.vocab.encode(p).is_ok())
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| {
-                ck.vocab
-                    .chars
-                    .first()
-                    .map(|c| c.to_string())
-                    .unwrap_or_default()
-            }),
-    };
-    let prompt = ck.vocab.encode(&prompt_text)?;
-    if prompt.is_empty() {
-        return Err("the prompt is empty".into());
-    }
-    if prompt.len() + tokens > c.max_seq {
-        return Err(format!(
-            "prompt ({}) + tokens ({tokens}) exceed the model's max_seq {}",
-            prompt.len(),
-            c.max_seq
-        ));
+    let prompts = generate_prompts(&a, &ck.vocab)?;
+    for (text, prompt) in &prompts {
+        if prompt.is_empty() {
+            return Err("the prompt is empty".into());
+        }
+        if prompt.len() + tokens > c.max_seq {
+            return Err(format!(
+                "prompt {text:?} ({}) + tokens ({tokens}) exceed the model's max_seq {}",
+                prompt.len(),
+                c.max_seq
+            ));
+        }
     }
     for &e in &a.exit_layer {
         if e == 0 || e > c.layers {
@@ -474,54 +533,73 @@ fn generate(a: GenerateArgs) -> CliResult {
     let mut kv = vec![0.0f32; kv_cache_len(&c).map_err(kerr)?];
     let mut scratch =
         vec![0.0f32; speculative_scratch_len(&c, max_draft, attention).map_err(kerr)?];
-    let mut full_out = vec![0u32; tokens];
+    let mut full_outs = vec![vec![0u32; tokens]; prompts.len()];
     let mut spec_out = vec![0u32; tokens];
     // Full decoding once for the text; every configuration below is then timed against its own
-    // full-decoding runs, alternating the two, and the fastest of each counts (the machine is
-    // shared, so interleaving keeps load changes from favouring either side).
-    let (first_s, _) = timed(
-        |out| greedy_decode(&weights, &prompt, attention, &mut kv, &mut scratch, out),
-        &mut full_out,
-    )?;
+    // full-decoding runs, alternating the two prompt by prompt, and the fastest repetition of
+    // each counts (the machine is shared, so interleaving keeps load changes from favouring
+    // either side).
+    let mut first_s = 0.0;
+    for ((_, prompt), out) in prompts.iter().zip(full_outs.iter_mut()) {
+        first_s += timed(
+            |out| greedy_decode(&weights, prompt, attention, &mut kv, &mut scratch, out),
+            out,
+        )?
+        .0;
+    }
+    let total = tokens * prompts.len();
     println!(
-        "prompt {prompt_text:?}; full model: {:.1} tokens/s (first run)",
-        tokens as f64 / first_s
+        "{} prompt(s), {tokens} tokens each; full model: {:.1} tokens/s (first run)",
+        prompts.len(),
+        total as f64 / first_s
     );
-    println!("{}{}", prompt_text, ck.vocab.decode(&full_out));
+    for ((text, _), out) in prompts.iter().zip(&full_outs).take(3) {
+        println!("{text}{}", ck.vocab.decode(out));
+        println!("---");
+    }
     let mut rows = Vec::new();
     println!("\n  E   d  accept  full tok/s  spec tok/s  speedup  layer-passes-saved  identical");
     for &e in &a.exit_layer {
         for &d in &a.draft {
             let (mut full_s, mut spec_s) = (f64::INFINITY, f64::INFINITY);
             let mut stats = DecodeStats::default();
+            let mut identical = true;
             for _ in 0..repeats.max(1) {
-                let (f, _) = timed(
-                    |out| greedy_decode(&weights, &prompt, attention, &mut kv, &mut scratch, out),
-                    &mut full_out,
-                )?;
-                let (sp, st) = timed(
-                    |out| {
-                        self_speculative_decode(
-                            &weights,
-                            &prompt,
-                            e,
-                            d,
-                            attention,
-                            &mut kv,
-                            &mut scratch,
-                            out,
-                        )
-                    },
-                    &mut spec_out,
-                )?;
+                let (mut f, mut sp) = (0.0, 0.0);
+                stats = DecodeStats::default();
+                for ((_, prompt), full_out) in prompts.iter().zip(full_outs.iter_mut()) {
+                    let (fi, _) = timed(
+                        |out| {
+                            greedy_decode(&weights, prompt, attention, &mut kv, &mut scratch, out)
+                        },
+                        full_out,
+                    )?;
+                    let (si, st) = timed(
+                        |out| {
+                            self_speculative_decode(
+                                &weights,
+                                prompt,
+                                e,
+                                d,
+                                attention,
+                                &mut kv,
+                                &mut scratch,
+                                out,
+                            )
+                        },
+                        &mut spec_out,
+                    )?;
+                    identical &= spec_out == *full_out;
+                    f += fi;
+                    sp += si;
+                    add_stats(&mut stats, &st);
+                }
                 full_s = full_s.min(f);
                 spec_s = spec_s.min(sp);
-                stats = st;
             }
-            let full_tps = tokens as f64 / full_s;
-            let spec_tps = tokens as f64 / spec_s;
-            let identical = spec_out == full_out;
-            let full_passes = tokens * c.layers;
+            let full_tps = total as f64 / full_s;
+            let spec_tps = total as f64 / spec_s;
+            let full_passes = total * c.layers;
             let saved = 1.0 - stats.layer_passes as f64 / full_passes as f64;
             println!(
                 "{e:>3} {d:>3}  {:.3}   {full_tps:>9.1}  {spec_tps:>10.1}  {:.3}x   {:>6.1}%             {identical}",
@@ -533,7 +611,7 @@ fn generate(a: GenerateArgs) -> CliResult {
                 "exit_layer": e, "draft": d, "acceptance": stats.acceptance(),
                 "full_tokens_per_s": full_tps, "spec_tokens_per_s": spec_tps,
                 "speedup": spec_tps / full_tps, "identical": identical,
-                "tokens": tokens, "rounds": stats.rounds,
+                "tokens": total, "prompts": prompts.len(), "rounds": stats.rounds,
                 "layer_passes": stats.layer_passes, "full_layer_passes": full_passes,
                 "token_layer_evals": stats.token_layer_evals,
                 "layer_passes_saved": saved, "layers": c.layers,

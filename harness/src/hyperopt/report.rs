@@ -4,6 +4,7 @@ use super::{spreads, Plan, Record, Spread};
 use crate::plot::{Plot, Scale, Series};
 use std::fmt::Write as _;
 use std::path::Path;
+use tessera_kernels::optim::Schedule;
 
 fn keys(records: &[Record]) -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&'static str, &'static str)> = Vec::new();
@@ -411,8 +412,14 @@ fn markdown(
          same for every cell; the base is SGD or Adam (betas 0.9, 0.999, eps 1e-8) at the cell's \
          learning rate. A level learns the learning rate of the level below and, for Adam, its betas \
          (through their logits); the top level is fixed. Kernels: `tessera_kernels::optim::Tower`, \
-         whose hypergradients are checked against a 512-bit reference (`harness/tests/hypergradients.rs`).",
-        hyper.join(" / ")
+         whose hypergradients are checked against a 512-bit reference (`harness/tests/hypergradients.rs`). \
+         Schedule: {} (`Exact`: the paper's order; `Lagged`: one fused pass per step, each \
+         hypergradient applied one step later; what each costs: `docs/results/hyperopt-cost.md`).",
+        hyper.join(" / "),
+        match plan.schedule {
+            Schedule::Exact => "Exact",
+            Schedule::Lagged => "Lagged",
+        }
     );
     let _ = writeln!(
         md,
