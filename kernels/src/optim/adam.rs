@@ -344,7 +344,7 @@ pub(crate) fn adam_lagged_finish(cfg: &AdamConfig, k: u32, [gq, b1, b2, gp]: [f6
     [d_lr, -b1, b2]
 }
 
-/// The lagged schedule's one pass (see the module docs): the five hypergradient sums of the
+/// The lagged schedule's one pass (see the module docs): the four hypergradient sums of the
 /// step `last` took, read from the state before this pass overwrites it, and the Adam step with
 /// `now`, saving each gradient into `prev` and each new parameter into `copy`. The state is
 /// `[m, root, prev]` ([`adam_lagged_element`]). `decay`: `last` had weight decay. The gradient
