@@ -510,3 +510,36 @@ fn a_lagged_tower_raises_a_tiny_learning_rate() {
     assert!(lr > 1e-4, "lr {lr}");
     assert!(w.iter().all(|x| x.abs() < 0.5), "{w:?}");
 }
+
+#[test]
+fn lagged_mixed_steps_write_the_rounded_master() {
+    let hyper = Optimizer::Adam(AdamConfig {
+        lr: 1e-3,
+        ..AdamConfig::default()
+    });
+    for opt in optimizers() {
+        let mut tower: Tower = Tower::new(opt)
+            .unwrap()
+            .stacked(hyper)
+            .unwrap()
+            .with_schedule(Schedule::Lagged)
+            .unwrap();
+        let mut twin = tower;
+        let (mut master, mut plain) = (start(), start());
+        let mut copy = vec![bf16::from_f32(f32::NAN); N];
+        let mut state = vec![0.0; tower.state_len(N).unwrap()];
+        let mut twin_state = state.clone();
+        for t in 1..=6 {
+            let g = grads(t);
+            tower
+                .step_mixed(&mut master, &mut copy, &g, &mut state)
+                .unwrap();
+            twin.step(&mut plain, &g, &mut twin_state).unwrap();
+            for i in 0..N {
+                assert_eq!(copy[i], bf16::from_f32(master[i]), "{} i {i}", opt.name());
+            }
+            assert_eq!(bits(&master), bits(&plain), "{} step {t}", opt.name());
+        }
+        assert_eq!(tower, twin);
+    }
+}
