@@ -97,8 +97,9 @@ impl<const CAP: usize> Tower<CAP> {
     }
 
     /// This tower with hypergradients applied on `schedule` (the default is
-    /// [`Schedule::Exact`]). `Err` once the tower has stepped: the two schedules keep Adam's
-    /// second moment differently (`v`, or `sqrt(v)` on the lagged one).
+    /// [`Schedule::Exact`]; a tower of height 0 is the plain optimizer on either). `Err` once the
+    /// tower has stepped: the two schedules keep Adam's second moment differently (`v`, or
+    /// `sqrt(v)` on the lagged one).
     pub fn with_schedule(mut self, schedule: Schedule) -> Result<Self> {
         let fresh = self.levels.iter().all(|l| l.steps == 0);
         require(
@@ -177,7 +178,9 @@ impl<const CAP: usize> Tower<CAP> {
     }
 
     /// The length of the caller's state slice for `n` parameters:
-    /// `n * base.state_per_param(height >= 1)` (start it at zero).
+    /// `n * base.state_per_param(height >= 1)` (start it at zero). Its layout: the optimizer's
+    /// own state (Adam: `m`, then `v`, or `sqrt(v)` on [`Schedule::Lagged`]), then the previous
+    /// gradient when the base is learned, each `n` long.
     pub fn state_len(&self, n: usize) -> Result<usize> {
         let base = self
             .live(0)
