@@ -46,8 +46,9 @@ impl Level {
 /// Level 0 updates the model's weights. Level `j >= 1` updates the learned coordinates of level
 /// `j - 1` (see [`Optimizer`]) using their hypergradients; the top level's hyperparameters stay
 /// fixed. `Tower::new(Adam).stacked(Adam)?.stacked(Sgd)?` is the paper's `Adam/Adam/SGD`
-/// (height 2). Each step: hypergradients bottom-up, then updates top-down, then the weights; the
-/// module docs define it precisely.
+/// (height 2). Each step: hypergradients bottom-up, then updates top-down, then the weights (on
+/// [`Schedule::Lagged`] the base level's hypergradient comes out of the weights' pass and is
+/// used at the next step); the module docs define both precisely.
 ///
 /// ```
 /// use tessera_kernels::optim::{AdamConfig, Optimizer, SgdConfig, Tower};
