@@ -16,12 +16,26 @@ pub(crate) fn same_len(what: &'static str, expected: usize, actual: usize) -> Re
     }
 }
 
-/// `Err(NonFinite(what))` when any value is NaN or infinite.
-///
-/// Integer max over the magnitude bits: associative, so the loop vectorises, and there is no
-/// early exit to defeat it. A value is non-finite exactly when its exponent bits are all ones.
+/// `Err(NonFinite(what))` when any value is NaN or infinite: on the SIMD backends
+/// `simd::optim::all_finite_lanes`, elsewhere [`finite_bits`].
 #[inline]
 pub(crate) fn all_finite(what: &'static str, values: &[f32]) -> Result<()> {
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    let ok = crate::simd::optim::all_finite_lanes(values).unwrap_or_else(|| finite_bits(values));
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let ok = finite_bits(values);
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::NonFinite(what))
+    }
+}
+
+/// Whether every value is finite, from an integer max over the magnitude bits: associative, so
+/// the loop vectorises, and there is no early exit to defeat it. A value is non-finite exactly
+/// when its exponent bits are all ones.
+#[inline]
+fn finite_bits(values: &[f32]) -> bool {
     const LANES: usize = 16;
     let mut acc = [0u32; LANES];
     let mut chunks = values.chunks_exact(LANES);
@@ -34,11 +48,7 @@ pub(crate) fn all_finite(what: &'static str, values: &[f32]) -> Result<()> {
     for x in chunks.remainder() {
         max = max.max(x.to_bits() & 0x7fff_ffff);
     }
-    if max >= 0x7f80_0000 {
-        Err(Error::NonFinite(what))
-    } else {
-        Ok(())
-    }
+    max < 0x7f80_0000
 }
 
 /// `Err(BadHyperparameter(what))` unless `ok`.
@@ -48,5 +58,45 @@ pub(crate) fn require(ok: bool, what: &'static str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::BadHyperparameter(what))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every position (whole quads of chunks, the rest) and every kind of non-finite value is
+    /// found, by the dispatching check and by the portable one; the extremes of the finite range
+    /// are not mistaken for one.
+    #[test]
+    fn all_finite_finds_every_non_finite_value() {
+        let mut x = [0.0f32; 200];
+        for (i, v) in x.iter_mut().enumerate() {
+            *v = match i % 4 {
+                0 => f32::MAX,
+                1 => -f32::MAX,
+                2 => f32::MIN_POSITIVE / 8.0,
+                _ => i as f32 * -0.5,
+            };
+        }
+        for n in [0, 1, 63, 64, 65, 127, 128, 200] {
+            assert_eq!(all_finite("x", &x[..n]), Ok(()), "n {n}");
+            assert!(finite_bits(&x[..n]), "n {n}");
+            for pos in [0, n / 2, n.saturating_sub(1)] {
+                if pos >= n {
+                    continue;
+                }
+                for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                    let mut y = x;
+                    y[pos] = bad;
+                    assert_eq!(
+                        all_finite("y", &y[..n]),
+                        Err(Error::NonFinite("y")),
+                        "n {n} at {pos}"
+                    );
+                    assert!(!finite_bits(&y[..n]), "n {n} at {pos}");
+                }
+            }
+        }
     }
 }

@@ -36,6 +36,33 @@ pub(crate) fn adam_hyper_sums(s: &AdamScalars, x: AdamHyperInputs<'_>) -> Option
     run_lanes(Job(s, x))
 }
 
+/// Whether every value of `x` is finite, on the best SIMD backend (`None` when there is none).
+/// `v − v` is 0 for every finite `v` and NaN for an infinity or a NaN; four running sums of it
+/// (independent chains) are NaN exactly when some value is not finite.
+pub(crate) fn all_finite_lanes(x: &[f32]) -> Option<bool> {
+    struct Job<'a>(&'a [f32]);
+    impl LaneJob for Job<'_> {
+        type Output = bool;
+        #[inline(always)]
+        fn run<L: Lanes>(self, l: L) -> bool {
+            let (quads, rest) = self.0.as_chunks::<{ 4 * LANES }>();
+            let mut bad = [l.splat(0.0); 4];
+            for q in quads {
+                let (chunks, _) = q.as_chunks::<LANES>();
+                for (b, c) in bad.iter_mut().zip(chunks) {
+                    let v = l.load(c);
+                    *b = l.add(*b, l.sub(v, v));
+                }
+            }
+            let [a, b, c, d] = bad;
+            let mut flags = [0.0f32; LANES];
+            l.store(l.add(l.add(a, b), l.add(c, d)), &mut flags);
+            flags.iter().all(|f| !f.is_nan()) && rest.iter().all(|v| v.is_finite())
+        }
+    }
+    run_lanes(Job(x))
+}
+
 /// The five terms of one chunk, with the scalar pass's operations in its order.
 #[inline(always)]
 fn terms<L: Lanes>(l: L, s: &AdamScalars, [g, m, v, prev, p]: [L::F; 5]) -> [L::F; 5] {
