@@ -264,6 +264,8 @@ fn lane_update<A: Sink, B: Sink>(
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LaggedScalars {
     pub s: AdamScalars,
+    /// `1 / (1 - beta1^k)` in `f64` ([`HyperFactors`]), for the learning-rate coordinate.
+    pub c1: f64,
     /// `p1 + p2` and `-p1` ([`HyperFactors`]): `d y / d z1 = -r (p12 m - p1 g')` per element.
     pub p12: f32,
     pub neg_p1: f32,
@@ -278,6 +280,7 @@ impl LaggedScalars {
         let f = HyperFactors::new(cfg.lr, cfg.beta1, cfg.beta2, k);
         LaggedScalars {
             s: AdamScalars::from_config(cfg, k),
+            c1: f.c1,
             p12: (f.p1 + f.p2) as f32,
             neg_p1: -f.p1 as f32,
             q12: (f.q1 + f.q2) as f32,
@@ -331,17 +334,30 @@ pub(crate) fn adam_lagged_element(
     (adam_lagged_update(now, [p, g, m, root]), terms)
 }
 
-/// The hypergradient from the four sums of the lagged pass over the state step `k` (with `cfg`)
-/// left. `1 - lr weight_decay > 0` must have been checked.
-pub(crate) fn adam_lagged_finish(cfg: &AdamConfig, k: u32, [gq, b1, b2, gp]: [f64; 4]) -> [f64; 3] {
-    let f = HyperFactors::new(cfg.lr, cfg.beta1, cfg.beta2, k);
-    let mut d_lr = -f.c1 * gq;
-    if cfg.weight_decay != 0.0 {
-        let s = AdamScalars::from_config(cfg, k);
+/// The hypergradient from the four sums of the lagged pass over the state the step `last` (with
+/// weight decay `weight_decay`) left. `1 - lr weight_decay > 0` must have been checked.
+pub(crate) fn adam_lagged_finish(
+    weight_decay: f32,
+    last: &LaggedScalars,
+    [gq, b1, b2, gp]: [f64; 4],
+) -> [f64; 3] {
+    [
+        lr_hypergradient(weight_decay, last.c1, &last.s, gq, gp),
+        -b1,
+        b2,
+    ]
+}
+
+/// The learning-rate coordinate of the Adam hypergradient from `Σ g q` and `Σ g w`: `-c1 Σ g q`,
+/// and with weight decay the term of the previous weights, `w_k = (w_{k+1} + step q) / decay`
+/// with the step's own `f32` factors, summed against `g`. `s.decay > 0` must have been checked.
+fn lr_hypergradient(weight_decay: f32, c1: f64, s: &AdamScalars, gq: f64, gp: f64) -> f64 {
+    let mut d_lr = -c1 * gq;
+    if weight_decay != 0.0 {
         let (step, decay) = (s.step as f64, s.decay as f64);
-        d_lr -= cfg.weight_decay as f64 * (gp + step * gq) / decay;
+        d_lr -= weight_decay as f64 * (gp + step * gq) / decay;
     }
-    [d_lr, -b1, b2]
+    d_lr
 }
 
 /// The lagged schedule's one pass (see the module docs): the four hypergradient sums of the
@@ -512,26 +528,16 @@ pub(crate) fn adam_hypergradient(
         None if cfg.weight_decay != 0.0 => adam_sums::<true>(&s, params, grads, m, v, prev),
         None => adam_sums::<false>(&s, params, grads, m, v, prev),
     };
-    let Some(sums) = sums else {
+    let Some([gq, gm, gv, gr, gp]) = sums else {
         return Err(Error::NonFinite(what));
     };
-    adam_hyper_finish(cfg, k, sums)
-}
-
-/// The hypergradient from the five sums of a pass over the state step `k` (with `cfg`) left.
-/// Errors: `BadHyperparameter` when `1 - lr weight_decay` is not positive.
-pub(crate) fn adam_hyper_finish(cfg: &AdamConfig, k: u32, sums: [f64; 5]) -> Result<[f64; 3]> {
-    let [gq, gm, gv, gr, gp] = sums;
-    let s = AdamScalars::from_config(cfg, k);
+    // The previous weights are recovered by dividing by `1 - lr weight_decay`.
+    require(
+        cfg.weight_decay == 0.0 || s.decay > 0.0,
+        "lr * weight_decay",
+    )?;
     let f = HyperFactors::new(cfg.lr, cfg.beta1, cfg.beta2, k);
-    let mut d_lr = -f.c1 * gq;
-    if cfg.weight_decay != 0.0 {
-        // The previous weights, w_k = (w_{k+1} + step q) / decay with the step's own f32 factors,
-        // summed against g.
-        require(s.decay > 0.0, "lr * weight_decay")?;
-        let (step, decay) = (s.step as f64, s.decay as f64);
-        d_lr -= cfg.weight_decay as f64 * (gp + step * gq) / decay;
-    }
+    let d_lr = lr_hypergradient(cfg.weight_decay, f.c1, &s, gq, gp);
     Ok([d_lr, -(f.p1 * gm + f.p2 * gq), f.q1 * gv + f.q2 * gr])
 }
 

@@ -95,7 +95,7 @@ pub(crate) fn level_fused<B: Sink>(
             // The previous weights are recovered by dividing by `1 - lr weight_decay`.
             require(!decay || sl.s.decay > 0.0, "lr * weight_decay")?;
             let sums = adam_fused_loop(&sl, &sn, decay, params, grads, [first, second, prev], copy);
-            adam_lagged_finish(a, k.max(1), sums)
+            adam_lagged_finish(a.weight_decay, &sl, sums)
         }
         _ => return Err(Error::BadHyperparameter("tower level kind")),
     };

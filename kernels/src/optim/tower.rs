@@ -20,8 +20,6 @@ struct Level {
     prev: [f32; 3],
     hypergradient: [f32; 3],
     fresh: bool,
-    /// The optimizer as the level's last step used it (read by the lagged schedule).
-    last: Optimizer,
 }
 
 impl Level {
@@ -35,7 +33,6 @@ impl Level {
             prev: [0.0; 3],
             hypergradient: [0.0; 3],
             fresh: false,
-            last: opt,
         }
     }
 }
@@ -255,6 +252,8 @@ impl<const CAP: usize> Tower<CAP> {
         above_hypergradients(levels)?;
 
         // 2. Hyperparameter updates, top-down: level j steps the coordinates of level j - 1.
+        //    Until here level 0's optimizer is the one its last step used.
+        let last = base_opt;
         hyperparameter_updates(levels)?;
 
         // 3. The weights: nothing can fail from here on (the lagged pass's one check comes
@@ -263,7 +262,7 @@ impl<const CAP: usize> Tower<CAP> {
         let t = base.steps.checked_add(1).ok_or(Error::Overflow)?;
         if lagged {
             let st = [first, second, prev];
-            let h = level_fused(&base.last, base.steps, &base.opt, params, grads, st, copy)?;
+            let h = level_fused(&last, base.steps, &base.opt, params, grads, st, copy)?;
             base.fresh = h.is_some();
             if let Some(h) = h {
                 base.hypergradient = h.map(|x| x as f32);
@@ -276,7 +275,6 @@ impl<const CAP: usize> Tower<CAP> {
             level_step(&base.opt, t, params, grads, st, nowhere(), copy);
         }
         base.steps = t;
-        base.last = base.opt;
         *self = next;
         Ok(())
     }
