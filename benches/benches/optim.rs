@@ -28,7 +28,11 @@ fn adam(lr: f32) -> Optimizer {
 }
 
 fn bench_adam(c: &mut Criterion) {
-    for (name, n) in [("adam_step_1M", 1usize << 20), ("adam_step_8M", 1 << 23)] {
+    for (name, n) in [
+        ("adam_step_16K", 1usize << 14),
+        ("adam_step_1M", 1 << 20),
+        ("adam_step_8M", 1 << 23),
+    ] {
         bench_size(c, name, n);
     }
 }

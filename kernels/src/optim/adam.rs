@@ -259,10 +259,10 @@ fn lane_update<A: Sink, B: Sink>(
     false
 }
 
-/// What the lagged pass needs of the step `last` took: its scalars and the factors that fold the
-/// five sums of [`adam_hypergradient`] into three per element, rounded to `f32`.
+/// What a hypergradient pass (either schedule's) needs of the step `last` took: its scalars and
+/// the factors that fold the closed form's five sums into three per element, rounded to `f32`.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct LaggedScalars {
+pub(crate) struct HyperScalars {
     pub s: AdamScalars,
     /// `1 / (1 - beta1^k)` in `f64` ([`HyperFactors`]), for the learning-rate coordinate.
     pub c1: f64,
@@ -274,11 +274,11 @@ pub(crate) struct LaggedScalars {
     pub neg_q1: f32,
 }
 
-impl LaggedScalars {
+impl HyperScalars {
     /// The step `k >= 1` of `cfg`.
     pub(crate) fn new(cfg: &AdamConfig, k: u32) -> Self {
         let f = HyperFactors::new(cfg.lr, cfg.beta1, cfg.beta2, k);
-        LaggedScalars {
+        HyperScalars {
             s: AdamScalars::from_config(cfg, k),
             c1: f.c1,
             p12: (f.p1 + f.p2) as f32,
@@ -289,7 +289,7 @@ impl LaggedScalars {
     }
 }
 
-/// The lagged pass's hypergradient terms of one element, as the SIMD pass forms them:
+/// The hypergradient terms of one element, as both schedules' SIMD passes form them:
 /// `([z, x2, zi, my])` with the terms `z m`, `z x2` and `zi my` (`[g q, g r (p12 m - p1 g'),
 /// g q r (q12 v - q1 g'^2)/sqrt(v)]` of the state the step `last` left: `m`, `root = sqrt(v)`,
 /// `prev = g'`).
@@ -297,9 +297,9 @@ impl LaggedScalars {
 /// With `a = root c + eps` and `rho = root` (`1` where `root = 0`), `inv = 1/(rho a)` is the one
 /// division: `r = 1/a = rho inv` and `r^2/root = inv^2 root`, so `z = g rho inv` (`= g r`),
 /// `zi = z inv` and `my = m (q12 v - q1 g'^2)`. Where `v = 0` the third term is `g m r^2` times
-/// `-q1 g'^2`, which is 0 unless `g'^2` is subnormal (the exact schedule takes it as 0).
+/// `-q1 g'^2`, which is 0 unless `g'^2` is subnormal.
 #[inline(always)]
-pub(crate) fn adam_lagged_factors(last: &LaggedScalars, [g, m, root, prev]: [f32; 4]) -> [f32; 4] {
+pub(crate) fn adam_hyper_factors(last: &HyperScalars, [g, m, root, prev]: [f32; 4]) -> [f32; 4] {
     let a = libm::fmaf(root, last.s.inv_sqrt_bc2, last.s.eps);
     let rho = if root > 0.0 { root } else { 1.0 };
     let inv = 1.0 / (rho * a);
@@ -321,15 +321,15 @@ pub(crate) fn adam_lagged_update(now: &AdamScalars, [p, g, m, root]: [f32; 4]) -
 }
 
 /// One element of the lagged schedule's pass: the new `(p, m, root)` (the step with `now`) and
-/// the four terms of the step `last` took ([`adam_lagged_factors`], and `g w` for the decay
+/// the four terms of the step `last` took ([`adam_hyper_factors`], and `g w` for the decay
 /// term, `w` the weight or 0). Their sums give the hypergradient ([`adam_lagged_finish`]).
 #[inline(always)]
 pub(crate) fn adam_lagged_element(
-    last: &LaggedScalars,
+    last: &HyperScalars,
     now: &AdamScalars,
     [p, g, m, root, prev, w]: [f32; 6],
 ) -> ([f32; 3], [f32; 4]) {
-    let [z, x2, zi, my] = adam_lagged_factors(last, [g, m, root, prev]);
+    let [z, x2, zi, my] = adam_hyper_factors(last, [g, m, root, prev]);
     let terms = [z * m, z * x2, zi * my, g * w];
     (adam_lagged_update(now, [p, g, m, root]), terms)
 }
@@ -338,7 +338,7 @@ pub(crate) fn adam_lagged_element(
 /// weight decay `weight_decay`) left. `1 - lr weight_decay > 0` must have been checked.
 pub(crate) fn adam_lagged_finish(
     weight_decay: f32,
-    last: &LaggedScalars,
+    last: &HyperScalars,
     [gq, b1, b2, gp]: [f64; 4],
 ) -> [f64; 3] {
     [
@@ -367,7 +367,7 @@ fn lr_hypergradient(weight_decay: f32, c1: f64, s: &AdamScalars, gq: f64, gp: f6
 /// must already be checked.
 #[inline(never)]
 pub(crate) fn adam_fused_loop<B: Sink>(
-    last: &LaggedScalars,
+    last: &HyperScalars,
     now: &AdamScalars,
     decay: bool,
     params: &mut [f32],
@@ -397,7 +397,7 @@ pub(crate) fn adam_fused_loop<B: Sink>(
 /// its sinks; `None` (nothing done) when there is none.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn lane_fused<B: Sink>(
-    last: &LaggedScalars,
+    last: &HyperScalars,
     now: &AdamScalars,
     decay: bool,
     params: &mut [f32],
@@ -442,7 +442,7 @@ fn lane_fused<B: Sink>(
 /// Targets without a SIMD backend run the scalar pass.
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 fn lane_fused<B: Sink>(
-    _: &LaggedScalars,
+    _: &HyperScalars,
     _: &AdamScalars,
     _: bool,
     _: &mut [f32],
@@ -486,34 +486,14 @@ impl HyperFactors {
     }
 }
 
-/// The four per-element terms of the Adam hypergradient sums (and the weight term):
-/// `[g q, g r (m - g_prev), g q r (v - g_prev^2) / sqrt(v), g q r sqrt(v), g p]` where
-/// `r = 1 / (sqrt(v) / sqrt(1 - beta2^k) + eps)` and `q = m r` are recomputed exactly as the
-/// previous step computed them (same `f32` operations on the same stored `m`, `v`).
-#[inline(always)]
-fn adam_terms(s: &AdamScalars, g: f32, m: f32, v: f32, prev: f32, p: f32) -> [f32; 5] {
-    let root = libm::sqrtf(v);
-    let r = 1.0 / (root * s.inv_sqrt_bc2 + s.eps);
-    let q = m * r;
-    let gq = g * q;
-    // sqrt(v) = 0 only when every gradient so far squared to zero; the term is then taken as 0.
-    let inv_root = if root > 0.0 { 1.0 / root } else { 0.0 };
-    [
-        gq,
-        g * r * (m - prev),
-        gq * r * ((v - prev * prev) * inv_root),
-        gq * r * root,
-        g * p,
-    ]
-}
-
 /// The hypergradient of the previous Adam step with respect to `(lr, logit(beta1),
 /// logit(beta2))`, and the finiteness check of `grads`, in one read-only pass.
 ///
-/// `lr, beta1, beta2, eps, weight_decay` and `k` are what the previous step used; `params` is
-/// `w_{k+1}` (read only when `weight_decay != 0`), `m`, `v` are `m_k`, `v_k`, `prev` is `g_k`.
-/// The formulas are in the module docs. Errors: `NonFinite(what)`; `BadHyperparameter` when
-/// `1 - lr weight_decay` is not positive (the previous weights cannot be recovered).
+/// `cfg` and `k` are what the previous step used; `params` is `w_{k+1}` (read only when
+/// `weight_decay != 0`), `m`, `v` are `m_k`, `v_k`, `prev` is `g_k`. Each element's terms are
+/// [`adam_hyper_factors`]' (the lagged pass's, on `sqrt(v_k)` taken here as the step took it).
+/// Errors: `NonFinite(what)`; `BadHyperparameter` when `1 - lr weight_decay` is not positive (the
+/// previous weights cannot be recovered).
 pub(crate) fn adam_hypergradient(
     what: &'static str,
     cfg: &AdamConfig,
@@ -522,39 +502,32 @@ pub(crate) fn adam_hypergradient(
     grads: &[f32],
     [m, v, prev]: [&[f32]; 3],
 ) -> Result<[f64; 3]> {
-    let s = AdamScalars::from_config(cfg, k);
-    let sums = match lane_sums(&s, cfg.weight_decay != 0.0, params, grads, [m, v, prev]) {
+    let last = HyperScalars::new(cfg, k);
+    let decay = cfg.weight_decay != 0.0;
+    let params = if decay { params } else { &[] };
+    let sums = match lane_sums(&last, params, grads, [m, v, prev]) {
         Some(sums) => sums,
-        None if cfg.weight_decay != 0.0 => adam_sums::<true>(&s, params, grads, m, v, prev),
-        None => adam_sums::<false>(&s, params, grads, m, v, prev),
+        None => scalar_sums(&last, params, grads, [m, v, prev]),
     };
-    let Some([gq, gm, gv, gr, gp]) = sums else {
-        return Err(Error::NonFinite(what));
-    };
+    let sums = sums.ok_or(Error::NonFinite(what))?;
     // The previous weights are recovered by dividing by `1 - lr weight_decay`.
-    require(
-        cfg.weight_decay == 0.0 || s.decay > 0.0,
-        "lr * weight_decay",
-    )?;
-    let f = HyperFactors::new(cfg.lr, cfg.beta1, cfg.beta2, k);
-    let d_lr = lr_hypergradient(cfg.weight_decay, f.c1, &s, gq, gp);
-    Ok([d_lr, -(f.p1 * gm + f.p2 * gq), f.q1 * gv + f.q2 * gr])
+    require(!decay || last.s.decay > 0.0, "lr * weight_decay")?;
+    Ok(adam_lagged_finish(cfg.weight_decay, &last, sums))
 }
 
-/// The five sums on the CPU's SIMD backend (`simd::optim`): `None` when there is none, else the
-/// sums or `None` for a non-finite gradient. The slices have one length (checked by the caller).
+/// The four sums on the CPU's SIMD backend (`simd::optim`): `None` when there is none, else the
+/// sums or `None` for a non-finite gradient. The slices have one length (checked by the caller),
+/// but `params`, empty without weight decay.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn lane_sums(
-    s: &AdamScalars,
-    decay: bool,
+    last: &HyperScalars,
     params: &[f32],
     grads: &[f32],
     [m, v, prev]: [&[f32]; 3],
-) -> Option<Option<[f64; 5]>> {
+) -> Option<Option<[f64; 4]>> {
     use crate::simd::optim::{adam_hyper_sums, AdamHyperInputs};
-    let params = if decay { params } else { &[] };
     adam_hyper_sums(
-        s,
+        last,
         AdamHyperInputs {
             grads,
             m,
@@ -567,33 +540,24 @@ fn lane_sums(
 
 /// Targets without a SIMD backend run the scalar pass.
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn lane_sums(
-    _: &AdamScalars,
-    _: bool,
-    _: &[f32],
-    _: &[f32],
-    _: [&[f32]; 3],
-) -> Option<Option<[f64; 5]>> {
+fn lane_sums(_: &HyperScalars, _: &[f32], _: &[f32], _: [&[f32]; 3]) -> Option<Option<[f64; 4]>> {
     None
 }
 
-/// The five sums; `None` when a gradient is not finite.
-#[inline(always)]
-fn adam_sums<const DECAY: bool>(
-    s: &AdamScalars,
+/// The four sums, each term added in `f64`; `None` when a gradient is not finite.
+fn scalar_sums(
+    last: &HyperScalars,
     params: &[f32],
     grads: &[f32],
-    m: &[f32],
-    v: &[f32],
-    prev: &[f32],
-) -> Option<[f64; 5]> {
-    // `sqrt` (libm's) keeps this loop scalar, so each term goes straight into f64.
-    let mut sums = Sums::<5>::new();
+    [m, v, prev]: [&[f32]; 3],
+) -> Option<[f64; 4]> {
+    let mut sums = Sums::<4>::new();
     let mut max = 0u32;
     let weights = params.iter().chain(core::iter::repeat(&0.0));
-    for ((((g, m), v), p), w) in grads.iter().zip(m).zip(v).zip(prev).zip(weights) {
-        max = max.max(magnitude_bits(*g));
-        sums.add_one(adam_terms(s, *g, *m, *v, *p, if DECAY { *w } else { 0.0 }));
+    for ((((&g, &m), &v), &p), &w) in grads.iter().zip(m).zip(v).zip(prev).zip(weights) {
+        max = max.max(magnitude_bits(g));
+        let [z, x2, zi, my] = adam_hyper_factors(last, [g, m, libm::sqrtf(v), p]);
+        sums.add_one([z * m, z * x2, zi * my, g * w]);
     }
     (max < NON_FINITE_BITS).then(|| sums.finish())
 }
@@ -700,7 +664,7 @@ mod tests {
                 ..last
             };
             let (ls, ns) = (
-                LaggedScalars::new(&last, 4),
+                HyperScalars::new(&last, 4),
                 AdamScalars::from_config(&now, 5),
             );
             let mut p: [f32; N] = core::array::from_fn(|i| val(i, 1));
@@ -743,6 +707,63 @@ mod tests {
             }
             assert!(scale[0] > 0.0 && scale[2] > 0.0);
             assert_eq!(scale[3] > 0.0, wd != 0.0);
+        }
+    }
+
+    #[test]
+    fn exact_pass_sums_match_the_scalar_pass() {
+        // The exact schedule's read-only pass on the SIMD backend (where there is one) against
+        // the scalar pass over the same state, with and without the weight term, and its
+        // finiteness check in a chunk and in the tail.
+        const N: usize = 3 * 16 * 16 + 21;
+        let val = |i: usize, k: u32| ((i as f32 * 0.61 + k as f32).sin()) * 0.1;
+        let cfg = AdamConfig {
+            weight_decay: 0.01,
+            ..AdamConfig::default()
+        };
+        let last = HyperScalars::new(&cfg, 3);
+        let p: [f32; N] = core::array::from_fn(|i| val(i, 1));
+        let mut g: [f32; N] = core::array::from_fn(|i| val(i, 2));
+        let mut m: [f32; N] = core::array::from_fn(|i| val(i, 3));
+        let mut v: [f32; N] = core::array::from_fn(|i| val(i, 4).abs() * 0.01);
+        let mut prev: [f32; N] = core::array::from_fn(|i| val(i, 5));
+        for i in (0..N).step_by(89) {
+            (m[i], v[i], prev[i]) = (1e-30, 0.0, 0.0);
+        }
+        for params in [&p[..], &[]] {
+            let want = scalar_sums(&last, params, &g, [&m, &v, &prev]).expect("finite");
+            let Some(got) = lane_sums(&last, params, &g, [&m, &v, &prev]) else {
+                return; // no SIMD backend on this CPU
+            };
+            let got = got.expect("finite");
+            let scale = |c: usize| -> f64 {
+                let w = |i: usize| if params.is_empty() { 0.0 } else { p[i] };
+                (0..N)
+                    .map(|i| {
+                        let [z, x2, zi, my] =
+                            adam_hyper_factors(&last, [g[i], m[i], libm::sqrtf(v[i]), prev[i]]);
+                        [z * m[i], z * x2, zi * my, g[i] * w(i)][c].abs() as f64
+                    })
+                    .sum()
+            };
+            for c in 0..4 {
+                let err = (got[c] - want[c]).abs();
+                assert!(
+                    err <= 20.0 * f32::EPSILON as f64 / 2.0 * scale(c),
+                    "sum {c}: {err:e}"
+                );
+            }
+            assert_eq!(want[3] == 0.0, params.is_empty());
+        }
+        for at in [5, N - 2] {
+            let keep = g[at];
+            g[at] = f32::NAN;
+            assert_eq!(scalar_sums(&last, &[], &g, [&m, &v, &prev]), None);
+            assert!(matches!(
+                lane_sums(&last, &[], &g, [&m, &v, &prev]),
+                None | Some(None)
+            ));
+            g[at] = keep;
         }
     }
 

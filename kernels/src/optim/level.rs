@@ -2,7 +2,7 @@
 //! kinds, on any slice (the model's weights at level 0, a few hyperparameters above).
 
 use super::adam::{
-    adam_fused_loop, adam_hypergradient, adam_lagged_finish, adam_loop, AdamScalars, LaggedScalars,
+    adam_fused_loop, adam_hypergradient, adam_lagged_finish, adam_loop, AdamScalars, HyperScalars,
 };
 use super::check::require;
 use super::momentum::{momentum_fused_loop, momentum_hypergradient, momentum_loop};
@@ -89,7 +89,7 @@ pub(crate) fn level_fused<B: Sink>(
             let t = k.checked_add(1).ok_or(Error::Overflow)?;
             // Before the first step the state is zero and every term is 0 whatever `last`'s
             // scalars are; those of step 1 keep them finite.
-            let sl = LaggedScalars::new(a, k.max(1));
+            let sl = HyperScalars::new(a, k.max(1));
             let sn = AdamScalars::from_config(c, t);
             let decay = a.weight_decay != 0.0;
             // The previous weights are recovered by dividing by `1 - lr weight_decay`.

@@ -63,10 +63,17 @@
 //!
 //! **Extra state.** Every learned level keeps exactly one more `f32` per parameter: the gradient
 //! `g_k` it was last given. Everything else the closed forms need (`b_k`, `m_k`, `v_k`, `r`,
-//! `q`) is the optimizer's own state, recomputed exactly as the step computed it. So a learned
-//! base level's state is SGD 1, momentum 2, Adam 3 values per parameter
-//! ([`Optimizer::state_per_param`], [`Tower::state_len`]); levels above hold at most 3
-//! parameters and keep their state inside the [`Tower`] value.
+//! `q`) is the optimizer's own state or recomputed from it. So a learned base level's state is
+//! SGD 1, momentum 2, Adam 3 values per parameter ([`Optimizer::state_per_param`],
+//! [`Tower::state_len`]); levels above hold at most 3 parameters and keep their state inside the
+//! [`Tower`] value.
+//!
+//! **Adam's pass** folds the five sums of its closed form into three (plus the weight term):
+//! with `a = sqrt(v_k) c + eps` and `inv = 1/(sqrt(v_k) a)`, one division gives both
+//! `r = 1/a = sqrt(v_k) inv` and `r^2/sqrt(v_k) = sqrt(v_k) inv^2` (`adam_hyper_factors`; where
+//! `v_k = 0`, 1 stands in for `sqrt(v_k)`, and the `1/sqrt(v_k)` term is `-q1 g_k^2`, 0 unless
+//! `g_k^2` is subnormal). So the
+//! pass costs one square root and one division per element, as the step does.
 //!
 //! **Order within one call** `tower.step(w, g_t, state)`:
 //!
@@ -100,9 +107,7 @@
 //! replaced).
 //!
 //! On this schedule Adam's state per parameter is `m`, `sqrt(v)` (not `v`: one square root per
-//! element instead of two) and `g_k`, and its pass folds the five sums into three (plus the weight
-//! term): with `a = sqrt(v) c + eps` and `inv = 1/(sqrt(v) a)`, one division gives both
-//! `r = 1/a = sqrt(v) inv` and `r^2/sqrt(v) = sqrt(v) inv^2`; see `adam_lagged_factors`. A tower's
+//! element instead of two) and `g_k`; its per-element terms are the exact schedule's. A tower's
 //! schedule is fixed once it has stepped.
 //!
 //! **Accuracy.** The hypergradient sums are accumulated in `f32` lanes flushed into `f64` every
@@ -123,7 +128,9 @@ mod sink;
 mod tower;
 
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub(crate) use adam::{adam_element, adam_lagged_element, AdamScalars, LaggedScalars};
+pub(crate) use adam::{
+    adam_element, adam_hyper_factors, adam_lagged_element, AdamScalars, HyperScalars,
+};
 pub use adam::{adam_step, adam_step_mixed, AdamConfig};
 pub use momentum::{momentum_step, momentum_step_mixed, MomentumConfig};
 pub use optimizer::Optimizer;

@@ -9,7 +9,9 @@
 
 use super::dispatch::{run_lanes, LaneJob};
 use super::lanes::{Lanes, LANES};
-use crate::optim::{adam_element, adam_lagged_element, AdamScalars, LaggedScalars};
+use crate::optim::{
+    adam_element, adam_hyper_factors, adam_lagged_element, AdamScalars, HyperScalars,
+};
 
 /// The slices of the pass, all of one length `n` (`params` empty when there is no weight decay).
 #[derive(Clone, Copy, Debug)]
@@ -21,19 +23,28 @@ pub(crate) struct AdamHyperInputs<'a> {
     pub params: &'a [f32],
 }
 
-/// The five sums `[Σ g q, Σ g r (m − g'), Σ g q r (v − g'²)/sqrt(v), Σ g q r sqrt(v), Σ g p]` on
-/// the best SIMD backend of this CPU: `Some(None)` when a gradient is NaN or infinite, `None` when
-/// there is no SIMD backend here (the caller runs its scalar pass).
-pub(crate) fn adam_hyper_sums(s: &AdamScalars, x: AdamHyperInputs<'_>) -> Option<Option<[f64; 5]>> {
-    struct Job<'a, 'b>(&'a AdamScalars, AdamHyperInputs<'b>);
+/// The exact schedule's read-only pass on the best SIMD backend: the four sums of
+/// `optim::adam::adam_hyper_factors` over the state the step `last` left (`v`, not `sqrt(v)`:
+/// its square root is taken here, as that step took it) and the finiteness check of the gradient.
+/// `Some(None)` when a gradient is NaN or infinite, `None` when there is no SIMD backend here (the
+/// caller runs its scalar pass).
+pub(crate) fn adam_hyper_sums(
+    last: &HyperScalars,
+    x: AdamHyperInputs<'_>,
+) -> Option<Option<[f64; 4]>> {
+    struct Job<'a, 'b>(&'a HyperScalars, AdamHyperInputs<'b>);
     impl LaneJob for Job<'_, '_> {
-        type Output = Option<[f64; 5]>;
+        type Output = Option<[f64; 4]>;
         #[inline(always)]
         fn run<L: Lanes>(self, l: L) -> Self::Output {
-            sums(l, self.0, self.1)
+            if self.1.params.is_empty() {
+                sums::<L, false>(l, self.0, self.1)
+            } else {
+                sums::<L, true>(l, self.0, self.1)
+            }
         }
     }
-    run_lanes(Job(s, x))
+    run_lanes(Job(last, x))
 }
 
 /// Whether every value of `x` is finite, on the best SIMD backend (`None` when there is none).
@@ -63,41 +74,6 @@ pub(crate) fn all_finite_lanes(x: &[f32]) -> Option<bool> {
     run_lanes(Job(x))
 }
 
-/// The five terms of one chunk, with the scalar pass's operations in its order.
-#[inline(always)]
-fn terms<L: Lanes>(l: L, s: &AdamScalars, [g, m, v, prev, p]: [L::F; 5]) -> [L::F; 5] {
-    let root = l.sqrt(v);
-    let one = l.splat(1.0);
-    let r = l.div(
-        one,
-        l.add(l.mul(root, l.splat(s.inv_sqrt_bc2)), l.splat(s.eps)),
-    );
-    let q = l.mul(m, r);
-    let gq = l.mul(g, q);
-    let zero = l.splat(0.0);
-    let inv_root = l.select(l.gt(root, zero), l.div(one, root), zero);
-    let gqr = l.mul(gq, r);
-    [
-        gq,
-        l.mul(l.mul(g, r), l.sub(m, prev)),
-        l.mul(gqr, l.mul(l.sub(v, l.mul(prev, prev)), inv_root)),
-        l.mul(gqr, root),
-        l.mul(g, p),
-    ]
-}
-
-/// Elements `start..end` (at most 16) of `a`, the other lanes zero.
-#[inline(always)]
-fn load<L: Lanes>(l: L, a: &[f32], start: usize, end: usize) -> L::F {
-    match a.get(start..end) {
-        Some(c) => match <&[f32; LANES]>::try_from(c) {
-            Ok(full) => l.load(full),
-            Err(_) => l.load_partial(c),
-        },
-        None => l.splat(0.0),
-    }
-}
-
 /// Chunks summed in `f32` lanes before they are added into the `f64` totals, as in
 /// `optim::reduce` (each lane then adds at most 16 terms in `f32`: an error below `17 u` of the
 /// sum of magnitudes, the budget the hypergradient tests document).
@@ -120,54 +96,62 @@ fn flush<L: Lanes, const K: usize>(
     }
 }
 
-/// [`adam_hyper_sums`] on one lane token; `None` when a gradient is not finite.
+/// [`adam_hyper_sums`] on one lane token; `DECAY`: add the weight term (`params` non-empty).
 #[inline(always)]
-fn sums<L: Lanes>(l: L, s: &AdamScalars, x: AdamHyperInputs<'_>) -> Option<[f64; 5]> {
-    let n = x.grads.len();
-    let decay = !x.params.is_empty();
-    let mut totals = [[0.0f64; LANES]; 5];
-    let mut lane_sums = [l.splat(0.0); 5];
-    let mut chunks = 0;
-    // `g − g` is 0 for every finite `g` and NaN for an infinity or a NaN.
-    let mut bad = l.splat(0.0);
-    let mut start = 0;
-    while start < n {
-        let end = (start + LANES).min(n);
-        let g = load(l, x.grads, start, end);
-        let p = if decay {
-            load(l, x.params, start, end)
-        } else {
-            l.splat(0.0)
-        };
-        bad = l.add(bad, l.sub(g, g));
-        let t = terms(
-            l,
-            s,
-            [
-                g,
-                load(l, x.m, start, end),
-                load(l, x.v, start, end),
-                load(l, x.prev, start, end),
-                p,
-            ],
-        );
-        for (a, term) in lane_sums.iter_mut().zip(t) {
-            *a = l.add(*a, term);
+fn sums<L: Lanes, const DECAY: bool>(
+    l: L,
+    last: &HyperScalars,
+    x: AdamHyperInputs<'_>,
+) -> Option<[f64; 4]> {
+    let (gc, gt) = x.grads.as_chunks::<LANES>();
+    let (mc, mt) = x.m.as_chunks::<LANES>();
+    let (vc, vt) = x.v.as_chunks::<LANES>();
+    let (rc, rt) = x.prev.as_chunks::<LANES>();
+    let (pc, pt) = x.params.as_chunks::<LANES>();
+    let lc = LastConsts::new(l, last);
+    let zero = l.splat(0.0);
+    let mut totals: HyperTotals = Default::default();
+    let mut lane_sums = [zero; 4];
+    let mut bad = zero;
+    let mut weight_runs = pc.chunks(FLUSH);
+    let runs = gc.chunks(FLUSH).zip(mc.chunks(FLUSH));
+    let state = vc.chunks(FLUSH).zip(rc.chunks(FLUSH));
+    for ((gr, mr), (vr, rr)) in runs.zip(state) {
+        let [s0, s1, s2, s3] = &mut lane_sums;
+        if DECAY {
+            for (g, p) in gr.iter().zip(weight_runs.next().unwrap_or_default()) {
+                *s3 = l.mul_add(l.load(g), l.load(p), *s3);
+            }
         }
-        chunks += 1;
-        if chunks == FLUSH {
-            flush(l, &mut lane_sums, &mut totals);
-            chunks = 0;
+        let mut acc = [*s0, *s1, *s2];
+        for ((g, m), (v, prev)) in gr.iter().zip(mr).zip(vr.iter().zip(rr)) {
+            let g = l.load(g);
+            bad = l.add(bad, l.sub(g, g));
+            let root = l.sqrt(l.load(v));
+            hyper_terms(l, &lc, [g, l.load(m), root, l.load(prev)], &mut acc);
         }
-        start = end;
+        [*s0, *s1, *s2] = acc;
+        flush(l, &mut lane_sums, &mut totals);
     }
-    flush(l, &mut lane_sums, &mut totals);
     let mut flags = [0.0f32; LANES];
     l.store(bad, &mut flags);
-    if flags.iter().any(|f| f.is_nan()) {
-        return None;
+    let mut sums = totals.map(|t| t.iter().sum::<f64>());
+    let tail = gt.iter().zip(mt).zip(vt.iter().zip(rt));
+    for (i, ((&g, &m), (&v, &prev))) in tail.enumerate() {
+        if !g.is_finite() {
+            return None;
+        }
+        let [z, x2, zi, my] = adam_hyper_factors(last, [g, m, libm::sqrtf(v), prev]);
+        let w = if DECAY {
+            pt.get(i).copied().unwrap_or(0.0)
+        } else {
+            0.0
+        };
+        for (sum, term) in sums.iter_mut().zip([z * m, z * x2, zi * my, g * w]) {
+            *sum += term as f64;
+        }
     }
-    Some(totals.map(|t| t.iter().sum()))
+    flags.iter().all(|f| !f.is_nan()).then_some(sums)
 }
 
 /// The Adam update of `p`, `m`, `v` (one length with `g`) with the scalar loop's `f32`
@@ -277,18 +261,18 @@ pub(crate) type HyperTotals = [[f64; LANES]; 4];
 /// the step `last` took into `totals` (`f32` lanes flushed into `f64` every `FLUSH` chunks, as
 /// [`adam_hyper_sums`] does) and applies the step with `now`, saving each gradient into `prev`.
 /// The step is `adam_lagged_update`'s operations in its order (the same bits); the terms are
-/// `adam_lagged_factors`' products, each added with one fused multiply-add (within an ulp of
+/// `adam_hyper_factors`' products, each added with one fused multiply-add (within an ulp of
 /// `adam_lagged_element`'s terms). `decay`: include the weight term. The gradient must already
 /// be checked. `false` when this CPU has no SIMD backend (nothing written).
 pub(crate) fn adam_fused(
-    last: &LaggedScalars,
+    last: &HyperScalars,
     now: &AdamScalars,
     decay: bool,
     x: AdamFusedSlices<'_>,
     totals: &mut HyperTotals,
 ) -> bool {
     struct Job<'a, 'b, 'c>(
-        &'a LaggedScalars,
+        &'a HyperScalars,
         &'a AdamScalars,
         bool,
         AdamFusedSlices<'b>,
@@ -320,10 +304,25 @@ struct LastConsts<L: Lanes> {
     neg_q1: L::F,
 }
 
-/// `adam_lagged_factors` on one chunk, accumulated: `acc[0] += z m`, `acc[1] += z x2`,
+impl<L: Lanes> LastConsts<L> {
+    #[inline(always)]
+    fn new(l: L, last: &HyperScalars) -> Self {
+        LastConsts {
+            one: l.splat(1.0),
+            ibc: l.splat(last.s.inv_sqrt_bc2),
+            eps: l.splat(last.s.eps),
+            p12: l.splat(last.p12),
+            neg_p1: l.splat(last.neg_p1),
+            q12: l.splat(last.q12),
+            neg_q1: l.splat(last.neg_q1),
+        }
+    }
+}
+
+/// `adam_hyper_factors` on one chunk, accumulated: `acc[0] += z m`, `acc[1] += z x2`,
 /// `acc[2] += zi my`, each with one fused multiply-add.
 #[inline(always)]
-fn lagged_terms<L: Lanes>(
+fn hyper_terms<L: Lanes>(
     l: L,
     last: &LastConsts<L>,
     [g, m, root, prev]: [L::F; 4],
@@ -365,7 +364,7 @@ fn lagged_update<L: Lanes, const DECAY: bool>(
 #[inline(always)]
 fn fused<L: Lanes, const DECAY: bool>(
     l: L,
-    last: &LaggedScalars,
+    last: &HyperScalars,
     now: &AdamScalars,
     x: AdamFusedSlices<'_>,
     totals: &mut HyperTotals,
@@ -375,15 +374,7 @@ fn fused<L: Lanes, const DECAY: bool>(
     let (mc, mt) = x.m.as_chunks_mut::<LANES>();
     let (sc, st) = x.root.as_chunks_mut::<LANES>();
     let (rc, rt) = x.prev.as_chunks_mut::<LANES>();
-    let lc = LastConsts {
-        one: l.splat(1.0),
-        ibc: l.splat(last.s.inv_sqrt_bc2),
-        eps: l.splat(last.s.eps),
-        p12: l.splat(last.p12),
-        neg_p1: l.splat(last.neg_p1),
-        q12: l.splat(last.q12),
-        neg_q1: l.splat(last.neg_q1),
-    };
+    let lc = LastConsts::new(l, last);
     let nc = UpdateConsts::new(l, now);
     let zero = l.splat(0.0);
     let mut lane_sums = [zero; 4];
@@ -409,7 +400,7 @@ fn fused<L: Lanes, const DECAY: bool>(
         for ((pk, gk), ((mk, sk), rk)) in write {
             let g = l.load(gk);
             let (m, root) = (l.load(mk), l.load(sk));
-            lagged_terms(l, &lc, [g, m, root, l.load(rk)], &mut acc);
+            hyper_terms(l, &lc, [g, m, root, l.load(rk)], &mut acc);
             let [p, m, root] = lagged_update::<L, DECAY>(l, &nc, [l.load(pk), g, m, root]);
             l.store(p, pk);
             l.store(m, mk);
