@@ -49,21 +49,37 @@ pub(crate) fn adam_hyper_sums(
 
 /// Whether every value of `x` is finite, on the best SIMD backend (`None` when there is none).
 /// `v − v` is 0 for every finite `v` and NaN for an infinity or a NaN; four running sums of it
-/// (independent chains) are NaN exactly when some value is not finite.
+/// are NaN exactly when some value is not finite. The four sums read the four quarters of `x` in
+/// step: four streams keep more loads in flight than one, which nearly doubles the pass's speed
+/// once `x` is beyond the caches.
 pub(crate) fn all_finite_lanes(x: &[f32]) -> Option<bool> {
     struct Job<'a>(&'a [f32]);
     impl LaneJob for Job<'_> {
         type Output = bool;
         #[inline(always)]
         fn run<L: Lanes>(self, l: L) -> bool {
-            let (quads, rest) = self.0.as_chunks::<{ 4 * LANES }>();
+            let (chunks, rest) = self.0.as_chunks::<LANES>();
             let mut bad = [l.splat(0.0); 4];
-            for q in quads {
-                let (chunks, _) = q.as_chunks::<LANES>();
-                for (b, c) in bad.iter_mut().zip(chunks) {
-                    let v = l.load(c);
-                    *b = l.add(*b, l.sub(v, v));
-                }
+            let nan = |acc: &mut L::F, c: &[f32; LANES]| {
+                let v = l.load(c);
+                *acc = l.add(*acc, l.sub(v, v));
+            };
+            // Four quarters of `q` chunks each (the splits cannot fail: 4 q <= chunks), then
+            // fewer than four chunks left over.
+            let q = chunks.len() / 4;
+            let (a, r) = chunks.split_at_checked(q).unwrap_or((&[], chunks));
+            let (b, r) = r.split_at_checked(q).unwrap_or((&[], r));
+            let (c, r) = r.split_at_checked(q).unwrap_or((&[], r));
+            let (d, last) = r.split_at_checked(q).unwrap_or((&[], r));
+            let [s0, s1, s2, s3] = &mut bad;
+            for ((x0, x1), (x2, x3)) in a.iter().zip(b).zip(c.iter().zip(d)) {
+                nan(s0, x0);
+                nan(s1, x1);
+                nan(s2, x2);
+                nan(s3, x3);
+            }
+            for x in last {
+                nan(s0, x);
             }
             let [a, b, c, d] = bad;
             let mut flags = [0.0f32; LANES];
