@@ -322,7 +322,7 @@ pub(crate) fn adam_lagged_update(now: &AdamScalars, [p, g, m, root]: [f32; 4]) -
 
 /// One element of the lagged schedule's pass: the new `(p, m, root)` (the step with `now`) and
 /// the four terms of the step `last` took ([`adam_hyper_factors`], and `g w` for the decay
-/// term, `w` the weight or 0). Their sums give the hypergradient ([`adam_lagged_finish`]).
+/// term, `w` the weight or 0). Their sums give the hypergradient ([`adam_hyper_finish`]).
 #[inline(always)]
 pub(crate) fn adam_lagged_element(
     last: &HyperScalars,
@@ -334,9 +334,9 @@ pub(crate) fn adam_lagged_element(
     (adam_lagged_update(now, [p, g, m, root]), terms)
 }
 
-/// The hypergradient from the four sums of the lagged pass over the state the step `last` (with
-/// weight decay `weight_decay`) left. `1 - lr weight_decay > 0` must have been checked.
-pub(crate) fn adam_lagged_finish(
+/// The hypergradient from the four sums of either schedule's pass over the state the step `last`
+/// (with weight decay `weight_decay`) left. `1 - lr weight_decay > 0` must have been checked.
+pub(crate) fn adam_hyper_finish(
     weight_decay: f32,
     last: &HyperScalars,
     [gq, b1, b2, gp]: [f64; 4],
@@ -453,9 +453,9 @@ fn lane_fused<B: Sink>(
     None
 }
 
-/// The scalar factors that turn the four sums of [`adam_hypergradient`] into the hypergradient
-/// with respect to `(lr, logit(beta1), logit(beta2))`. All in `f64`, from the `f32` values the
-/// previous step used and its step number `k`.
+/// The scalar factors of the closed form's sums (which [`HyperScalars`] folds), giving the
+/// hypergradient with respect to `(lr, logit(beta1), logit(beta2))`. All in `f64`, from the `f32`
+/// values the previous step used and its step number `k`.
 struct HyperFactors {
     /// `1 / (1 - beta1^k)`.
     c1: f64,
@@ -512,7 +512,7 @@ pub(crate) fn adam_hypergradient(
     let sums = sums.ok_or(Error::NonFinite(what))?;
     // The previous weights are recovered by dividing by `1 - lr weight_decay`.
     require(!decay || last.s.decay > 0.0, "lr * weight_decay")?;
-    Ok(adam_lagged_finish(cfg.weight_decay, &last, sums))
+    Ok(adam_hyper_finish(cfg.weight_decay, &last, sums))
 }
 
 /// The four sums on the CPU's SIMD backend (`simd::optim`): `None` when there is none, else the

@@ -2,7 +2,7 @@
 //! kinds, on any slice (the model's weights at level 0, a few hyperparameters above).
 
 use super::adam::{
-    adam_fused_loop, adam_hypergradient, adam_lagged_finish, adam_loop, AdamScalars, HyperScalars,
+    adam_fused_loop, adam_hyper_finish, adam_hypergradient, adam_loop, AdamScalars, HyperScalars,
 };
 use super::check::require;
 use super::momentum::{momentum_fused_loop, momentum_hypergradient, momentum_loop};
@@ -95,7 +95,7 @@ pub(crate) fn level_fused<B: Sink>(
             // The previous weights are recovered by dividing by `1 - lr weight_decay`.
             require(!decay || sl.s.decay > 0.0, "lr * weight_decay")?;
             let sums = adam_fused_loop(&sl, &sn, decay, params, grads, [first, second, prev], copy);
-            adam_lagged_finish(a.weight_decay, &sl, sums)
+            adam_hyper_finish(a.weight_decay, &sl, sums)
         }
         _ => return Err(Error::BadHyperparameter("tower level kind")),
     };
