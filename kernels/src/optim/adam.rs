@@ -309,6 +309,15 @@ pub(crate) fn adam_hyper_factors(last: &HyperScalars, [g, m, root, prev]: [f32; 
     [z, x2, z * inv, m * y]
 }
 
+/// The four hypergradient terms of one element (their sums go to [`adam_hyper_finish`]):
+/// [`adam_hyper_factors`]' products `z m`, `z x2`, `zi my`, and `g w` for the weight-decay term
+/// (`w` the weight, or 0 without weight decay).
+#[inline(always)]
+pub(crate) fn adam_hyper_terms(last: &HyperScalars, [g, m, root, prev, w]: [f32; 5]) -> [f32; 4] {
+    let [z, x2, zi, my] = adam_hyper_factors(last, [g, m, root, prev]);
+    [z * m, z * x2, zi * my, g * w]
+}
+
 /// The lagged pass's Adam step of one element with `now`; the state is `(m, root = sqrt(v))`.
 /// Returns the new `(p, m, root)`.
 #[inline(always)]
@@ -321,16 +330,14 @@ pub(crate) fn adam_lagged_update(now: &AdamScalars, [p, g, m, root]: [f32; 4]) -
 }
 
 /// One element of the lagged schedule's pass: the new `(p, m, root)` (the step with `now`) and
-/// the four terms of the step `last` took ([`adam_hyper_factors`], and `g w` for the decay
-/// term, `w` the weight or 0). Their sums give the hypergradient ([`adam_hyper_finish`]).
+/// the four terms of the step `last` took ([`adam_hyper_terms`]).
 #[inline(always)]
 pub(crate) fn adam_lagged_element(
     last: &HyperScalars,
     now: &AdamScalars,
     [p, g, m, root, prev, w]: [f32; 6],
 ) -> ([f32; 3], [f32; 4]) {
-    let [z, x2, zi, my] = adam_hyper_factors(last, [g, m, root, prev]);
-    let terms = [z * m, z * x2, zi * my, g * w];
+    let terms = adam_hyper_terms(last, [g, m, root, prev, w]);
     (adam_lagged_update(now, [p, g, m, root]), terms)
 }
 
@@ -556,8 +563,7 @@ fn scalar_sums(
     let weights = params.iter().chain(core::iter::repeat(&0.0));
     for ((((&g, &m), &v), &p), &w) in grads.iter().zip(m).zip(v).zip(prev).zip(weights) {
         max = max.max(magnitude_bits(g));
-        let [z, x2, zi, my] = adam_hyper_factors(last, [g, m, libm::sqrtf(v), p]);
-        sums.add_one([z * m, z * x2, zi * my, g * w]);
+        sums.add_one(adam_hyper_terms(last, [g, m, libm::sqrtf(v), p, w]));
     }
     (max < NON_FINITE_BITS).then(|| sums.finish())
 }
@@ -740,9 +746,8 @@ mod tests {
                 let w = |i: usize| if params.is_empty() { 0.0 } else { p[i] };
                 (0..N)
                     .map(|i| {
-                        let [z, x2, zi, my] =
-                            adam_hyper_factors(&last, [g[i], m[i], libm::sqrtf(v[i]), prev[i]]);
-                        [z * m[i], z * x2, zi * my, g[i] * w(i)][c].abs() as f64
+                        let terms = [g[i], m[i], libm::sqrtf(v[i]), prev[i], w(i)];
+                        adam_hyper_terms(&last, terms)[c].abs() as f64
                     })
                     .sum()
             };

@@ -72,8 +72,8 @@
 //! with `a = sqrt(v_k) c + eps` and `inv = 1/(sqrt(v_k) a)`, one division gives both
 //! `r = 1/a = sqrt(v_k) inv` and `r^2/sqrt(v_k) = sqrt(v_k) inv^2` (`adam_hyper_factors`; where
 //! `v_k = 0`, 1 stands in for `sqrt(v_k)`, and the `1/sqrt(v_k)` term is `-q1 g_k^2`, 0 unless
-//! `g_k^2` is subnormal). So the
-//! pass costs one square root and one division per element, as the step does.
+//! `g_k^2` is subnormal). So the pass costs one square root and one division per element, as
+//! the step does.
 //!
 //! **Order within one call** `tower.step(w, g_t, state)`:
 //!
@@ -129,7 +129,7 @@ mod tower;
 
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) use adam::{
-    adam_element, adam_hyper_factors, adam_lagged_element, AdamScalars, HyperScalars,
+    adam_element, adam_hyper_terms, adam_lagged_element, AdamScalars, HyperScalars,
 };
 pub use adam::{adam_step, adam_step_mixed, AdamConfig};
 pub use momentum::{momentum_step, momentum_step_mixed, MomentumConfig};

@@ -10,7 +10,7 @@
 use super::dispatch::{run_lanes, LaneJob};
 use super::lanes::{Lanes, LANES};
 use crate::optim::{
-    adam_element, adam_hyper_factors, adam_lagged_element, AdamScalars, HyperScalars,
+    adam_element, adam_hyper_terms, adam_lagged_element, AdamScalars, HyperScalars,
 };
 
 /// The slices of the pass, all of one length `n` (`params` empty when there is no weight decay).
@@ -157,13 +157,13 @@ fn sums<L: Lanes, const DECAY: bool>(
         if !g.is_finite() {
             return None;
         }
-        let [z, x2, zi, my] = adam_hyper_factors(last, [g, m, libm::sqrtf(v), prev]);
         let w = if DECAY {
             pt.get(i).copied().unwrap_or(0.0)
         } else {
             0.0
         };
-        for (sum, term) in sums.iter_mut().zip([z * m, z * x2, zi * my, g * w]) {
+        let terms = adam_hyper_terms(last, [g, m, libm::sqrtf(v), prev, w]);
+        for (sum, term) in sums.iter_mut().zip(terms) {
             *sum += term as f64;
         }
     }
