@@ -2,10 +2,11 @@
 //! backward, then the optimizer step) with plain Adam against `Adam/Adam` towers, in one
 //! criterion group per task.
 //!
-//! `cargo bench -p tessera-benches --bench train_step`. Tasks are the hyperoptimizer study's
-//! (`tessera hyperopt`, its full sizes): the 16-64-64-8 MLP on minibatches of 32 and the 2-layer,
-//! width-64 character transformer on 8 sequences of 64 tokens. Cases: `plain` (`adam_step`),
-//! `exact_h1` and `lagged_h1` (`Tower` of `Adam/Adam`, level 1 at lr 1e-2, as in the study).
+//! `cargo bench -p tessera-benches --bench train_step`. Tasks, initial weights and towers are the
+//! hyperoptimizer study's (`tessera hyperopt`, `Plan::full`): the 16-64-64-8 MLP on minibatches
+//! of 32 and the 2-layer, width-64 character transformer on 8 sequences of 64 tokens. Cases:
+//! `plain` (the study's height-0 tower: the plain Adam step's own loop, bit for bit), `exact_h1`
+//! and `lagged_h1` (its height-1 Adam tower on each schedule), all with base learning rate 1e-3.
 //!
 //! The forward and backward pass always run at the initial weights (each case with its own fresh
 //! minibatch stream, the same sequence), and the optimizer steps a copy of them with that
@@ -14,73 +15,44 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::time::Duration;
-use tessera_harness::hyperopt::lm::{LmSize, LmTask};
-use tessera_harness::hyperopt::mlp::MlpTask;
-use tessera_harness::hyperopt::Objective;
-use tessera_kernels::optim::{adam_step, AdamConfig, Optimizer, Schedule, Tower};
+use tessera_harness::hyperopt::{Family, Plan, Task};
+use tessera_kernels::optim::Schedule;
 
-const LM: LmSize = LmSize {
-    layers: 2,
-    dim: 64,
-    seq_len: 64,
-    batch: 8,
-    corpus_chars: 60_000,
-    eval_windows: 32,
-};
+/// The base learning rate of every case.
+const LR: f32 = 1e-3;
 
 fn bench_tasks(c: &mut Criterion) {
-    bench_task(c, "train_step_mlp", &|| {
-        Ok(Box::new(MlpTask::new(8192, 2048, 32, 0, 1)))
-    });
-    bench_task(c, "train_step_charlm", &|| {
-        Ok(Box::new(LmTask::new(LM, 0, 1)?))
-    });
+    bench_task(c, "train_step_mlp", Task::Mlp);
+    bench_task(c, "train_step_charlm", Task::CharLm);
 }
 
-type Make = dyn Fn() -> Result<Box<dyn Objective>, String>;
-
-fn bench_task(c: &mut Criterion, name: &str, make: &Make) {
-    let cfg = AdamConfig {
-        lr: 1e-3,
-        ..AdamConfig::default()
-    };
-    let start = make().expect("task").init(0).expect("initial weights");
-    let n = start.len();
+fn bench_task(c: &mut Criterion, name: &str, task: Task) {
+    let plan = Plan::full(0);
+    let start = plan
+        .init(plan.objective(task).expect("task").as_ref())
+        .expect("initial weights");
+    let mut g = vec![0.0f32; start.len()];
     let mut group = c.benchmark_group(name);
     group.sample_size(20);
     group.warm_up_time(Duration::from_millis(500));
     group.measurement_time(Duration::from_secs(4));
-
-    let mut task = make().expect("task");
-    let (mut p, mut g) = (start.clone(), vec![0.0f32; n]);
-    let (mut m, mut v) = (vec![0.0f32; n], vec![0.0f32; n]);
-    let mut t = 0u32;
-    group.bench_function("plain", |b| {
-        b.iter(|| {
-            task.minibatch(&start, &mut g).expect("minibatch");
-            t += 1;
-            adam_step(&cfg, t, &mut p, &g, &mut m, &mut v).expect("adam step");
-        })
-    });
-    for (case, schedule) in [
-        ("exact_h1", Schedule::Exact),
-        ("lagged_h1", Schedule::Lagged),
-    ] {
-        let mut task = make().expect("task");
-        let mut tower: Tower = Tower::new(Optimizer::Adam(cfg))
-            .and_then(|t| {
-                t.stacked(Optimizer::Adam(AdamConfig {
-                    lr: 1e-2,
-                    ..AdamConfig::default()
-                }))
-            })
-            .and_then(|t| t.with_schedule(schedule))
-            .expect("tower");
+    let cases = [
+        ("plain", 0, Schedule::Exact),
+        ("exact_h1", 1, Schedule::Exact),
+        ("lagged_h1", 1, Schedule::Lagged),
+    ];
+    for (case, height, schedule) in cases {
+        let plan = Plan {
+            schedule,
+            ..Plan::full(0)
+        };
+        let mut objective = plan.objective(task).expect("task");
+        let mut tower = plan.tower(Family::Adam, height, LR).expect("tower");
         let mut p = start.clone();
-        let mut state = vec![0.0f32; tower.state_len(n).expect("state length")];
+        let mut state = vec![0.0f32; tower.state_len(p.len()).expect("state length")];
         group.bench_function(case, |b| {
             b.iter(|| {
-                task.minibatch(&start, &mut g).expect("minibatch");
+                objective.minibatch(&start, &mut g).expect("minibatch");
                 tower.step(&mut p, &g, &mut state).expect("tower step");
             })
         });

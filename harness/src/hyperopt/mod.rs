@@ -221,6 +221,26 @@ impl Plan {
         }
     }
 
+    /// `task` at this plan's sizes, its data and minibatch order from the plan's seed.
+    pub fn objective(&self, task: Task) -> Result<Box<dyn Objective>, String> {
+        let order = self.seed.wrapping_add(1);
+        Ok(match task {
+            Task::Mlp => Box::new(mlp::MlpTask::new(
+                self.mlp_train,
+                self.mlp_test,
+                self.mlp_batch,
+                self.seed,
+                order,
+            )),
+            Task::CharLm => Box::new(lm::LmTask::new(self.lm, self.seed, order)?),
+        })
+    }
+
+    /// The initial weights of every cell of `objective` (from the plan's seed).
+    pub fn init(&self, objective: &dyn Objective) -> Result<Vec<f32>, String> {
+        objective.init(self.seed.wrapping_add(2))
+    }
+
     /// The tower of a cell.
     pub fn tower(&self, family: Family, height: usize, init_lr: f32) -> Result<Tower, String> {
         let mut tower: Tower = Tower::new(family.base(init_lr)).map_err(|e| e.to_string())?;
@@ -318,23 +338,10 @@ pub fn run_cell(
     mut on_step: impl FnMut(),
 ) -> Result<Record, String> {
     let started = Instant::now();
-    let mut objective: Box<dyn Objective> = match task {
-        Task::Mlp => Box::new(mlp::MlpTask::new(
-            plan.mlp_train,
-            plan.mlp_test,
-            plan.mlp_batch,
-            plan.seed,
-            plan.seed.wrapping_add(1),
-        )),
-        Task::CharLm => Box::new(lm::LmTask::new(
-            plan.lm,
-            plan.seed,
-            plan.seed.wrapping_add(1),
-        )?),
-    };
+    let mut objective = plan.objective(task)?;
     let mut tower = plan.tower(family, height, init_lr)?;
     let name = tower_name(&tower);
-    let mut params = objective.init(plan.seed.wrapping_add(2))?;
+    let mut params = plan.init(objective.as_ref())?;
     let mut grads = vec![0.0f32; params.len()];
     let mut state = vec![0.0f32; tower.state_len(params.len()).map_err(|e| e.to_string())?];
     let steps = plan.steps(task);
