@@ -259,19 +259,19 @@ fn lane_update<A: Sink, B: Sink>(
     false
 }
 
-/// What a hypergradient pass (either schedule's) needs of the step `last` took: its scalars and
-/// the factors that fold the closed form's five sums into three per element, rounded to `f32`.
+/// What a hypergradient pass (either schedule's) needs of the step `last` took: its scalars, and
+/// the factors ([`HyperFactors`], in `f64`) that combine the pass's sums after it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct HyperScalars {
     pub s: AdamScalars,
-    /// `1 / (1 - beta1^k)` in `f64` ([`HyperFactors`]), for the learning-rate coordinate.
+    /// `1 / (1 - beta1^k)`, for the learning-rate coordinate.
     pub c1: f64,
-    /// `p1 + p2` and `-p1` ([`HyperFactors`]): `d y / d z1 = -r (p12 m - p1 g')` per element.
-    pub p12: f32,
-    pub neg_p1: f32,
-    /// `q1 + q2` and `-q1`: `d y / d z2 = m r^2 (q12 v - q1 g'^2) / sqrt(v)` per element.
-    pub q12: f32,
-    pub neg_q1: f32,
+    /// `p1 + p2` and `p1`: `d y / d z1 = -(p12 Σ g r m - p1 Σ g r g')`.
+    pub p12: f64,
+    pub p1: f64,
+    /// `q1 + q2` and `q1`: `d y / d z2 = q12 Σ t v - q1 Σ t g'^2` with `t = g m r^2 / sqrt(v)`.
+    pub q12: f64,
+    pub q1: f64,
 }
 
 impl HyperScalars {
@@ -281,41 +281,37 @@ impl HyperScalars {
         HyperScalars {
             s: AdamScalars::from_config(cfg, k),
             c1: f.c1,
-            p12: (f.p1 + f.p2) as f32,
-            neg_p1: -f.p1 as f32,
-            q12: (f.q1 + f.q2) as f32,
-            neg_q1: -f.q1 as f32,
+            p12: f.p1 + f.p2,
+            p1: f.p1,
+            q12: f.q1 + f.q2,
+            q1: f.q1,
         }
     }
 }
 
-/// The hypergradient terms of one element, as both schedules' SIMD passes form them:
-/// `([z, x2, zi, my])` with the terms `z m`, `z x2` and `zi my` (`[g q, g r (p12 m - p1 g'),
-/// g q r (q12 v - q1 g'^2)/sqrt(v)]` of the state the step `last` left: `m`, `root = sqrt(v)`,
-/// `prev = g'`).
+/// The five hypergradient terms of one element (their sums go to [`adam_hyper_finish`]), as both
+/// schedules' passes form them from the state the step `last` left (`m`, `root = sqrt(v)`, `v`,
+/// `prev = g'`), the gradient `g` and the weight `w` (0 without weight decay):
+/// `[z m, z g', t v, t g'^2, g w]` with `z = g r` and `t = z m r / sqrt(v)`.
 ///
 /// With `a = root c + eps` and `rho = root` (`1` where `root = 0`), `inv = 1/(rho a)` is the one
-/// division: `r = 1/a = rho inv` and `r^2/root = inv^2 root`, so `z = g rho inv` (`= g r`),
-/// `zi = z inv` and `my = m (q12 v - q1 g'^2)`. Where `v = 0` the third term is `g m r^2` times
-/// `-q1 g'^2`, which is 0 unless `g'^2` is subnormal.
+/// division: `r = 1/a = rho inv` and `r / sqrt(v) = inv`, so `z = g rho inv` and
+/// `t = (z m) inv`. The beta coordinates' per-element differences `p12 m - p1 g'` and
+/// `q12 v - q1 g'^2` are formed after the pass, from the sums (in `f64`, with `f64` factors):
+/// four products and four accumulations instead of seven and three. Where `v = 0`, `t v = 0`
+/// and `t g'^2` is 0 unless `g'^2` is subnormal.
 #[inline(always)]
-pub(crate) fn adam_hyper_factors(last: &HyperScalars, [g, m, root, prev]: [f32; 4]) -> [f32; 4] {
+pub(crate) fn adam_hyper_terms(
+    last: &HyperScalars,
+    [g, m, root, v, prev, w]: [f32; 6],
+) -> [f32; 5] {
     let a = libm::fmaf(root, last.s.inv_sqrt_bc2, last.s.eps);
     let rho = if root > 0.0 { root } else { 1.0 };
     let inv = 1.0 / (rho * a);
     let z = (g * rho) * inv;
-    let x2 = libm::fmaf(last.p12, m, last.neg_p1 * prev);
-    let y = libm::fmaf(last.q12, root * root, last.neg_q1 * (prev * prev));
-    [z, x2, z * inv, m * y]
-}
-
-/// The four hypergradient terms of one element (their sums go to [`adam_hyper_finish`]):
-/// [`adam_hyper_factors`]' products `z m`, `z x2`, `zi my`, and `g w` for the weight-decay term
-/// (`w` the weight, or 0 without weight decay).
-#[inline(always)]
-pub(crate) fn adam_hyper_terms(last: &HyperScalars, [g, m, root, prev, w]: [f32; 5]) -> [f32; 4] {
-    let [z, x2, zi, my] = adam_hyper_factors(last, [g, m, root, prev]);
-    [z * m, z * x2, zi * my, g * w]
+    let zm = z * m;
+    let t = zm * inv;
+    [zm, z * prev, t * v, t * (prev * prev), g * w]
 }
 
 /// The lagged pass's Adam step of one element with `now`; the state is `(m, root = sqrt(v))`.
@@ -330,28 +326,30 @@ pub(crate) fn adam_lagged_update(now: &AdamScalars, [p, g, m, root]: [f32; 4]) -
 }
 
 /// One element of the lagged schedule's pass: the new `(p, m, root)` (the step with `now`) and
-/// the four terms of the step `last` took ([`adam_hyper_terms`]).
+/// the five terms of the step `last` took ([`adam_hyper_terms`], on `v = root^2` as the step
+/// squares it).
 #[inline(always)]
 pub(crate) fn adam_lagged_element(
     last: &HyperScalars,
     now: &AdamScalars,
     [p, g, m, root, prev, w]: [f32; 6],
-) -> ([f32; 3], [f32; 4]) {
-    let terms = adam_hyper_terms(last, [g, m, root, prev, w]);
+) -> ([f32; 3], [f32; 5]) {
+    let terms = adam_hyper_terms(last, [g, m, root, root * root, prev, w]);
     (adam_lagged_update(now, [p, g, m, root]), terms)
 }
 
-/// The hypergradient from the four sums of either schedule's pass over the state the step `last`
-/// (with weight decay `weight_decay`) left. `1 - lr weight_decay > 0` must have been checked.
+/// The hypergradient from the five sums of either schedule's pass ([`adam_hyper_terms`]) over
+/// the state the step `last` (with weight decay `weight_decay`) left.
+/// `1 - lr weight_decay > 0` must have been checked.
 pub(crate) fn adam_hyper_finish(
     weight_decay: f32,
     last: &HyperScalars,
-    [gq, b1, b2, gp]: [f64; 4],
+    [gq, gr_prev, tv, t_prev2, gp]: [f64; 5],
 ) -> [f64; 3] {
     [
         lr_hypergradient(weight_decay, last.c1, &last.s, gq, gp),
-        -b1,
-        b2,
+        last.p1 * gr_prev - last.p12 * gq,
+        last.q12 * tv - last.q1 * t_prev2,
     ]
 }
 
@@ -367,7 +365,7 @@ fn lr_hypergradient(weight_decay: f32, c1: f64, s: &AdamScalars, gq: f64, gp: f6
     d_lr
 }
 
-/// The lagged schedule's one pass (see the module docs): the four hypergradient sums of the
+/// The lagged schedule's one pass (see the module docs): the five hypergradient sums of the
 /// step `last` took, read from the state before this pass overwrites it, and the Adam step with
 /// `now`, saving each gradient into `prev` and each new parameter into `copy`. The state is
 /// `[m, root, prev]` ([`adam_lagged_element`]). `decay`: `last` had weight decay. The gradient
@@ -381,12 +379,12 @@ pub(crate) fn adam_fused_loop<B: Sink>(
     grads: &[f32],
     [m, root, prev]: [&mut [f32]; 3],
     copy: impl Iterator<Item = B>,
-) -> [f64; 4] {
+) -> [f64; 5] {
     let mut copy = copy;
     if let Some(sums) = lane_fused(last, now, decay, params, grads, [m, root, prev], &mut copy) {
         return sums;
     }
-    let mut sums = Sums::<4>::new();
+    let mut sums = Sums::<5>::new();
     let state = m.iter_mut().zip(root.iter_mut()).zip(prev.iter_mut());
     for (((p, &g), ((m, root), prev)), c) in params.iter_mut().zip(grads).zip(state).zip(copy) {
         let w = if decay { *p } else { 0.0 };
@@ -411,7 +409,7 @@ fn lane_fused<B: Sink>(
     grads: &[f32],
     [m, root, prev]: [&mut [f32]; 3],
     copy: &mut impl Iterator<Item = B>,
-) -> Option<[f64; 4]> {
+) -> Option<[f64; 5]> {
     use crate::simd::optim::{adam_fused, AdamFusedSlices, HyperTotals};
     let empty = || AdamFusedSlices {
         params: &mut [],
@@ -456,7 +454,7 @@ fn lane_fused<B: Sink>(
     _: &[f32],
     _: [&mut [f32]; 3],
     _: &mut impl Iterator<Item = B>,
-) -> Option<[f64; 4]> {
+) -> Option<[f64; 5]> {
     None
 }
 
@@ -498,7 +496,7 @@ impl HyperFactors {
 ///
 /// `cfg` and `k` are what the previous step used; `params` is `w_{k+1}` (read only when
 /// `weight_decay != 0`), `m`, `v` are `m_k`, `v_k`, `prev` is `g_k`. Each element's terms are
-/// [`adam_hyper_factors`]' (the lagged pass's, on `sqrt(v_k)` taken here as the step took it).
+/// [`adam_hyper_terms`] (the lagged pass's, on `sqrt(v_k)` taken here as the step took it).
 /// Errors: `NonFinite(what)`; `BadHyperparameter` when `1 - lr weight_decay` is not positive (the
 /// previous weights cannot be recovered).
 pub(crate) fn adam_hypergradient(
@@ -522,7 +520,7 @@ pub(crate) fn adam_hypergradient(
     Ok(adam_hyper_finish(cfg.weight_decay, &last, sums))
 }
 
-/// The four sums on the CPU's SIMD backend (`simd::optim`): `None` when there is none, else the
+/// The five sums on the CPU's SIMD backend (`simd::optim`): `None` when there is none, else the
 /// sums or `None` for a non-finite gradient. The slices have one length (checked by the caller),
 /// but `params`, empty without weight decay.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
@@ -531,7 +529,7 @@ fn lane_sums(
     params: &[f32],
     grads: &[f32],
     [m, v, prev]: [&[f32]; 3],
-) -> Option<Option<[f64; 4]>> {
+) -> Option<Option<[f64; 5]>> {
     use crate::simd::optim::{adam_hyper_sums, AdamHyperInputs};
     adam_hyper_sums(
         last,
@@ -547,23 +545,23 @@ fn lane_sums(
 
 /// Targets without a SIMD backend run the scalar pass.
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn lane_sums(_: &HyperScalars, _: &[f32], _: &[f32], _: [&[f32]; 3]) -> Option<Option<[f64; 4]>> {
+fn lane_sums(_: &HyperScalars, _: &[f32], _: &[f32], _: [&[f32]; 3]) -> Option<Option<[f64; 5]>> {
     None
 }
 
-/// The four sums, each term added in `f64`; `None` when a gradient is not finite.
+/// The five sums, each term added in `f64`; `None` when a gradient is not finite.
 fn scalar_sums(
     last: &HyperScalars,
     params: &[f32],
     grads: &[f32],
     [m, v, prev]: [&[f32]; 3],
-) -> Option<[f64; 4]> {
-    let mut sums = Sums::<4>::new();
+) -> Option<[f64; 5]> {
+    let mut sums = Sums::<5>::new();
     let mut max = 0u32;
     let weights = params.iter().chain(core::iter::repeat(&0.0));
     for ((((&g, &m), &v), &p), &w) in grads.iter().zip(m).zip(v).zip(prev).zip(weights) {
         max = max.max(magnitude_bits(g));
-        sums.add_one(adam_hyper_terms(last, [g, m, libm::sqrtf(v), p, w]));
+        sums.add_one(adam_hyper_terms(last, [g, m, libm::sqrtf(v), v, p, w]));
     }
     (max < NON_FINITE_BITS).then(|| sums.finish())
 }
@@ -691,7 +689,7 @@ mod tests {
                 [&mut m, &mut root, &mut prev],
                 nowhere(),
             );
-            let (mut want, mut scale) = ([0.0f64; 4], [0.0f64; 4]);
+            let (mut want, mut scale) = ([0.0f64; 5], [0.0f64; 5]);
             for i in 0..N {
                 let w = if wd != 0.0 { p0[i] } else { 0.0 };
                 let (new, t) = adam_lagged_element(&ls, &ns, [p0[i], g[i], m0[i], r0[i], q0[i], w]);
@@ -699,20 +697,20 @@ mod tests {
                 assert_eq!(m[i].to_bits(), new[1].to_bits(), "m[{i}]");
                 assert_eq!(root[i].to_bits(), new[2].to_bits(), "root[{i}]");
                 assert_eq!(prev[i].to_bits(), g[i].to_bits(), "prev[{i}]");
-                for c in 0..4 {
+                for c in 0..5 {
                     want[c] += t[c] as f64;
                     scale[c] += (t[c] as f64).abs();
                 }
             }
-            for c in 0..4 {
+            for c in 0..5 {
                 let err = (sums[c] - want[c]).abs();
                 assert!(
                     err <= 20.0 * f32::EPSILON as f64 / 2.0 * scale[c],
                     "sum {c}: {err:e}"
                 );
             }
-            assert!(scale[0] > 0.0 && scale[2] > 0.0);
-            assert_eq!(scale[3] > 0.0, wd != 0.0);
+            assert!(scale[..4].iter().all(|&s| s > 0.0));
+            assert_eq!(scale[4] > 0.0, wd != 0.0);
         }
     }
 
@@ -746,19 +744,19 @@ mod tests {
                 let w = |i: usize| if params.is_empty() { 0.0 } else { p[i] };
                 (0..N)
                     .map(|i| {
-                        let terms = [g[i], m[i], libm::sqrtf(v[i]), prev[i], w(i)];
+                        let terms = [g[i], m[i], libm::sqrtf(v[i]), v[i], prev[i], w(i)];
                         adam_hyper_terms(&last, terms)[c].abs() as f64
                     })
                     .sum()
             };
-            for c in 0..4 {
+            for c in 0..5 {
                 let err = (got[c] - want[c]).abs();
                 assert!(
                     err <= 20.0 * f32::EPSILON as f64 / 2.0 * scale(c),
                     "sum {c}: {err:e}"
                 );
             }
-            assert_eq!(want[3] == 0.0, params.is_empty());
+            assert_eq!(want[4] == 0.0, params.is_empty());
         }
         for at in [5, N - 2] {
             let keep = g[at];

@@ -68,12 +68,16 @@
 //! [`Tower::state_len`]); levels above hold at most 3 parameters and keep their state inside the
 //! [`Tower`] value.
 //!
-//! **Adam's pass** folds the five sums of its closed form into three (plus the weight term):
-//! with `a = sqrt(v_k) c + eps` and `inv = 1/(sqrt(v_k) a)`, one division gives both
-//! `r = 1/a = sqrt(v_k) inv` and `r^2/sqrt(v_k) = sqrt(v_k) inv^2` (`adam_hyper_factors`; where
-//! `v_k = 0`, 1 stands in for `sqrt(v_k)`, and the `1/sqrt(v_k)` term is `-q1 g_k^2`, 0 unless
-//! `g_k^2` is subnormal). So the pass costs one square root and one division per element, as
-//! the step does.
+//! **Adam's pass** forms four sums per step (plus the weight term): `Σ g r m_k`, `Σ g r g_k`,
+//! `Σ t v_k` and `Σ t g_k^2` with `t = g m_k r^2 / sqrt(v_k)`, and only then combines them with
+//! the closed form's `f64` factors, `d y / d z1 = -(p12 Σ g r m_k - p1 Σ g r g_k)` and
+//! `d y / d z2 = q12 Σ t v_k - q1 Σ t g_k^2` (the differences `m_k - g_k` and `v_k - g_k^2` are
+//! never formed per element). With `a = sqrt(v_k) c + eps` and `inv = 1/(sqrt(v_k) a)`, one
+//! division gives both `r = 1/a = sqrt(v_k) inv` and `r / sqrt(v_k) = inv` (`adam_hyper_terms`;
+//! where `v_k = 0`, 1 stands in for `sqrt(v_k)`, and `t g_k^2` is 0 unless `g_k^2` is
+//! subnormal). So the pass costs one square root, one division and ten multiplications or fused
+//! multiply-adds per element. Each sum's rounding error is bounded by the sum of its terms'
+//! magnitudes, the scale the hypergradient tests measure against.
 //!
 //! **Order within one call** `tower.step(w, g_t, state)`:
 //!

@@ -23,18 +23,18 @@ pub(crate) struct AdamHyperInputs<'a> {
     pub params: &'a [f32],
 }
 
-/// The exact schedule's read-only pass on the best SIMD backend: the four sums of
-/// `optim::adam::adam_hyper_factors` over the state the step `last` left (`v`, not `sqrt(v)`:
+/// The exact schedule's read-only pass on the best SIMD backend: the five sums of
+/// `optim::adam::adam_hyper_terms` over the state the step `last` left (`v`, not `sqrt(v)`:
 /// its square root is taken here, as that step took it) and the finiteness check of the gradient.
 /// `Some(None)` when a gradient is NaN or infinite, `None` when there is no SIMD backend here (the
 /// caller runs its scalar pass).
 pub(crate) fn adam_hyper_sums(
     last: &HyperScalars,
     x: AdamHyperInputs<'_>,
-) -> Option<Option<[f64; 4]>> {
+) -> Option<Option<[f64; 5]>> {
     struct Job<'a, 'b>(&'a HyperScalars, AdamHyperInputs<'b>);
     impl LaneJob for Job<'_, '_> {
-        type Output = Option<[f64; 4]>;
+        type Output = Option<[f64; 5]>;
         #[inline(always)]
         fn run<L: Lanes>(self, l: L) -> Self::Output {
             if self.1.params.is_empty() {
@@ -118,7 +118,7 @@ fn sums<L: Lanes, const DECAY: bool>(
     l: L,
     last: &HyperScalars,
     x: AdamHyperInputs<'_>,
-) -> Option<[f64; 4]> {
+) -> Option<[f64; 5]> {
     let (gc, gt) = x.grads.as_chunks::<LANES>();
     let (mc, mt) = x.m.as_chunks::<LANES>();
     let (vc, vt) = x.v.as_chunks::<LANES>();
@@ -127,26 +127,27 @@ fn sums<L: Lanes, const DECAY: bool>(
     let lc = LastConsts::new(l, last);
     let zero = l.splat(0.0);
     let mut totals: HyperTotals = Default::default();
-    let mut lane_sums = [zero; 4];
+    let mut lane_sums = [zero; 5];
     let mut bad = zero;
     let mut weight_runs = pc.chunks(FLUSH);
     let runs = gc.chunks(FLUSH).zip(mc.chunks(FLUSH));
     let state = vc.chunks(FLUSH).zip(rc.chunks(FLUSH));
     for ((gr, mr), (vr, rr)) in runs.zip(state) {
-        let [s0, s1, s2, s3] = &mut lane_sums;
+        let [s0, s1, s2, s3, s4] = &mut lane_sums;
         if DECAY {
             for (g, p) in gr.iter().zip(weight_runs.next().unwrap_or_default()) {
-                *s3 = l.mul_add(l.load(g), l.load(p), *s3);
+                *s4 = l.mul_add(l.load(g), l.load(p), *s4);
             }
         }
-        let mut acc = [*s0, *s1, *s2];
+        let mut acc = [*s0, *s1, *s2, *s3];
         for ((g, m), (v, prev)) in gr.iter().zip(mr).zip(vr.iter().zip(rr)) {
             let g = l.load(g);
             bad = l.add(bad, l.sub(g, g));
-            let root = l.sqrt(l.load(v));
-            hyper_terms(l, &lc, [g, l.load(m), root, l.load(prev)], &mut acc);
+            let v = l.load(v);
+            let x = [g, l.load(m), l.sqrt(v), v, l.load(prev)];
+            hyper_terms(l, &lc, x, &mut acc);
         }
-        [*s0, *s1, *s2] = acc;
+        [*s0, *s1, *s2, *s3] = acc;
         flush(l, &mut lane_sums, &mut totals);
     }
     let mut flags = [0.0f32; LANES];
@@ -162,7 +163,7 @@ fn sums<L: Lanes, const DECAY: bool>(
         } else {
             0.0
         };
-        let terms = adam_hyper_terms(last, [g, m, libm::sqrtf(v), prev, w]);
+        let terms = adam_hyper_terms(last, [g, m, libm::sqrtf(v), v, prev, w]);
         for (sum, term) in sums.iter_mut().zip(terms) {
             *sum += term as f64;
         }
@@ -270,15 +271,15 @@ pub(crate) struct AdamFusedSlices<'a> {
     pub prev: &'a mut [f32],
 }
 
-/// Running totals of the lagged pass's four sums, one `f64` per lane, carried across calls.
-pub(crate) type HyperTotals = [[f64; LANES]; 4];
+/// Running totals of the lagged pass's five sums, one `f64` per lane, carried across calls.
+pub(crate) type HyperTotals = [[f64; LANES]; 5];
 
-/// The lagged schedule's one pass on the best SIMD backend: adds the four hypergradient terms of
+/// The lagged schedule's one pass on the best SIMD backend: adds the five hypergradient terms of
 /// the step `last` took into `totals` (`f32` lanes flushed into `f64` every `FLUSH` chunks, as
 /// [`adam_hyper_sums`] does) and applies the step with `now`, saving each gradient into `prev`.
 /// The step is `adam_lagged_update`'s operations in its order (the same bits); the terms are
-/// `adam_hyper_factors`' products, each added with one fused multiply-add (within an ulp of
-/// `adam_lagged_element`'s terms). `decay`: include the weight term. The gradient must already
+/// `adam_hyper_terms`' products, the first added exactly as formed and the others each with one
+/// fused multiply-add (within an ulp of `adam_lagged_element`'s terms). `decay`: include the weight term. The gradient must already
 /// be checked. `false` when this CPU has no SIMD backend (nothing written).
 pub(crate) fn adam_fused(
     last: &HyperScalars,
@@ -308,56 +309,47 @@ pub(crate) fn adam_fused(
     run_lanes(Job(last, now, decay, x, totals)).is_some()
 }
 
-/// The lagged pass's constants of the previous step, splat once per call.
+/// The hypergradient passes' constants of the previous step, splat once per call.
 #[derive(Clone, Copy)]
 struct LastConsts<L: Lanes> {
+    zero: L::F,
     one: L::F,
     ibc: L::F,
     eps: L::F,
-    p12: L::F,
-    neg_p1: L::F,
-    q12: L::F,
-    neg_q1: L::F,
 }
 
 impl<L: Lanes> LastConsts<L> {
     #[inline(always)]
     fn new(l: L, last: &HyperScalars) -> Self {
         LastConsts {
+            zero: l.splat(0.0),
             one: l.splat(1.0),
             ibc: l.splat(last.s.inv_sqrt_bc2),
             eps: l.splat(last.s.eps),
-            p12: l.splat(last.p12),
-            neg_p1: l.splat(last.neg_p1),
-            q12: l.splat(last.q12),
-            neg_q1: l.splat(last.neg_q1),
         }
     }
 }
 
-/// `adam_hyper_factors` on one chunk, accumulated: `acc[0] += z m`, `acc[1] += z x2`,
-/// `acc[2] += zi my`, each with one fused multiply-add.
+/// `adam_hyper_terms` on one chunk, accumulated: `acc[0] += z m` (the product as formed),
+/// `acc[1] += z g'`, `acc[2] += t v`, `acc[3] += t g'^2`, each with one fused multiply-add.
 #[inline(always)]
 fn hyper_terms<L: Lanes>(
     l: L,
     last: &LastConsts<L>,
-    [g, m, root, prev]: [L::F; 4],
-    acc: &mut [L::F; 3],
+    [g, m, root, v, prev]: [L::F; 5],
+    acc: &mut [L::F; 4],
 ) {
     let a = l.mul_add(root, last.ibc, last.eps);
-    let rho = l.select(l.gt(root, l.splat(0.0)), root, last.one);
+    let rho = l.select(l.gt(root, last.zero), root, last.one);
     let inv = l.div(last.one, l.mul(rho, a));
     let z = l.mul(l.mul(g, rho), inv);
-    let x2 = l.mul_add(last.p12, m, l.mul(last.neg_p1, prev));
-    let y = l.mul_add(
-        last.q12,
-        l.mul(root, root),
-        l.mul(last.neg_q1, l.mul(prev, prev)),
-    );
-    let [a0, a1, a2] = acc;
-    *a0 = l.mul_add(z, m, *a0);
-    *a1 = l.mul_add(z, x2, *a1);
-    *a2 = l.mul_add(l.mul(z, inv), l.mul(m, y), *a2);
+    let zm = l.mul(z, m);
+    let t = l.mul(zm, inv);
+    let [a0, a1, a2, a3] = acc;
+    *a0 = l.add(*a0, zm);
+    *a1 = l.mul_add(z, prev, *a1);
+    *a2 = l.mul_add(t, v, *a2);
+    *a3 = l.mul_add(t, l.mul(prev, prev), *a3);
 }
 
 /// `adam_lagged_update` on one chunk: the new `(p, m, root)`, the same bits. `DECAY: false`
@@ -393,7 +385,7 @@ fn fused<L: Lanes, const DECAY: bool>(
     let lc = LastConsts::new(l, last);
     let nc = UpdateConsts::new(l, now);
     let zero = l.splat(0.0);
-    let mut lane_sums = [zero; 4];
+    let mut lane_sums = [zero; 5];
     // Runs of `FLUSH` chunks, each followed by the flush of the lane sums. With weight decay the
     // run's weight terms are summed first (from L1 on the second read).
     let runs = pc.chunks_mut(FLUSH).zip(gc.chunks(FLUSH));
@@ -402,11 +394,11 @@ fn fused<L: Lanes, const DECAY: bool>(
         .zip(sc.chunks_mut(FLUSH))
         .zip(rc.chunks_mut(FLUSH));
     for ((pr, gr), ((mr, sr), rr)) in runs.zip(state) {
-        let [s0, s1, s2, s3] = &mut lane_sums;
-        let mut acc = [*s0, *s1, *s2];
+        let [s0, s1, s2, s3, s4] = &mut lane_sums;
+        let mut acc = [*s0, *s1, *s2, *s3];
         if DECAY {
             for (pk, gk) in pr.iter().zip(gr.iter()) {
-                *s3 = l.mul_add(l.load(gk), l.load(pk), *s3);
+                *s4 = l.mul_add(l.load(gk), l.load(pk), *s4);
             }
         }
         let write = pr
@@ -416,19 +408,20 @@ fn fused<L: Lanes, const DECAY: bool>(
         for ((pk, gk), ((mk, sk), rk)) in write {
             let g = l.load(gk);
             let (m, root) = (l.load(mk), l.load(sk));
-            hyper_terms(l, &lc, [g, m, root, l.load(rk)], &mut acc);
+            let v = l.mul(root, root);
+            hyper_terms(l, &lc, [g, m, root, v, l.load(rk)], &mut acc);
             let [p, m, root] = lagged_update::<L, DECAY>(l, &nc, [l.load(pk), g, m, root]);
             l.store(p, pk);
             l.store(m, mk);
             l.store(root, sk);
             l.store(g, rk);
         }
-        [*s0, *s1, *s2] = acc;
+        [*s0, *s1, *s2, *s3] = acc;
         flush(l, &mut lane_sums, totals);
     }
     if !gt.is_empty() {
         let state = mt.iter_mut().zip(st.iter_mut()).zip(rt.iter_mut());
-        let mut terms = [[0.0f32; LANES]; 4];
+        let mut terms = [[0.0f32; LANES]; 5];
         for (i, ((pi, &gi), ((mi, si), ri))) in pt.iter_mut().zip(gt).zip(state).enumerate() {
             let w = if DECAY { *pi } else { 0.0 };
             let (new, t) = adam_lagged_element(last, now, [*pi, gi, *mi, *si, *ri, w]);
