@@ -147,7 +147,7 @@ pub fn adam_step(
 ) -> Result<()> {
     adam_check(cfg, t, params.len(), grads, m.len(), v.len())?;
     let s = AdamScalars::from_config(cfg, t);
-    adam_loop(&s, params, grads, m, v, nowhere(), nowhere());
+    adam_loop(&s, params, grads, m, v, None, nowhere());
     Ok(())
 }
 
@@ -165,7 +165,7 @@ pub fn adam_step_mixed<E: Element>(
     adam_check(cfg, t, master.len(), grads, m.len(), v.len())?;
     same_len("copy", master.len(), copy.len())?;
     let s = AdamScalars::from_config(cfg, t);
-    adam_loop(&s, master, grads, m, v, nowhere(), copy.iter_mut());
+    adam_loop(&s, master, grads, m, v, None, copy.iter_mut());
     Ok(())
 }
 
@@ -178,11 +178,32 @@ fn adam_check(cfg: &AdamConfig, t: u32, n: usize, grads: &[f32], m: usize, v: us
     all_finite("grads", grads)
 }
 
-/// The fused update; `saved` receives each gradient, `copy` each new parameter. Not inlined:
-/// as a function of its own, its slice arguments are known not to alias, which keeps the loop
-/// tight when the caller carved them out of one state slice.
+/// The fused update; `saved` (as long as `grads`) receives the gradient, `copy` each new
+/// parameter. Not inlined: as a function of its own, its slice arguments are known not to alias,
+/// which keeps the loop tight when the caller carved them out of one state slice.
 #[inline(never)]
-pub(crate) fn adam_loop<A: Sink, B: Sink>(
+pub(crate) fn adam_loop<B: Sink>(
+    s: &AdamScalars,
+    params: &mut [f32],
+    grads: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    saved: Option<&mut [f32]>,
+    copy: impl Iterator<Item = B>,
+) {
+    let (mut saved, mut copy) = (saved, copy);
+    if lane_update(s, params, grads, m, v, saved.as_deref_mut(), &mut copy) {
+        return;
+    }
+    match saved {
+        Some(saved) => adam_scalar(s, params, grads, m, v, saved.iter_mut(), copy),
+        None => adam_scalar(s, params, grads, m, v, nowhere(), copy),
+    }
+}
+
+/// [`adam_loop`] one element at a time, with `saved` as a sink.
+#[inline(always)]
+fn adam_scalar<A: Sink, B: Sink>(
     s: &AdamScalars,
     params: &mut [f32],
     grads: &[f32],
@@ -191,10 +212,6 @@ pub(crate) fn adam_loop<A: Sink, B: Sink>(
     saved: impl Iterator<Item = A>,
     copy: impl Iterator<Item = B>,
 ) {
-    let (mut saved, mut copy) = (saved, copy);
-    if lane_update(s, params, grads, m, v, &mut saved, &mut copy) {
-        return;
-    }
     let lanes = params
         .iter_mut()
         .zip(grads)
@@ -212,15 +229,16 @@ pub(crate) fn adam_loop<A: Sink, B: Sink>(
 const LANE_BLOCK: usize = 1024;
 
 /// [`adam_loop`] on the CPU's SIMD backend (`simd::optim`, the same `f32` operations, so the same
-/// bits) in blocks, each followed by its sinks; `false` (nothing done) when there is none.
+/// bits; it also stores the gradient into `saved`) in blocks, each followed by its parameter
+/// copies; `false` (nothing done) when there is none.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-fn lane_update<A: Sink, B: Sink>(
+fn lane_update<B: Sink>(
     s: &AdamScalars,
     params: &mut [f32],
     grads: &[f32],
     m: &mut [f32],
     v: &mut [f32],
-    saved: &mut impl Iterator<Item = A>,
+    saved: Option<&mut [f32]>,
     copy: &mut impl Iterator<Item = B>,
 ) -> bool {
     use crate::simd::optim::adam_update;
@@ -229,15 +247,14 @@ fn lane_update<A: Sink, B: Sink>(
         .zip(grads.chunks(LANE_BLOCK))
         .zip(m.chunks_mut(LANE_BLOCK).zip(v.chunks_mut(LANE_BLOCK)));
     // Empty slices: asks whether there is a SIMD backend, before anything is written.
-    if !adam_update(s, &mut [], &[], &mut [], &mut []) {
+    if !adam_update(s, &mut [], &[], &mut [], &mut [], &mut []) {
         return false;
     }
+    let mut saved = saved.map(|s| s.chunks_mut(LANE_BLOCK));
     for ((p, g), (m, v)) in blocks {
-        adam_update(s, p, g, m, v);
-        // `g` and `p` lead the zips, so a sink is taken only for an element that exists.
-        for (&gi, sv) in g.iter().zip(saved.by_ref()) {
-            sv.put(gi);
-        }
+        let sv = saved.as_mut().and_then(|b| b.next()).unwrap_or_default();
+        adam_update(s, p, g, m, v, sv);
+        // `p` leads the zip, so a sink is taken only for an element that exists.
         for (&pi, c) in p.iter().zip(copy.by_ref()) {
             c.put(pi);
         }
@@ -247,13 +264,13 @@ fn lane_update<A: Sink, B: Sink>(
 
 /// Targets without a SIMD backend run the scalar loop.
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn lane_update<A: Sink, B: Sink>(
+fn lane_update<B: Sink>(
     _: &AdamScalars,
     _: &mut [f32],
     _: &[f32],
     _: &mut [f32],
     _: &mut [f32],
-    _: &mut impl Iterator<Item = A>,
+    _: Option<&mut [f32]>,
     _: &mut impl Iterator<Item = B>,
 ) -> bool {
     false

@@ -7,29 +7,34 @@ use super::adam::{
 use super::check::require;
 use super::momentum::{momentum_fused_loop, momentum_hypergradient, momentum_loop};
 use super::sgd::{sgd_fused_loop, sgd_hypergradient, sgd_loop};
-use super::sink::Sink;
+use super::sink::{nowhere, Sink};
 use super::Optimizer;
 use crate::{Error, Result};
 
-/// One step of `opt` (step number `t`) on `params`; `saved` receives each gradient, `copy` each
-/// new parameter; `(first, second)` are the state slices (Adam's `m`, `v`; the momentum
-/// velocity and an empty slice; two empty slices for SGD). Arguments must already be checked.
+/// One step of `opt` (step number `t`) on `params`; `saved` (as long as `grads`) receives the
+/// gradient, `copy` each new parameter; `(first, second)` are the state slices (Adam's `m`, `v`;
+/// the momentum velocity and an empty slice; two empty slices for SGD). Arguments must already
+/// be checked.
 #[inline(always)]
-pub(crate) fn level_step<A: Sink, B: Sink>(
+pub(crate) fn level_step<B: Sink>(
     opt: &Optimizer,
     t: u32,
     params: &mut [f32],
     grads: &[f32],
     (first, second): (&mut [f32], &mut [f32]),
-    saved: impl Iterator<Item = A>,
+    saved: Option<&mut [f32]>,
     copy: impl Iterator<Item = B>,
 ) {
-    match opt {
-        Optimizer::Sgd(c) => sgd_loop(c.lr, params, grads, saved, copy),
-        Optimizer::Momentum(c) => {
-            momentum_loop(c.lr, c.momentum, params, grads, first, saved, copy)
+    match (opt, saved) {
+        (Optimizer::Sgd(c), Some(sv)) => sgd_loop(c.lr, params, grads, sv.iter_mut(), copy),
+        (Optimizer::Sgd(c), None) => sgd_loop(c.lr, params, grads, nowhere(), copy),
+        (Optimizer::Momentum(c), Some(sv)) => {
+            momentum_loop(c.lr, c.momentum, params, grads, first, sv.iter_mut(), copy)
         }
-        Optimizer::Adam(c) => {
+        (Optimizer::Momentum(c), None) => {
+            momentum_loop(c.lr, c.momentum, params, grads, first, nowhere(), copy)
+        }
+        (Optimizer::Adam(c), saved) => {
             let s = AdamScalars::from_config(c, t);
             adam_loop(&s, params, grads, first, second, saved, copy)
         }

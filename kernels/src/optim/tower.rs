@@ -269,10 +269,10 @@ impl<const CAP: usize> Tower<CAP> {
             }
         } else if learned {
             let st = (first, second);
-            level_step(&base.opt, t, params, grads, st, prev.iter_mut(), copy);
+            level_step(&base.opt, t, params, grads, st, Some(prev), copy);
         } else {
             let st = (first, second);
-            level_step(&base.opt, t, params, grads, st, nowhere(), copy);
+            level_step(&base.opt, t, params, grads, st, None, copy);
         }
         base.steps = t;
         *self = next;
@@ -322,10 +322,10 @@ fn hyperparameter_updates(levels: &mut [Level]) -> Result<()> {
         let (x, g) = (&mut below.coords[..k], &below.hypergradient[..k]);
         let (f, s) = (&mut level.first[..k], &mut level.second[..k]);
         if j < height {
-            let saved = level.prev[..k].iter_mut();
+            let saved = Some(&mut level.prev[..k]);
             level_step(&level.opt, level.steps, x, g, (f, s), saved, nowhere());
         } else {
-            level_step(&level.opt, level.steps, x, g, (f, s), nowhere(), nowhere());
+            level_step(&level.opt, level.steps, x, g, (f, s), None, nowhere());
         }
         if below.coords != before {
             below.opt = below.opt.with_coordinates(below.coords)?;

@@ -172,30 +172,40 @@ fn sums<L: Lanes, const DECAY: bool>(
 }
 
 /// The Adam update of `p`, `m`, `v` (one length with `g`) with the scalar loop's `f32`
-/// operations in its order, so the same bits: `false` when this CPU has no SIMD backend (the
-/// caller runs its scalar loop; nothing was written).
+/// operations in its order, so the same bits; `saved` is empty or as long as `g`, which is then
+/// copied into it in the same loop (a learned level's saved gradient: one more vector store per
+/// chunk, instead of a pass of its own). `false` when this CPU has no SIMD backend (the caller
+/// runs its scalar loop; nothing was written).
 pub(crate) fn adam_update(
     s: &AdamScalars,
     p: &mut [f32],
     g: &[f32],
     m: &mut [f32],
     v: &mut [f32],
+    saved: &mut [f32],
 ) -> bool {
-    struct Job<'a, 'b>(
-        &'a AdamScalars,
-        &'b mut [f32],
-        &'b [f32],
-        &'b mut [f32],
-        &'b mut [f32],
-    );
+    struct Job<'a, 'b>(&'a AdamScalars, AdamSlices<'b>);
     impl LaneJob for Job<'_, '_> {
         type Output = ();
         #[inline(always)]
         fn run<L: Lanes>(self, l: L) {
-            update(l, self.0, self.1, self.2, self.3, self.4)
+            if self.1.saved.is_empty() {
+                update::<L, false>(l, self.0, self.1)
+            } else {
+                update::<L, true>(l, self.0, self.1)
+            }
         }
     }
-    run_lanes(Job(s, p, g, m, v)).is_some()
+    run_lanes(Job(s, AdamSlices { p, g, m, v, saved })).is_some()
+}
+
+/// The slices of [`adam_update`].
+struct AdamSlices<'a> {
+    p: &'a mut [f32],
+    g: &'a [f32],
+    m: &'a mut [f32],
+    v: &'a mut [f32],
+    saved: &'a mut [f32],
 }
 
 /// The per-step scalars of the update, splat once per call.
@@ -241,19 +251,35 @@ fn update_chunk<L: Lanes>(l: L, c: &UpdateConsts<L>, [p, g, m, v]: [L::F; 4]) ->
 }
 
 /// [`adam_update`] on one lane token: whole chunks on the lanes, the tail one element at a time
-/// through the scalar loop's own `adam_element`.
+/// through the scalar loop's own `adam_element`. `SAVE`: copy `g` into `x.saved`.
 #[inline(always)]
-fn update<L: Lanes>(l: L, s: &AdamScalars, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
-    let (pc, pt) = p.as_chunks_mut::<LANES>();
-    let (gc, gt) = g.as_chunks::<LANES>();
-    let (mc, mt) = m.as_chunks_mut::<LANES>();
-    let (vc, vt) = v.as_chunks_mut::<LANES>();
+fn update<L: Lanes, const SAVE: bool>(l: L, s: &AdamScalars, x: AdamSlices<'_>) {
+    let (pc, pt) = x.p.as_chunks_mut::<LANES>();
+    let (gc, gt) = x.g.as_chunks::<LANES>();
+    let (mc, mt) = x.m.as_chunks_mut::<LANES>();
+    let (vc, vt) = x.v.as_chunks_mut::<LANES>();
     let c = UpdateConsts::new(l, s);
-    for (((pk, gk), mk), vk) in pc.iter_mut().zip(gc).zip(mc.iter_mut()).zip(vc.iter_mut()) {
-        let [pv, mv, vv] = update_chunk(l, &c, [l.load(pk), l.load(gk), l.load(mk), l.load(vk)]);
+    let chunk = |pk: &mut [f32; LANES], gk, mk: &mut _, vk: &mut _| {
+        let g = l.load(gk);
+        let [pv, mv, vv] = update_chunk(l, &c, [l.load(pk), g, l.load(mk), l.load(vk)]);
         l.store(pv, pk);
         l.store(mv, mk);
         l.store(vv, vk);
+        g
+    };
+    let chunks = pc.iter_mut().zip(gc).zip(mc.iter_mut().zip(vc.iter_mut()));
+    if SAVE {
+        let (sc, st) = x.saved.as_chunks_mut::<LANES>();
+        for (((pk, gk), (mk, vk)), sk) in chunks.zip(sc.iter_mut()) {
+            l.store(chunk(pk, gk, mk, vk), sk);
+        }
+        for (si, &gi) in st.iter_mut().zip(gt) {
+            *si = gi;
+        }
+    } else {
+        for ((pk, gk), (mk, vk)) in chunks {
+            chunk(pk, gk, mk, vk);
+        }
     }
     for (((pi, &gi), mi), vi) in pt.iter_mut().zip(gt).zip(mt.iter_mut()).zip(vt.iter_mut()) {
         (*pi, *mi, *vi, _) = adam_element(s, *pi, gi, *mi, *vi);
