@@ -475,7 +475,7 @@ fn lane_fused<B: Sink>(
     None
 }
 
-/// The scalar factors of the closed form's sums (which [`HyperScalars`] folds), giving the
+/// The scalar factors of the closed form's sums (which [`HyperScalars`] carries), giving the
 /// hypergradient with respect to `(lr, logit(beta1), logit(beta2))`. All in `f64`, from the `f32`
 /// values the previous step used and its step number `k`.
 struct HyperFactors {
