@@ -315,8 +315,8 @@ impl HyperScalars {
 /// division: `r = 1/a = rho inv` and `r / sqrt(v) = inv`, so `z = g rho inv` and
 /// `t = (z m) inv`. The beta coordinates' per-element differences `p12 m - p1 g'` and
 /// `q12 v - q1 g'^2` are formed after the pass, from the sums (in `f64`, with `f64` factors):
-/// four products and four accumulations instead of seven and three. Where `v = 0`, `t v = 0`
-/// and `t g'^2` is 0 unless `g'^2` is subnormal.
+/// three products and four accumulations per element, where per-element differences took eight
+/// and three. Where `v = 0`, `t v = 0` and `t g'^2` is 0 unless `g'^2` is subnormal.
 #[inline(always)]
 pub(crate) fn adam_hyper_terms(
     last: &HyperScalars,
