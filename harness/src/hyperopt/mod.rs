@@ -393,7 +393,8 @@ pub fn run_cell(
 }
 
 /// Runs every cell of `plan` (records in the order task, family, height, learning rate) on
-/// `plan.threads` threads, with a progress bar over all training steps when `progress`.
+/// `plan.threads` threads, with a progress bar over all training steps when `progress` (when
+/// stderr is not a terminal, where the bar does not draw, one line per finished cell instead).
 pub fn run_plan(plan: &Plan, progress: bool) -> Result<Vec<Record>, String> {
     let mut cells = Vec::with_capacity(plan.cells());
     for &task in &plan.tasks {
@@ -416,6 +417,9 @@ pub fn run_plan(plan: &Plan, progress: bool) -> Result<Vec<Record>, String> {
     } else {
         ProgressBar::hidden()
     };
+    // Without a terminal (a log file, CI) the bar is invisible: report each finished cell.
+    let lines = progress && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (started, finished) = (Instant::now(), std::sync::atomic::AtomicUsize::new(0));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<std::sync::Mutex<Option<Result<Record, String>>>> =
         cells.iter().map(|_| std::sync::Mutex::new(None)).collect();
@@ -432,6 +436,20 @@ pub fn run_plan(plan: &Plan, progress: bool) -> Result<Vec<Record>, String> {
                     family.name()
                 ));
                 let r = run_cell(plan, task, family, height, lr, || bar.inc(1));
+                if lines {
+                    let done = finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    let what = match &r {
+                        Ok(rec) => format!("final loss {:.3}", rec.final_loss),
+                        Err(e) => format!("failed: {e}"),
+                    };
+                    eprintln!(
+                        "hyperopt: cell {done}/{} ({} {} h{height} lr {lr:e}) {what}, {:.0} s",
+                        cells.len(),
+                        task.name(),
+                        family.name(),
+                        started.elapsed().as_secs_f64()
+                    );
+                }
                 if let Some(slot) = results.get(i) {
                     *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
                 }
