@@ -125,7 +125,7 @@ fn sums<L: Lanes, const DECAY: bool>(
     let (rc, rt) = x.prev.as_chunks::<LANES>();
     let (pc, pt) = x.params.as_chunks::<LANES>();
     let lc = LastConsts::new(l, last);
-    let zero = l.splat(0.0);
+    let zero = lc.zero;
     let mut totals: HyperTotals = Default::default();
     let mut lane_sums = [zero; 5];
     let mut bad = zero;
@@ -410,7 +410,7 @@ fn fused<L: Lanes, const DECAY: bool>(
     let (rc, rt) = x.prev.as_chunks_mut::<LANES>();
     let lc = LastConsts::new(l, last);
     let nc = UpdateConsts::new(l, now);
-    let zero = l.splat(0.0);
+    let zero = lc.zero;
     let mut lane_sums = [zero; 5];
     // Runs of `FLUSH` chunks, each followed by the flush of the lane sums. With weight decay the
     // run's weight terms are summed first (from L1 on the second read).
