@@ -3,11 +3,13 @@
 //! (deterministic, unlike time; it hides AVX-512, so this counts the AVX2 or generic paths).
 //!
 //! `cargo bench -p tessera-benches --bench optim_instructions`. The binary re-runs itself under
-//! `valgrind --tool=callgrind` once with no step and once with `STEPS` steps per case, and reports
-//! `(I_steps − I_0) / STEPS` per step: set-up and process start cancel out. Without valgrind it
-//! says so and exits successfully (criterion's `--bench optim` still times the same cases).
+//! `valgrind --tool=callgrind` once with no step and once with `STEPS` steps per case (each run
+//! after [`WARM`] steps of its own), and reports `(I_steps − I_0) / STEPS` per step: set-up,
+//! process start and the towers' first steps, which have no hypergradient yet, cancel out.
+//! Without valgrind it says so and exits successfully (criterion's `--bench optim` still times
+//! the same cases).
 
-use std::process::Command;
+use tessera_benches::{instructions_per_step, valgrind_available};
 use tessera_harness::data::{tensor, InputDistribution};
 use tessera_kernels::optim::{adam_step, AdamConfig, Optimizer, Schedule, Tower};
 
@@ -15,6 +17,9 @@ use tessera_kernels::optim::{adam_step, AdamConfig, Optimizer, Schedule, Tower};
 const N: usize = 1 << 16;
 /// Steps in the counted run.
 const STEPS: u32 = 8;
+/// Steps before the counted ones in every run: a tower of height `h` computes every level's
+/// hypergradient from its step `h + 1` on.
+const WARM: u32 = 3;
 const CASES: [&str; 5] = ["plain", "hyper_h1", "hyper_h2", "lagged_h1", "lagged_h2"];
 
 fn run_case(case: &str, steps: u32) {
@@ -29,7 +34,7 @@ fn run_case(case: &str, steps: u32) {
     };
     if case == "plain" {
         let (mut m, mut v) = (vec![0.0f32; N], vec![0.0f32; N]);
-        for t in 1..=steps {
+        for t in 1..=WARM + steps {
             adam_step(&cfg, t, &mut p, &grads, &mut m, &mut v).expect("adam step");
         }
         return;
@@ -48,26 +53,9 @@ fn run_case(case: &str, steps: u32) {
         tower = tower.with_schedule(Schedule::Lagged).expect("schedule");
     }
     let mut state = vec![0.0f32; tower.state_len(N).expect("state length")];
-    for _ in 0..steps {
+    for _ in 0..WARM + steps {
         tower.step(&mut p, &grads, &mut state).expect("tower step");
     }
-}
-
-/// Instructions callgrind counts for `case` with `steps` steps, or why it could not.
-fn count(exe: &str, case: &str, steps: u32) -> Result<u64, String> {
-    let out = Command::new("valgrind")
-        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null", exe])
-        .args(["--case", case, "--steps", &steps.to_string()])
-        .output()
-        .map_err(|e| format!("valgrind: {e}"))?;
-    let log = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        return Err(format!("valgrind failed on {case}:\n{log}"));
-    }
-    log.lines()
-        .find_map(|l| l.split("Collected :").nth(1))
-        .and_then(|n| n.trim().parse().ok())
-        .ok_or_else(|| format!("no instruction total in valgrind's output for {case}"))
 }
 
 fn main() {
@@ -83,7 +71,7 @@ fn main() {
         run_case(case, steps);
         return;
     }
-    if Command::new("valgrind").arg("--version").output().is_err() {
+    if !valgrind_available() {
         eprintln!("optim_instructions: valgrind not found, nothing counted");
         return;
     }
@@ -91,9 +79,7 @@ fn main() {
     println!("instructions per Adam step on {N} parameters (callgrind, {STEPS} steps minus none):");
     let mut plain = None;
     for case in CASES {
-        let per_step = count(exe, case, STEPS)
-            .and_then(|full| Ok((full, count(exe, case, 0)?)))
-            .map(|(full, base)| full.saturating_sub(base) as f64 / f64::from(STEPS));
+        let per_step = instructions_per_step(exe, &["--case", case], STEPS);
         match per_step {
             Ok(i) => {
                 let base = *plain.get_or_insert(i);
