@@ -567,7 +567,7 @@ fn bad_inputs_exit_2_with_a_message_and_no_output() {
         &[
             "--kernel", "flash", "--q", &q, "--k", &k, "--v", &v, "--out", &nowhere,
         ],
-        "cannot write output",
+        "cannot write",
     );
 }
 

@@ -38,6 +38,11 @@ pub fn main(args: Args) -> CliResult {
         }
         plan.rows = rows;
     }
+    let out_dir = args
+        .out_dir
+        .clone()
+        .or((!args.quick).then(|| PathBuf::from("docs/results")));
+    crate::fsutil::check_outputs(args.json.as_deref(), out_dir.as_deref())?;
     let records = run_plan(&plan, true)?;
     println!("{}", headline_table(&records));
     if let Some(path) = &args.json {
@@ -45,10 +50,6 @@ pub fn main(args: Args) -> CliResult {
         crate::fsutil::write_atomic(path, json.as_bytes())?;
         eprintln!("wrote {}", path.display());
     }
-    let out_dir = args
-        .out_dir
-        .clone()
-        .or((!args.quick).then(|| PathBuf::from("docs/results")));
     if let Some(dir) = out_dir {
         let command = command_line(&args);
         write_report(&records, &dir, &command)?;

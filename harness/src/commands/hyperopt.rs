@@ -8,6 +8,7 @@
 //! ```
 
 use super::CliResult;
+use crate::fsutil::check_outputs;
 use crate::hyperopt::{report, run_plan, spreads, Plan, Task};
 use std::path::PathBuf;
 use tessera_kernels::optim::{AdamConfig, MomentumConfig, Optimizer, Schedule, SgdConfig};
@@ -110,6 +111,11 @@ pub fn main(args: Args) -> CliResult {
             plan.hyper.len()
         ));
     }
+    let out_dir = args
+        .out_dir
+        .clone()
+        .or((!args.quick).then(|| PathBuf::from("docs/results")));
+    check_outputs(args.json.as_deref(), out_dir.as_deref())?;
     eprintln!(
         "tessera hyperopt: {} cells ({} tasks x SGD, Adam x heights {:?} x {} initial learning rates)",
         plan.cells(),
@@ -126,10 +132,6 @@ pub fn main(args: Args) -> CliResult {
         crate::fsutil::write_atomic(path, json.as_bytes())?;
         eprintln!("wrote {}", path.display());
     }
-    let out_dir = args
-        .out_dir
-        .clone()
-        .or((!args.quick).then(|| PathBuf::from("docs/results")));
     if let Some(dir) = out_dir {
         report::write_report(&plan, &records, &dir, &command_line(&args))?;
         eprintln!(

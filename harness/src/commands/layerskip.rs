@@ -10,6 +10,7 @@
 //! `--exit-layer` and `--draft` take comma-separated lists to sweep.
 
 use super::CliResult;
+use crate::fsutil::check_outputs;
 use crate::train::checkpoint;
 use crate::train::eval::evaluate_exits;
 use crate::train::{
@@ -210,10 +211,14 @@ fn parse_curriculum(s: &str) -> Result<Curriculum, String> {
 
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), String> {
     let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
-    std::fs::write(path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))
+    crate::fsutil::write_atomic(path, (text + "\n").as_bytes())
 }
 
 fn train(a: TrainArgs) -> CliResult {
+    check_outputs(
+        std::iter::once(a.out.as_path()).chain(a.json.as_deref()),
+        None,
+    )?;
     let (corpus, source) = load_corpus(&a.corpus)?;
     let vocab = corpus.vocab.len();
     let mut cfg = if a.quick {
@@ -332,6 +337,10 @@ fn print_evals(evals: &[crate::train::eval::ExitEval]) {
 }
 
 fn eval(a: EvalArgs) -> CliResult {
+    check_outputs(
+        [a.svg.as_deref(), a.json.as_deref()].into_iter().flatten(),
+        None,
+    )?;
     let (corpus, _) = load_corpus(&a.corpus)?;
     let mut all = Vec::new();
     for path in &a.model {
@@ -348,8 +357,7 @@ fn eval(a: EvalArgs) -> CliResult {
         all.push((path.display().to_string(), evals));
     }
     if let Some(svg) = &a.svg {
-        std::fs::write(svg, perplexity_svg(&all))
-            .map_err(|e| format!("cannot write {}: {e}", svg.display()))?;
+        crate::fsutil::write_atomic(svg, perplexity_svg(&all).as_bytes())?;
     }
     if let Some(path) = a.json {
         let models: Vec<_> = all
@@ -497,6 +505,7 @@ fn add_stats(a: &mut DecodeStats, b: &DecodeStats) {
 }
 
 fn generate(a: GenerateArgs) -> CliResult {
+    check_outputs(a.json.as_deref(), None)?;
     let ck = checkpoint::load(&a.model)?;
     let c = ck.config;
     let attention = parse_attention(&a.attention)?;

@@ -98,6 +98,9 @@ pub fn main(args: Args) -> CliResult {
         .map_err(|e| format!("bad problem shape: {e}"))?;
     let problem =
         AttentionProblem::new(shape, q.data, k.data, v.data).map_err(|e| format!("{e}"))?;
+    // The output's directory is checked before the kernel runs (the oracle takes minutes on
+    // long sequences), not after.
+    crate::fsutil::check_output_file(&args.out)?;
     let element = match args.dtype {
         DtypeChoice::F32 => ElementKind::F32,
         DtypeChoice::Bf16 => ElementKind::Bf16,

@@ -121,6 +121,7 @@ pub fn main(args: Args) -> CliResult {
     if every == 0 {
         return Err("--every must be at least 1".into());
     }
+    crate::fsutil::check_outputs(args.json.as_deref(), args.out_dir.as_deref())?;
     let names = crate::train::tensor_names(&cfgs[0].model);
     eprintln!(
         "wasserstein: training 5 runs of {steps} steps (a: baseline f32, b: flash f32, \

@@ -105,18 +105,8 @@ pub fn save(
     meta.insert("format".to_string(), "tessera-layerskip-v1".to_string());
     let out = safetensors::serialize(views, &Some(meta))
         .map_err(|e| format!("cannot serialise checkpoint: {e:?}"))?;
-    write_atomic(path, &out)
-}
-
-/// Writes through a temporary file and a rename, so a reader never sees half a checkpoint.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            format!("cannot write {}: {e}", path.display())
-        })
+    // Through a temporary file and a rename: a reader never sees half a checkpoint.
+    crate::fsutil::write_atomic(path, &out)
 }
 
 /// Reads a checkpoint written by [`save`], with a clear message for a missing, truncated or
