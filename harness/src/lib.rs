@@ -16,6 +16,7 @@ pub mod hyperopt;
 pub mod metrics;
 pub mod npy;
 pub mod plot;
+pub mod progress;
 pub mod tolerance;
 pub mod train;
 pub mod wasserstein;

@@ -127,7 +127,12 @@ pub fn main(args: Args) -> CliResult {
         "wasserstein: training 5 runs of {steps} steps (a: baseline f32, b: flash f32, \
          c: baseline bf16, d: other seed, e: flash bf16)"
     );
-    let bar = indicatif::ProgressBar::new(cfgs.len() as u64);
+    let bar = crate::progress::Progress::new(
+        true,
+        "wasserstein",
+        cfgs.len() as u64,
+        "{elapsed_precise} [{bar:30}] {pos}/{len} runs",
+    )?;
     let results: Vec<Result<Run, String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = cfgs
             .iter()
@@ -148,7 +153,7 @@ pub fn main(args: Args) -> CliResult {
             })
             .collect()
     });
-    bar.finish_and_clear();
+    bar.finish();
     let mut runs = Vec::new();
     for r in results {
         runs.push(r?);

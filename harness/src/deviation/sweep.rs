@@ -3,8 +3,8 @@
 use super::plan::{Algorithm, Config, NumberFormat, Plan};
 use crate::data::{self, InputDistribution};
 use crate::metrics::Deviation;
+use crate::progress::Progress;
 use crate::tolerance::row_bound;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -140,7 +140,7 @@ fn run_config(cfg: &Config, inp: &Inputs, rows: usize) -> Result<(Vec<f64>, &'st
 }
 
 /// Runs `tasks` closures on all cores, in order of index, ticking `bar` after each.
-fn parallel<T: Send>(count: usize, bar: &ProgressBar, task: impl Fn(usize) -> T + Sync) -> Vec<T> {
+fn parallel<T: Send>(count: usize, bar: &Progress, task: impl Fn(usize) -> T + Sync) -> Vec<T> {
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<T>>> = Mutex::new((0..count).map(|_| None).collect());
     let threads = std::thread::available_parallelism()
@@ -193,19 +193,13 @@ pub fn run_plan(plan: &Plan, show_progress: bool) -> Result<Vec<Record>, String>
         .flat_map(|&g| (0..plan.rows).map(move |r| (g, r)))
         .collect();
     let work: u64 = (ref_tasks.len() + plan.configs.len()) as u64;
-    let bar = if show_progress {
-        ProgressBar::new(work)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{msg:>10} [{bar:40}] {pos}/{len} {elapsed_precise} eta {eta}",
-        )
-        .map_err(|e| e.to_string())?
-        .progress_chars("=> "),
-    );
-    bar.set_message("oracle");
+    let bar = Progress::new(
+        show_progress,
+        "deviation",
+        work,
+        "{msg:>10} [{bar:40}] {pos}/{len} {elapsed_precise} eta {eta}",
+    )?;
+    bar.set_message("oracle".into());
     let exact_rows = parallel(ref_tasks.len(), &bar, |i| {
         let (g, r) = ref_tasks[i];
         let inp = &groups[&g];
@@ -218,7 +212,7 @@ pub fn run_plan(plan: &Plan, show_progress: bool) -> Result<Vec<Record>, String>
         exact.entry(*g).or_default().extend(row);
     }
 
-    bar.set_message("kernels");
+    bar.set_message("kernels".into());
     let results = parallel(plan.configs.len(), &bar, |i| {
         let cfg = &plan.configs[i];
         let g = (cfg.distribution.name(), cfg.head_dim, cfg.seq_len);
@@ -260,7 +254,7 @@ pub fn run_plan(plan: &Plan, show_progress: bool) -> Result<Vec<Record>, String>
             backend,
         })
     });
-    bar.finish_and_clear();
+    bar.finish();
     if show_progress {
         eprintln!(
             "deviation: {} configurations, {} exact rows in {:.1} s",

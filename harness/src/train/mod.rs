@@ -45,7 +45,6 @@ pub mod schedule;
 pub use corpus::{synthetic_corpus, Corpus, Vocab};
 pub use schedule::{Curriculum, EarlyExitLoss, LayerDropout};
 
-use indicatif::{ProgressBar, ProgressStyle};
 use network::Network;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -438,25 +437,19 @@ impl Trainer {
         })
     }
 
-    /// Runs the remaining steps, with an indicatif progress bar showing the loss when `progress`,
+    /// Runs the remaining steps, showing progress and the loss when `progress` (`crate::progress`),
     /// calling `after_step(info, trainer)` after each step.
     pub fn run(
         &mut self,
         progress: bool,
         mut after_step: impl FnMut(&StepInfo, &Trainer),
     ) -> Result<(), String> {
-        let bar = if progress {
-            let b = ProgressBar::new(self.cfg.steps as u64);
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{elapsed_precise} [{bar:30}] {pos}/{len} eta {eta} {msg}",
-                )
-                .map_err(|e| e.to_string())?,
-            );
-            b
-        } else {
-            ProgressBar::hidden()
-        };
+        let bar = crate::progress::Progress::new(
+            progress,
+            "train",
+            self.cfg.steps as u64,
+            "{elapsed_precise} [{bar:30}] {pos}/{len} eta {eta} {msg}",
+        )?;
         bar.set_position(self.step as u64);
         let mut ema: Option<f64> = None;
         while self.step < self.cfg.steps {
