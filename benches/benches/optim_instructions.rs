@@ -9,7 +9,7 @@
 //! Without valgrind it says so and exits successfully (criterion's `--bench optim` still times
 //! the same cases).
 
-use tessera_benches::{instructions_per_step, valgrind_available};
+use tessera_benches::{flag_value, instructions_per_step, valgrind_available};
 use tessera_harness::data::{tensor, InputDistribution};
 use tessera_kernels::optim::{adam_step, AdamConfig, Optimizer, Schedule, Tower};
 
@@ -60,12 +60,9 @@ fn run_case(case: &str, steps: u32) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--case") {
-        let case = args.get(i + 1).map(String::as_str).unwrap_or("plain");
-        let steps = args
-            .iter()
-            .position(|a| a == "--steps")
-            .and_then(|j| args.get(j + 1))
+    if args.iter().any(|a| a == "--case") {
+        let case = flag_value(&args, "--case").unwrap_or("plain");
+        let steps = flag_value(&args, "--steps")
             .and_then(|s| s.parse().ok())
             .unwrap_or(STEPS);
         run_case(case, steps);

@@ -11,7 +11,7 @@
 //! step: set-up and the tower's first steps, which have no hypergradient yet, cancel out. Without
 //! valgrind it says so and exits successfully.
 
-use tessera_benches::{instructions_per_step, valgrind_available};
+use tessera_benches::{flag_value, instructions_per_step, valgrind_available};
 use tessera_harness::hyperopt::{Family, Plan, Task};
 use tessera_kernels::optim::Schedule;
 
@@ -58,18 +58,12 @@ fn run_case(task: Task, optimizer: Option<(usize, Schedule)>, steps: u32) -> Res
     Ok(())
 }
 
-/// The value after `flag` in `args`.
-fn arg<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
-    let i = args.iter().position(|a| a == flag)?;
-    args.get(i + 1).map(String::as_str)
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let (Some(task), Some(case)) = (arg(&args, "--task"), arg(&args, "--case")) {
+    if let (Some(task), Some(case)) = (flag_value(&args, "--task"), flag_value(&args, "--case")) {
         let task = TASKS.iter().find(|t| t.0 == task).map(|t| t.1);
         let case = CASES.iter().find(|c| c.0 == case).map(|c| c.1);
-        let steps = arg(&args, "--steps").and_then(|s| s.parse().ok());
+        let steps = flag_value(&args, "--steps").and_then(|s| s.parse().ok());
         let (Some(task), Some(case), Some(steps)) = (task, case, steps) else {
             eprintln!("train_instructions: bad --task, --case or --steps in {args:?}");
             std::process::exit(2);

@@ -2,6 +2,13 @@
 
 use std::process::Command;
 
+/// The value after `flag` in a command line (how the instruction benches pass a case to the
+/// copy of themselves that callgrind runs).
+pub fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    let i = args.iter().position(|a| a == flag)?;
+    args.get(i + 1).map(String::as_str)
+}
+
 /// Whether `valgrind` runs here (the instruction-count benches say so and count nothing if not).
 pub fn valgrind_available() -> bool {
     Command::new("valgrind").arg("--version").output().is_ok()
