@@ -305,8 +305,9 @@ pub(crate) type HyperTotals = [[f64; LANES]; 5];
 /// [`adam_hyper_sums`] does) and applies the step with `now`, saving each gradient into `prev`.
 /// The step is `adam_lagged_update`'s operations in its order (the same bits); the terms are
 /// `adam_hyper_terms`' products, the first added exactly as formed and the others each with one
-/// fused multiply-add (within an ulp of `adam_lagged_element`'s terms). `decay`: include the weight term. The gradient must already
-/// be checked. `false` when this CPU has no SIMD backend (nothing written).
+/// fused multiply-add (within an ulp of `adam_lagged_element`'s terms). `decay`: include the
+/// weight term. The gradient must already be checked. `false` when this CPU has no SIMD backend
+/// (nothing written).
 pub(crate) fn adam_fused(
     last: &HyperScalars,
     now: &AdamScalars,
