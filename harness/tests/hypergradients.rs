@@ -35,7 +35,9 @@
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tessera_kernels::optim::{AdamConfig, MomentumConfig, Optimizer, Schedule, SgdConfig, Tower};
+use tessera_kernels::optim::{
+    AdamConfig, Learn, MomentumConfig, Optimizer, Schedule, SgdConfig, Tower,
+};
 use tessera_reference::optim::{hypergradient, hypergradient_scale, OptimizerKind, StepRecord};
 
 const U: f64 = 1.0 / 16_777_216.0;
@@ -178,7 +180,33 @@ fn run_case_on(
     steps: u32,
     seed: u64,
 ) -> Result<(), String> {
+    run_case_learning(schedule, Learn::All, kinds, n, steps, seed)
+}
+
+/// `x` followed by zeros up to `len` values: a level's learned coordinates (or their
+/// hypergradient, or its state) under [`Learn::LearningRate`] as the reference's chain takes
+/// them, every coordinate of the level below. The zeros are exact: a level above given a zero
+/// gradient with zero state leaves that coordinate where it is, so it moves no hyperparameter.
+fn padded(x: &[f32], len: usize) -> Vec<f32> {
+    let mut v = x.to_vec();
+    v.resize(len.max(x.len()), 0.0);
+    v
+}
+
+/// [`run_case_on`] with the tower learning the hyperparameters `learn` names; under
+/// [`Learn::LearningRate`] only each level's learning-rate entry is compared.
+fn run_case_learning(
+    schedule: Schedule,
+    learn: Learn,
+    kinds: &[usize],
+    n: usize,
+    steps: u32,
+    seed: u64,
+) -> Result<(), String> {
     let lagged = schedule == Schedule::Lagged;
+    let lr_only = learn == Learn::LearningRate;
+    // The entries compared: all of them, or the learning rate's.
+    let keep = |v: Vec<f64>| if lr_only { v[..1].to_vec() } else { v };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let base = base_optimizer(kinds[0], &mut rng);
     let mut tower: Tower = Tower::new(base).map_err(|e| e.to_string())?;
@@ -187,6 +215,7 @@ fn run_case_on(
         tower = tower.stacked(opt).map_err(|e| e.to_string())?;
     }
     tower = tower.with_schedule(schedule).map_err(|e| e.to_string())?;
+    tower = tower.with_learned(learn).map_err(|e| e.to_string())?;
     let height = tower.height();
     let mut w: Vec<f32> = (0..n).map(|_| rng.random_range(-2.0..2.0)).collect();
     let mut state = vec![0.0f32; tower.state_len(n).map_err(|e| e.to_string())?];
@@ -208,17 +237,34 @@ fn run_case_on(
     // Level 0: the step before the last one.
     let opt0 = before_last.level(0).ok_or("level 0")?;
     let t0 = before_last.steps(0).ok_or("steps")?;
-    let rec0 = record_with(
-        opt0,
-        t0,
-        w_prev,
-        g_prev,
-        [&state_prev[..n], state_prev.get(n..).unwrap_or(&[])],
-        lagged,
-    );
+    let st = [&state_prev[..n], state_prev.get(n..).unwrap_or(&[])];
+    let rec0 = match opt0 {
+        // The direction state `(q, sqrt(v))`: `m = q (sqrt(v) c + eps)` with the denominator of
+        // the step before (its number `t0 - 1`; zero state before the first).
+        Optimizer::Adam(c) if lr_only => {
+            let k = t0.saturating_sub(1) as i32;
+            let ibc = 1.0 / (1.0 - (c.beta2 as f64).powi(k)).sqrt();
+            let (q, root) = (st[0], &st[1][..n]);
+            let m: Vec<f32> = q
+                .iter()
+                .zip(root)
+                .map(|(&q, &r)| {
+                    if k == 0 {
+                        0.0
+                    } else {
+                        (q as f64 * (r as f64 * ibc + c.eps as f64)) as f32
+                    }
+                })
+                .collect();
+            record_with(opt0, t0, w_prev, g_prev, [&m, root], true)
+        }
+        // Adam's lagged state holds `sqrt(v)`.
+        _ => record_with(opt0, t0, w_prev, g_prev, st, lagged),
+    };
     let got0 = tower.hypergradient(0).ok_or("no level-0 hypergradient")?;
-    let want0 = hypergradient(std::slice::from_ref(&rec0), &next);
-    let scale0 = hypergradient_scale(std::slice::from_ref(&rec0), &next);
+    let want0 = keep(hypergradient(std::slice::from_ref(&rec0), &next));
+    let scale0 = keep(hypergradient_scale(std::slice::from_ref(&rec0), &next));
+    let k0 = opt0.learned_count();
     check(
         &format!("height {height}, level 0 ({})", opt0.name()),
         got0,
@@ -241,11 +287,13 @@ fn run_case_on(
         };
         let opt1 = before_last.level(1).ok_or("level 1")?;
         let t1 = before_last.steps(1).ok_or("steps")?;
-        let rec1 = record(opt1, t1, x, g1, st);
+        let (x, g1) = (padded(x, k0), padded(g1, k0));
+        let st = st.map(|s| padded(s, k0));
+        let rec1 = record(opt1, t1, &x, &g1, [&st[0], &st[1]]);
         let got1 = tower.hypergradient(1).ok_or("no level-1 hypergradient")?;
-        let next1 = wide(next1);
-        let want1 = hypergradient(std::slice::from_ref(&rec1), &next1);
-        let scale1 = hypergradient_scale(std::slice::from_ref(&rec1), &next1);
+        let next1 = wide(&padded(next1, k0));
+        let want1 = keep(hypergradient(std::slice::from_ref(&rec1), &next1));
+        let scale1 = keep(hypergradient_scale(std::slice::from_ref(&rec1), &next1));
         let what = format!("lagged, level 1 ({} on {})", opt1.name(), opt0.name());
         check(&what, got1, &want1, &scale1, TOL_BASE)?;
     }
@@ -259,11 +307,13 @@ fn run_case_on(
             .hypergradient(0)
             .ok_or("previous level-0 hypergradient")?;
         let st = before_prev.level_state(1).ok_or("level-1 state")?;
-        let rec1 = record(opt1, t1, x, g1, st);
+        let (x, g1) = (padded(x, k0), padded(g1, k0));
+        let st = st.map(|s| padded(s, k0));
+        let rec1 = record(opt1, t1, &x, &g1, [&st[0], &st[1]]);
         let got1 = tower.hypergradient(1).ok_or("no level-1 hypergradient")?;
         let chain = [rec0, rec1];
-        let want1 = hypergradient(&chain, &next);
-        let scale1 = hypergradient_scale(&chain, &next);
+        let want1 = keep(hypergradient(&chain, &next));
+        let scale1 = keep(hypergradient_scale(&chain, &next));
         let what = format!(
             "height {height}, level 1 ({} on {})",
             opt1.name(),
@@ -329,6 +379,23 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// [`Learn::LearningRate`] at heights 1 and 2 on both schedules: each level's learning-rate
+    /// hypergradient (an Adam base's from the direction it saved instead of the gradient).
+    #[test]
+    fn learning_rate_only_hypergradients_match_the_reference(
+        base in 0usize..3, mid in 0usize..3, top in 0usize..3, tall in any::<bool>(),
+        lagged in any::<bool>(), n in 1usize..40, steps in 4u32..8, seed in any::<u64>()
+    ) {
+        let schedule = if lagged { Schedule::Lagged } else { Schedule::Exact };
+        let kinds = if tall { vec![base, mid, top] } else { vec![base, top] };
+        let r = run_case_learning(schedule, Learn::LearningRate, &kinds, n, steps, seed);
+        prop_assert!(r.is_ok(), "learning rate only {schedule:?} {kinds:?}: {}", r.unwrap_err());
+    }
+}
+
 /// Every base and level-1 kind is covered at least once, whatever proptest draws.
 #[test]
 fn every_optimizer_pair_is_checked_at_height_two() {
@@ -344,6 +411,15 @@ fn every_optimizer_pair_is_checked_at_height_two() {
                     "lagged {base_name}/{mid_name}: {}",
                     r.unwrap_err()
                 );
+                for schedule in [Schedule::Exact, Schedule::Lagged] {
+                    let lr = Learn::LearningRate;
+                    let r = run_case_learning(schedule, lr, &[base, mid, 2], 37, 5, seed);
+                    assert!(
+                        r.is_ok(),
+                        "learning rate only, {schedule:?} {base_name}/{mid_name}: {}",
+                        r.unwrap_err()
+                    );
+                }
             }
         }
     }

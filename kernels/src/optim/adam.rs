@@ -82,8 +82,8 @@ impl AdamScalars {
         weight_decay: f32,
         t: u32,
     ) -> Self {
-        let bc1 = 1.0 - libm::pow(beta1 as f64, t as f64);
-        let bc2 = 1.0 - libm::pow(beta2 as f64, t as f64);
+        let bc1 = 1.0 - powi(beta1 as f64, t);
+        let bc2 = 1.0 - powi(beta2 as f64, t);
         AdamScalars {
             beta1,
             one_minus_beta1: 1.0 - beta1,
@@ -95,6 +95,24 @@ impl AdamScalars {
             decay: 1.0 - lr * weight_decay,
         }
     }
+}
+
+/// `b^t` by repeated squaring in `f64` (at most 64 multiplications; a tower computes several per
+/// step, where `libm::pow` took a few hundred instructions each). Relative error at most about
+/// `(t - 1) u` (`u = 2^-53`, each multiplication's rounding carried through the powers), so the
+/// absolute error `t u b^t` stays below `u / (e ln(1/b))`: the bias correction `1 - b^t` is off
+/// by less than `u / (e (1 - b))` relative, under `2e-9` for every `f32` below 1, before it is
+/// rounded to `f32`.
+pub(crate) fn powi(b: f64, t: u32) -> f64 {
+    let (mut acc, mut base, mut e) = (1.0, b, t);
+    while e > 0 {
+        if e & 1 == 1 {
+            acc *= base;
+        }
+        base *= base;
+        e >>= 1;
+    }
+    acc
 }
 
 /// The Adam update of one element: new `(p, m, v)` and the reciprocal of the denominator.
@@ -178,6 +196,16 @@ fn adam_check(cfg: &AdamConfig, t: u32, n: usize, grads: &[f32], m: usize, v: us
     all_finite("grads", grads)
 }
 
+/// What a learned Adam base keeps per parameter besides its optimizer state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// `m`, `v` and the gradient `g_k` (every coordinate learned: the closed forms need it).
+    Grad,
+    /// Only the learning rate learned: the step's direction `q_k = m_k / (sqrt(v_k) c + eps)`
+    /// in place of `m` and `sqrt(v)` in place of `v`, nothing more (`optim::adam_lr`).
+    Direction,
+}
+
 /// The fused update; `saved` (as long as `grads`) receives the gradient, `copy` each new
 /// parameter. Not inlined: as a function of its own, its slice arguments are known not to alias,
 /// which keeps the loop tight when the caller carved them out of one state slice.
@@ -226,7 +254,7 @@ fn adam_scalar<A: Sink, B: Sink>(
 
 /// Elements per call of the SIMD update, after which the block's sinks are written.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-const LANE_BLOCK: usize = 1024;
+pub(super) const LANE_BLOCK: usize = 1024;
 
 /// [`adam_loop`] on the CPU's SIMD backend (`simd::optim`, the same `f32` operations, so the same
 /// bits; it also stores the gradient into `saved`) in blocks, each followed by its parameter
@@ -373,7 +401,13 @@ pub(crate) fn adam_hyper_finish(
 /// The learning-rate coordinate of the Adam hypergradient from `Σ g q` and `Σ g w`: `-c1 Σ g q`,
 /// and with weight decay the term of the previous weights, `w_k = (w_{k+1} + step q) / decay`
 /// with the step's own `f32` factors, summed against `g`. `s.decay > 0` must have been checked.
-fn lr_hypergradient(weight_decay: f32, c1: f64, s: &AdamScalars, gq: f64, gp: f64) -> f64 {
+pub(super) fn lr_hypergradient(
+    weight_decay: f32,
+    c1: f64,
+    s: &AdamScalars,
+    gq: f64,
+    gp: f64,
+) -> f64 {
     let mut d_lr = -c1 * gq;
     if weight_decay != 0.0 {
         let (step, decay) = (s.step as f64, s.decay as f64);
@@ -493,7 +527,7 @@ struct HyperFactors {
 impl HyperFactors {
     fn new(lr: f32, beta1: f32, beta2: f32, k: u32) -> Self {
         let (lr, b1, b2) = (lr as f64, beta1 as f64, beta2 as f64);
-        let (b1k, b2k) = (libm::pow(b1, k as f64), libm::pow(b2, k as f64));
+        let (b1k, b2k) = (powi(b1, k), powi(b2, k));
         let c1 = 1.0 / (1.0 - b1k);
         let c2 = 1.0 / (1.0 - b2k);
         let step = lr * c1;
@@ -665,6 +699,33 @@ mod tests {
     }
 
     const LANE_BLOCK_TEST: usize = 1024;
+
+    /// `powi` against `libm::pow` (within 1 ulp of the exact power) for the decay rates and
+    /// step numbers Adam meets, through underflow: within `(t + 2) u` relative, and the bias
+    /// correction `1 - b^t` within `2e-9` relative.
+    #[test]
+    fn powi_matches_pow() {
+        for b in [
+            0.5f32,
+            0.9,
+            0.99,
+            0.999,
+            0.9999,
+            0.99999,
+            1.0 - f32::EPSILON / 2.0,
+        ] {
+            let b = b as f64;
+            let steps = (1..=2000u32).chain((1..40).map(|i| 1u32 << (i % 32) | i));
+            for t in steps.chain([u32::MAX]) {
+                let (got, want) = (powi(b, t), libm::pow(b, t as f64));
+                let err = (got - want).abs();
+                let tol = (t as f64 + 2.0) * (f64::EPSILON / 2.0) * want + f64::MIN_POSITIVE;
+                assert!(err <= tol, "{b}^{t}: {got:e} vs {want:e}");
+                let bc_err = ((1.0 - got) - (1.0 - want)).abs() / (1.0 - want);
+                assert!(bc_err <= 2e-9, "1 - {b}^{t}: relative error {bc_err:e}");
+            }
+        }
+    }
 
     /// The lagged pass (SIMD where this CPU has it) against its scalar element: the same new
     /// `p`, `m`, `sqrt(v)` and saved gradient bit for bit, over two blocks and a tail, with and

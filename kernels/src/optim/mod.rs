@@ -122,6 +122,7 @@
 //! 128 u at height 2 (`u = 2^-24`; observed: about 2 u).
 
 mod adam;
+mod adam_lr;
 mod check;
 mod level;
 mod momentum;
@@ -136,7 +137,9 @@ pub(crate) use adam::{
     adam_element, adam_hyper_terms, adam_lagged_element, AdamScalars, HyperScalars,
 };
 pub use adam::{adam_step, adam_step_mixed, AdamConfig};
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) use adam_lr::adam_direction_update;
 pub use momentum::{momentum_step, momentum_step_mixed, MomentumConfig};
 pub use optimizer::Optimizer;
 pub use sgd::{sgd_step, sgd_step_mixed, SgdConfig};
-pub use tower::{Schedule, Tower};
+pub use tower::{Learn, Schedule, Tower};

@@ -119,6 +119,27 @@ impl Optimizer {
     }
 }
 
+impl Optimizer {
+    /// [`Optimizer::with_coordinates`] for a level that learns only its first `k` coordinates:
+    /// with `k = 1` the learning rate alone changes, and the decay rates stay exactly as they
+    /// are (`sigmoid(logit(b))` need not round back to `b`). Same errors.
+    pub(crate) fn with_learned_coordinates(&self, x: [f32; 3], k: usize) -> Result<Self> {
+        if k >= self.learned_count() {
+            return self.with_coordinates(x);
+        }
+        let lr = x[0];
+        require(lr.is_finite(), "learned hyperparameter")?;
+        Ok(match *self {
+            Optimizer::Sgd(_) => Optimizer::Sgd(SgdConfig { lr }),
+            Optimizer::Momentum(c) => Optimizer::Momentum(MomentumConfig { lr, ..c }),
+            Optimizer::Adam(c) => {
+                require(lr * c.weight_decay < 1.0, "lr * weight_decay")?;
+                Optimizer::Adam(AdamConfig { lr, ..c })
+            }
+        })
+    }
+}
+
 /// `ln(p / (1 - p))`, computed in `f64`, rounded to `f32`.
 pub(crate) fn logit(p: f32) -> f32 {
     let p = p as f64;

@@ -1,6 +1,7 @@
 //! [`Tower`]: an optimizer whose hyperparameters are learned by another optimizer, whose
 //! hyperparameters may be learned by another, to any height. Height 0 is the plain optimizer.
 
+use super::adam::Keep;
 use super::check::{all_finite, require, same_len};
 use super::level::{level_fused, level_hypergradient, level_step};
 use super::sink::{nowhere, Sink};
@@ -66,6 +67,7 @@ pub struct Tower<const CAP: usize = 4> {
     levels: [Level; CAP],
     height: usize,
     schedule: Schedule,
+    learn: Learn,
 }
 
 /// When a tower's hypergradients reach the weights (see the module docs).
@@ -81,6 +83,18 @@ pub enum Schedule {
     Lagged,
 }
 
+/// Which hyperparameters the levels of a tower learn (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Learn {
+    /// Every coordinate: SGD's `lr`; momentum's `lr` and momentum; Adam's `lr`, `beta1`, `beta2`.
+    #[default]
+    All,
+    /// The learning rate alone, at every level below the top (the paper's `Adam^α`; with an Adam
+    /// base, Baydin et al.'s Adam-HD). An Adam base then saves its step's direction instead of
+    /// the gradient, and its hypergradient costs one multiply-add per parameter.
+    LearningRate,
+}
+
 impl<const CAP: usize> Tower<CAP> {
     /// A tower of height 0: `base` alone, a plain optimizer. `Err` for invalid hyperparameters or
     /// `CAP == 0`.
@@ -91,6 +105,7 @@ impl<const CAP: usize> Tower<CAP> {
             levels: [Level::new(base); CAP],
             height: 0,
             schedule: Schedule::Exact,
+            learn: Learn::All,
         })
     }
 
@@ -111,6 +126,37 @@ impl<const CAP: usize> Tower<CAP> {
     /// The schedule of this tower's hypergradients.
     pub fn schedule(&self) -> Schedule {
         self.schedule
+    }
+
+    /// This tower learning the hyperparameters `learn` names (the default is [`Learn::All`]).
+    /// `Err` once the tower has stepped: an Adam base saves a different value per parameter
+    /// under [`Learn::LearningRate`].
+    pub fn with_learned(mut self, learn: Learn) -> Result<Self> {
+        let fresh = self.levels.iter().all(|l| l.steps == 0);
+        require(
+            fresh || learn == self.learn,
+            "learned set of a tower that has stepped",
+        )?;
+        self.learn = learn;
+        Ok(self)
+    }
+
+    /// Which hyperparameters this tower learns.
+    pub fn learned(&self) -> Learn {
+        self.learn
+    }
+
+    /// How many of `opt`'s coordinates this tower learns.
+    fn learned_count(&self, opt: &Optimizer) -> usize {
+        learned_count(opt, self.learn == Learn::LearningRate)
+    }
+
+    /// What the base level saves per parameter besides its optimizer state.
+    fn keep(&self) -> Keep {
+        match self.learn {
+            Learn::All => Keep::Grad,
+            Learn::LearningRate => Keep::Direction,
+        }
     }
 
     /// This tower with `hyper` added on top, learning the hyperparameters of the current top
@@ -149,11 +195,11 @@ impl<const CAP: usize> Tower<CAP> {
     }
 
     /// The learned coordinates of level `j` (`[lr]`, `[lr, logit(momentum)]` or
-    /// `[lr, logit(beta1), logit(beta2)]`); `None` for the top level, whose hyperparameters are
-    /// fixed.
+    /// `[lr, logit(beta1), logit(beta2)]`; `[lr]` under [`Learn::LearningRate`]); `None` for the
+    /// top level, whose hyperparameters are fixed.
     pub fn coordinates(&self, j: usize) -> Option<&[f32]> {
         let l = self.live(j).filter(|_| j < self.height)?;
-        l.coords.get(..l.opt.learned_count())
+        l.coords.get(..self.learned_count(&l.opt))
     }
 
     /// The hypergradient of level `j`'s learned coordinates computed by the last step: the
@@ -162,7 +208,7 @@ impl<const CAP: usize> Tower<CAP> {
     /// stepped twice.
     pub fn hypergradient(&self, j: usize) -> Option<&[f32]> {
         let l = self.live(j).filter(|l| j < self.height && l.fresh)?;
-        l.hypergradient.get(..l.opt.learned_count())
+        l.hypergradient.get(..self.learned_count(&l.opt))
     }
 
     /// The optimizer state level `j >= 1` keeps for the coordinates of level `j - 1` (Adam's
@@ -171,20 +217,30 @@ impl<const CAP: usize> Tower<CAP> {
     pub fn level_state(&self, j: usize) -> Option<[&[f32]; 2]> {
         let below = self.live(j.checked_sub(1)?)?;
         let l = self.live(j)?;
-        let k = below.opt.learned_count();
+        let k = self.learned_count(&below.opt);
         Some([l.first.get(..k)?, l.second.get(..k)?])
     }
 
     /// The length of the caller's state slice for `n` parameters:
-    /// `n * base.state_per_param(height >= 1)` (start it at zero). Its layout: the optimizer's
-    /// own state (Adam: `m`, then `v`, or `sqrt(v)` on [`Schedule::Lagged`]), then the previous
-    /// gradient when the base is learned, each `n` long.
+    /// `n * base.state_per_param(height >= 1)` (start it at zero), except an Adam base under
+    /// [`Learn::LearningRate`], which keeps `2 n` as plain Adam. Its layout: the optimizer's
+    /// own state (Adam: `m`, then `v`, or `sqrt(v)` on [`Schedule::Lagged`]; under
+    /// [`Learn::LearningRate`] the last step's direction `q`, then `sqrt(v)`), then, when the
+    /// base is learned (but for that Adam), the previous gradient, each `n` long.
     pub fn state_len(&self, n: usize) -> Result<usize> {
         let base = self
             .live(0)
             .ok_or(Error::BadHyperparameter("tower height"))?;
-        n.checked_mul(base.opt.state_per_param(self.height >= 1))
+        let own = base.opt.state_per_param(false);
+        n.checked_mul(own + self.saves_gradient() as usize)
             .ok_or(Error::Overflow)
+    }
+
+    /// Whether the base level keeps the gradient of its last step (a learned base, but for
+    /// Adam learning only its learning rate).
+    fn saves_gradient(&self) -> bool {
+        let adam = matches!(self.levels.first(), Some(l) if matches!(l.opt, Optimizer::Adam(_)));
+        self.height >= 1 && !(adam && self.learn == Learn::LearningRate)
     }
 
     /// One step of the whole tower on `params` with gradient `grads` (the gradient of the loss at
@@ -225,6 +281,7 @@ impl<const CAP: usize> Tower<CAP> {
         same_len("state", self.state_len(n)?, state.len())?;
         let learned = self.height >= 1;
         let lagged = learned && self.schedule == Schedule::Lagged;
+        let (keep, lr_only) = (self.keep(), self.learn == Learn::LearningRate);
         let mut next = *self;
         let levels = next
             .levels
@@ -232,7 +289,7 @@ impl<const CAP: usize> Tower<CAP> {
             .ok_or(Error::BadHyperparameter("tower height"))?;
         let tall = Error::BadHyperparameter("tower height");
         let base_opt = levels.first().ok_or(tall)?.opt;
-        let (first, second, prev) = split_state(&base_opt, learned, n, state)?;
+        let (first, second, prev) = split_state(&base_opt, self.saves_gradient(), n, state)?;
 
         // 1. Hypergradients, bottom-up, read-only. Level 0's pass also checks the gradient. On
         //    the lagged schedule level 0's is the one the previous step's pass left (`fresh`).
@@ -243,18 +300,19 @@ impl<const CAP: usize> Tower<CAP> {
             base.fresh = learned && base.steps >= 1;
             if base.fresh {
                 let st = [&*first, &*second, &*prev];
-                let h = level_hypergradient("grads", &base.opt, base.steps, params, grads, st)?;
+                let opt = (&base.opt, keep);
+                let h = level_hypergradient("grads", opt, base.steps, params, grads, st)?;
                 base.hypergradient = h.map(|x| x as f32);
             } else {
                 all_finite("grads", grads)?;
             }
         }
-        above_hypergradients(levels)?;
+        above_hypergradients(levels, lr_only)?;
 
         // 2. Hyperparameter updates, top-down: level j steps the coordinates of level j - 1.
         //    Until here level 0's optimizer is the one its last step used.
         let last = base_opt;
-        hyperparameter_updates(levels)?;
+        hyperparameter_updates(levels, lr_only)?;
 
         // 3. The weights: nothing can fail from here on (the lagged pass's one check comes
         //    before it writes).
@@ -262,17 +320,25 @@ impl<const CAP: usize> Tower<CAP> {
         let t = base.steps.checked_add(1).ok_or(Error::Overflow)?;
         if lagged {
             let st = [first, second, prev];
-            let h = level_fused(&last, base.steps, &base.opt, params, grads, st, copy)?;
+            let h = level_fused(
+                (&last, keep),
+                base.steps,
+                &base.opt,
+                params,
+                grads,
+                st,
+                copy,
+            )?;
             base.fresh = h.is_some();
             if let Some(h) = h {
                 base.hypergradient = h.map(|x| x as f32);
             }
         } else if learned {
             let st = (first, second);
-            level_step(&base.opt, t, params, grads, st, Some(prev), copy);
+            level_step(&base.opt, t, params, grads, st, (Some(prev), keep), copy);
         } else {
             let st = (first, second);
-            level_step(&base.opt, t, params, grads, st, None, copy);
+            level_step(&base.opt, t, params, grads, st, (None, keep), copy);
         }
         base.steps = t;
         *self = next;
@@ -281,20 +347,23 @@ impl<const CAP: usize> Tower<CAP> {
 }
 
 /// Phase 1 above the base: each level `j >= 1` below the top computes its hypergradient from
-/// the one level `j - 1` has (`fresh`), bottom-up.
-fn above_hypergradients(levels: &mut [Level]) -> Result<()> {
+/// the one level `j - 1` has (`fresh`), bottom-up. `lr_only`: the levels learn only their
+/// learning rates (levels above the base save gradients either way: they hold at most three
+/// parameters, and the learning rate's entry of the full hypergradient is the one used).
+fn above_hypergradients(levels: &mut [Level], lr_only: bool) -> Result<()> {
     let height = levels.len().saturating_sub(1);
     let Some((base, above)) = levels.split_first_mut() else {
         return Ok(());
     };
     let mut below = &*base;
     for (j, level) in above.iter_mut().enumerate() {
-        let k = below.opt.learned_count();
+        let k = learned_count(&below.opt, lr_only);
         let (x, g) = (&below.coords[..k], &below.hypergradient[..k]);
         level.fresh = below.fresh && j + 1 < height && level.steps >= 1;
         if level.fresh {
             let st = [&level.first[..k], &level.second[..k], &level.prev[..k]];
-            let h = level_hypergradient("hypergradient", &level.opt, level.steps, x, g, st)?;
+            let opt = (&level.opt, Keep::Grad);
+            let h = level_hypergradient("hypergradient", opt, level.steps, x, g, st)?;
             level.hypergradient = h.map(|x| x as f32);
         } else if below.fresh {
             all_finite("hypergradient", g)?;
@@ -306,7 +375,7 @@ fn above_hypergradients(levels: &mut [Level]) -> Result<()> {
 
 /// Phase 2: level `j` steps the learned coordinates of level `j - 1` with their (fresh)
 /// hypergradient, top-down, so each level steps with hyperparameters already updated.
-fn hyperparameter_updates(levels: &mut [Level]) -> Result<()> {
+fn hyperparameter_updates(levels: &mut [Level], lr_only: bool) -> Result<()> {
     let height = levels.len().saturating_sub(1);
     for j in (1..=height).rev() {
         let (lower, upper) = levels.split_at_mut(j);
@@ -316,25 +385,37 @@ fn hyperparameter_updates(levels: &mut [Level]) -> Result<()> {
         if !below.fresh {
             continue;
         }
-        let k = below.opt.learned_count();
+        let k = learned_count(&below.opt, lr_only);
         level.steps = level.steps.checked_add(1).ok_or(Error::Overflow)?;
         let before = below.coords;
         let (x, g) = (&mut below.coords[..k], &below.hypergradient[..k]);
         let (f, s) = (&mut level.first[..k], &mut level.second[..k]);
         if j < height {
             let saved = Some(&mut level.prev[..k]);
+            let saved = (saved, Keep::Grad);
             level_step(&level.opt, level.steps, x, g, (f, s), saved, nowhere());
         } else {
-            level_step(&level.opt, level.steps, x, g, (f, s), None, nowhere());
+            let saved = (None, Keep::Grad);
+            level_step(&level.opt, level.steps, x, g, (f, s), saved, nowhere());
         }
         if below.coords != before {
-            below.opt = below.opt.with_coordinates(below.coords)?;
+            below.opt = below.opt.with_learned_coordinates(below.coords, k)?;
         }
     }
     Ok(())
 }
 
-/// Splits the base level's state into `(first, second, prev)` (unused parts empty).
+/// How many of `opt`'s coordinates are learned (`lr_only`: the learning rate alone).
+fn learned_count(opt: &Optimizer, lr_only: bool) -> usize {
+    if lr_only {
+        1
+    } else {
+        opt.learned_count()
+    }
+}
+
+/// Splits the base level's state into `(first, second, prev)` (unused parts empty; `prev` is
+/// used when the level saves its gradient).
 fn split_state<'a>(
     opt: &Optimizer,
     learned: bool,

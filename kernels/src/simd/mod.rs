@@ -29,6 +29,8 @@ mod lanes;
 mod ops;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) mod optim;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) mod optim_lr;
 #[cfg(feature = "nightly")]
 mod portable;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64", feature = "nightly"))]

@@ -93,11 +93,11 @@ pub(crate) fn all_finite_lanes(x: &[f32]) -> Option<bool> {
 /// Chunks summed in `f32` lanes before they are added into the `f64` totals, as in
 /// `optim::reduce` (each lane then adds at most 16 terms in `f32`: an error below `17 u` of the
 /// sum of magnitudes, the budget the hypergradient tests document).
-const FLUSH: usize = 16;
+pub(super) const FLUSH: usize = 16;
 
 /// Adds the `f32` lane sums into the `f64` totals and clears them.
 #[inline(always)]
-fn flush<L: Lanes, const K: usize>(
+pub(super) fn flush<L: Lanes, const K: usize>(
     l: L,
     lane_sums: &mut [L::F; K],
     totals: &mut [[f64; LANES]; K],
@@ -210,21 +210,21 @@ struct AdamSlices<'a> {
 
 /// The per-step scalars of the update, splat once per call.
 #[derive(Clone, Copy)]
-struct UpdateConsts<L: Lanes> {
-    b1: L::F,
-    ob1: L::F,
-    b2: L::F,
-    ob2: L::F,
-    ibc: L::F,
-    eps: L::F,
-    step: L::F,
-    decay: L::F,
-    one: L::F,
+pub(super) struct UpdateConsts<L: Lanes> {
+    pub(super) b1: L::F,
+    pub(super) ob1: L::F,
+    pub(super) b2: L::F,
+    pub(super) ob2: L::F,
+    pub(super) ibc: L::F,
+    pub(super) eps: L::F,
+    pub(super) step: L::F,
+    pub(super) decay: L::F,
+    pub(super) one: L::F,
 }
 
 impl<L: Lanes> UpdateConsts<L> {
     #[inline(always)]
-    fn new(l: L, s: &AdamScalars) -> Self {
+    pub(super) fn new(l: L, s: &AdamScalars) -> Self {
         UpdateConsts {
             b1: l.splat(s.beta1),
             ob1: l.splat(s.one_minus_beta1),

@@ -1,0 +1,230 @@
+//! Towers that learn only their learning rates (`Learn::LearningRate`, the paper's `Adam^α`):
+//! with the hyperparameters frozen they take the plain optimizer's steps on both schedules (SGD
+//! and momentum bit for bit; Adam, which keeps its direction and `sqrt(v)` in place of `m` and
+//! `v`, to rounding), with no more state than plain Adam; their learning-rate hypergradient is
+//! the full tower's; they learn; bad input changes nothing. (Against the high-precision
+//! reference: `hypergradients.rs`.)
+
+use tessera_kernels::optim::{
+    adam_step, momentum_step, sgd_step, AdamConfig, Learn, MomentumConfig, Optimizer, Schedule,
+    SgdConfig, Tower,
+};
+use tessera_kernels::Error;
+
+const N: usize = 37;
+const SCHEDULES: [Schedule; 2] = [Schedule::Exact, Schedule::Lagged];
+
+fn grads(step: u32) -> Vec<f32> {
+    (0..N)
+        .map(|i| ((i as f32 + 1.3) * (step as f32 + 0.7) * 0.61).sin() * 0.9)
+        .collect()
+}
+
+fn start() -> Vec<f32> {
+    (0..N).map(|i| (i as f32 * 0.37).cos()).collect()
+}
+
+fn optimizers() -> [Optimizer; 4] {
+    [
+        Optimizer::Sgd(SgdConfig { lr: 0.05 }),
+        Optimizer::Momentum(MomentumConfig {
+            lr: 0.02,
+            momentum: 0.8,
+        }),
+        Optimizer::Adam(AdamConfig {
+            lr: 3e-3,
+            ..AdamConfig::default()
+        }),
+        Optimizer::Adam(AdamConfig {
+            lr: 3e-3,
+            weight_decay: 0.1,
+            ..AdamConfig::default()
+        }),
+    ]
+}
+
+fn bits(x: &[f32]) -> Vec<u32> {
+    x.iter().map(|v| v.to_bits()).collect()
+}
+
+/// A tower of height `height` over `opt` whose top level never moves (learning rate 0).
+fn frozen(opt: Optimizer, height: usize, schedule: Schedule, learn: Learn) -> Tower {
+    let mid = Optimizer::Adam(AdamConfig {
+        lr: 0.0,
+        ..AdamConfig::default()
+    });
+    let mut tower: Tower = Tower::new(opt).unwrap();
+    for _ in 1..height {
+        tower = tower.stacked(mid).unwrap();
+    }
+    let top = Optimizer::Sgd(SgdConfig { lr: 0.0 });
+    let tower = tower.stacked(top).unwrap().with_schedule(schedule).unwrap();
+    tower.with_learned(learn).unwrap()
+}
+
+/// The plain step for `opt`; `state` holds the velocity or `m` then `v`.
+fn plain_step(opt: &Optimizer, t: u32, p: &mut [f32], g: &[f32], state: &mut [f32]) {
+    match opt {
+        Optimizer::Sgd(c) => sgd_step(c, p, g).unwrap(),
+        Optimizer::Momentum(c) => momentum_step(c, p, g, state).unwrap(),
+        Optimizer::Adam(c) => {
+            let (m, v) = state.split_at_mut(N);
+            adam_step(c, t, p, g, m, v).unwrap()
+        }
+    }
+}
+
+#[test]
+fn a_frozen_learning_rate_tower_takes_the_plain_steps() {
+    // At heights 1 to 3, on both schedules: SGD's and momentum's weights and state bit for bit;
+    // Adam's weights to 1e-5 (it recovers `m` from its direction each step, within an ulp) and
+    // its state, `(q, sqrt(v))`, as long as plain Adam's `(m, v)`. One learned coordinate per
+    // level, with a hypergradient.
+    for opt in optimizers() {
+        for schedule in SCHEDULES {
+            for height in 1..=3 {
+                let mut tower = frozen(opt, height, schedule, Learn::LearningRate);
+                let (mut a, mut b) = (start(), start());
+                let mut ts = vec![0.0; tower.state_len(N).unwrap()];
+                let mut ps = vec![0.0; N * opt.state_per_param(false)];
+                let adam = matches!(opt, Optimizer::Adam(_));
+                assert_eq!(ts.len(), if adam { ps.len() } else { ps.len() + N });
+                for t in 1..=12 {
+                    let g = grads(t);
+                    tower.step(&mut a, &g, &mut ts).unwrap();
+                    plain_step(&opt, t, &mut b, &g, &mut ps);
+                    let what = format!("{} {schedule:?} height {height} step {t}", opt.name());
+                    if adam {
+                        for (x, y) in a.iter().zip(&b) {
+                            assert!(
+                                (x - y).abs() <= 1e-5 * y.abs().max(1.0),
+                                "{what}: {x} vs {y}"
+                            );
+                        }
+                        // `sqrt(v)` squared back is `v` to rounding.
+                        for (r, v) in ts[N..].iter().zip(&ps[N..]) {
+                            assert!((r * r - v).abs() <= 1e-5 * v, "{what}: {r}^2 vs {v}");
+                        }
+                    } else {
+                        assert_eq!(bits(&a), bits(&b), "{what}");
+                        assert_eq!(bits(&ts[..ps.len()]), bits(&ps), "{what}: state");
+                    }
+                }
+                assert_eq!(tower.level(0), Some(opt));
+                assert_eq!(tower.learned(), Learn::LearningRate);
+                assert_eq!(tower.coordinates(0), Some(&[opt.lr()][..]));
+                let h = tower.hypergradient(0).unwrap();
+                assert!(h.len() == 1 && h[0] != 0.0, "{h:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_learning_rate_hypergradient_is_the_full_towers() {
+    // Frozen, both towers take the plain steps; the learning-rate entry of the full tower's
+    // hypergradient (Adam: from `m`, `v` and the saved gradient) and the one an Adam base forms
+    // from its direction agree to 1e-5 (the same sum over states equal to rounding); SGD and
+    // momentum run the same loops, so bit for bit.
+    for opt in optimizers() {
+        for schedule in SCHEDULES {
+            let mut full = frozen(opt, 1, schedule, Learn::All);
+            let mut lr = frozen(opt, 1, schedule, Learn::LearningRate);
+            let (mut wf, mut wl) = (start(), start());
+            let mut sf = vec![0.0; full.state_len(N).unwrap()];
+            let mut sl = vec![0.0; lr.state_len(N).unwrap()];
+            for t in 1..=12 {
+                let g = grads(t);
+                full.step(&mut wf, &g, &mut sf).unwrap();
+                lr.step(&mut wl, &g, &mut sl).unwrap();
+                let (Some(a), Some(b)) = (full.hypergradient(0), lr.hypergradient(0)) else {
+                    assert_eq!(full.hypergradient(0), None);
+                    assert_eq!(lr.hypergradient(0), None);
+                    continue;
+                };
+                let (a, b) = (a[0], b[0]);
+                let what = format!("{} {schedule:?} call {t}: {a} vs {b}", opt.name());
+                match opt {
+                    Optimizer::Adam(_) => assert!((a - b).abs() <= 1e-5 * a.abs(), "{what}"),
+                    _ => assert_eq!(a.to_bits(), b.to_bits(), "{what}"),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn an_adam_learning_rate_tower_raises_a_tiny_learning_rate() {
+    // f(w) = |w|^2 / 2 from lr 1e-5: Adam^α/Adam learns a larger step and gets close to the
+    // minimum on both schedules, while the betas it does not learn stay where they were.
+    let base = AdamConfig {
+        lr: 1e-5,
+        ..AdamConfig::default()
+    };
+    let hyper = Optimizer::Adam(AdamConfig {
+        lr: 1e-3,
+        ..AdamConfig::default()
+    });
+    for schedule in SCHEDULES {
+        let mut tower: Tower = Tower::new(Optimizer::Adam(base))
+            .and_then(|t| t.stacked(hyper))
+            .and_then(|t| t.with_schedule(schedule))
+            .and_then(|t| t.with_learned(Learn::LearningRate))
+            .unwrap();
+        let mut w = start();
+        let mut state = vec![0.0; tower.state_len(N).unwrap()];
+        for _ in 0..200 {
+            let g = w.clone();
+            tower.step(&mut w, &g, &mut state).unwrap();
+        }
+        let Some(Optimizer::Adam(learned)) = tower.level(0) else {
+            panic!("level 0 is Adam");
+        };
+        assert!(learned.lr > 1e-4, "{schedule:?}: lr {}", learned.lr);
+        assert_eq!((learned.beta1, learned.beta2), (base.beta1, base.beta2));
+        assert!(w.iter().all(|x| x.abs() < 0.5), "{schedule:?}: {w:?}");
+    }
+}
+
+#[test]
+fn bad_input_changes_nothing() {
+    // A NaN gradient (in a SIMD chunk and in the tail) is refused on both schedules, before and
+    // after the hypergradient passes start, and nothing moves; the learned set is fixed once
+    // the tower has stepped.
+    let hyper = Optimizer::Adam(AdamConfig {
+        lr: 1e-3,
+        ..AdamConfig::default()
+    });
+    for opt in optimizers() {
+        for schedule in SCHEDULES {
+            let mut tower: Tower = Tower::new(opt)
+                .and_then(|t| t.stacked(hyper))
+                .and_then(|t| t.with_schedule(schedule))
+                .and_then(|t| t.with_learned(Learn::LearningRate))
+                .unwrap();
+            let mut w = start();
+            let mut state = vec![0.0; tower.state_len(N).unwrap()];
+            for t in 1..=4 {
+                for bad in [3, N - 2] {
+                    let mut g = grads(t);
+                    g[bad] = f32::NAN;
+                    let before = (tower, w.clone(), state.clone());
+                    let r = tower.step(&mut w, &g, &mut state);
+                    assert_eq!(r, Err(Error::NonFinite("grads")), "{}", opt.name());
+                    assert_eq!((tower, w.clone(), state.clone()), before);
+                }
+                tower.step(&mut w, &grads(t), &mut state).unwrap();
+            }
+            assert_eq!(
+                tower.with_learned(Learn::LearningRate).map(|t| t.learned()),
+                Ok(Learn::LearningRate)
+            );
+            assert_eq!(
+                tower.with_learned(Learn::All),
+                Err(Error::BadHyperparameter(
+                    "learned set of a tower that has stepped"
+                ))
+            );
+        }
+    }
+}

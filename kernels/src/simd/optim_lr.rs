@@ -1,0 +1,216 @@
+//! The passes of an Adam base level that learns only its learning rate, on the 16 lanes: the
+//! exact schedule's read-only pass (`Σ g q` and `Σ g w`, with the finiteness check of the
+//! gradient) and the step on the direction state `(q, sqrt(v))`, which on the lagged schedule
+//! also adds those sums over the state before it (`optim::adam_lr`).
+//!
+//! The step is `optim::adam_lr::adam_direction_update`'s `f32` operations in its order (fused
+//! multiply-adds where it calls `fmaf`), so the same bits. The sums are fused multiply-adds into
+//! `f32` lanes flushed into `f64` every `FLUSH` chunks (the blocked summation of the full
+//! hypergradient passes, with its error bound).
+
+use super::dispatch::{run_lanes, LaneJob};
+use super::lanes::{Lanes, LANES};
+use super::optim::{flush, UpdateConsts, FLUSH};
+use crate::optim::{adam_direction_update, AdamScalars};
+
+/// Running totals of the two sums (`Σ g q`, `Σ g w`), one `f64` per lane, carried across calls.
+pub(crate) type LrTotals = [[f64; LANES]; 2];
+
+/// The exact schedule's read-only pass on the best SIMD backend: `[Σ g q, Σ g w]` (`params`
+/// empty without weight decay: the second sum is then 0) and the finiteness check of `grads`.
+/// `Some(None)` when a gradient is NaN or infinite, `None` when there is no SIMD backend here.
+/// `q` and `params` (when not empty) are as long as `grads`.
+pub(crate) fn adam_lr_sums(grads: &[f32], q: &[f32], params: &[f32]) -> Option<Option<[f64; 2]>> {
+    struct Job<'a>(&'a [f32], &'a [f32], &'a [f32]);
+    impl LaneJob for Job<'_> {
+        type Output = Option<[f64; 2]>;
+        #[inline(always)]
+        fn run<L: Lanes>(self, l: L) -> Self::Output {
+            if self.2.is_empty() {
+                sums::<L, false>(l, self.0, self.1, self.2)
+            } else {
+                sums::<L, true>(l, self.0, self.1, self.2)
+            }
+        }
+    }
+    run_lanes(Job(grads, q, params))
+}
+
+/// [`adam_lr_sums`] on one lane token; `DECAY`: add the weight sum.
+#[inline(always)]
+fn sums<L: Lanes, const DECAY: bool>(
+    l: L,
+    grads: &[f32],
+    q: &[f32],
+    params: &[f32],
+) -> Option<[f64; 2]> {
+    let (gc, gt) = grads.as_chunks::<LANES>();
+    let (qc, qt) = q.as_chunks::<LANES>();
+    let (pc, pt) = params.as_chunks::<LANES>();
+    let zero = l.splat(0.0);
+    let mut totals: LrTotals = Default::default();
+    let mut bad = zero;
+    let mut weight_runs = pc.chunks(FLUSH);
+    for (gr, qr) in gc.chunks(FLUSH).zip(qc.chunks(FLUSH)) {
+        // Four chunks at a time into four sets of lane sums: four independent chains of
+        // multiply-adds instead of one whose latency would bound the pass.
+        let mut dq = [zero; 4];
+        let (gq4, gq1) = gr.as_chunks::<4>();
+        let (qq4, qq1) = qr.as_chunks::<4>();
+        for (g4, q4) in gq4.iter().zip(qq4) {
+            for ((acc, gk), qk) in dq.iter_mut().zip(g4).zip(q4) {
+                let g = l.load(gk);
+                bad = l.add(bad, l.sub(g, g));
+                *acc = l.mul_add(g, l.load(qk), *acc);
+            }
+        }
+        for (gk, qk) in gq1.iter().zip(qq1) {
+            let g = l.load(gk);
+            bad = l.add(bad, l.sub(g, g));
+            dq[0] = l.mul_add(g, l.load(qk), dq[0]);
+        }
+        let mut dw = [zero; 4];
+        if DECAY {
+            let wr = weight_runs.next().unwrap_or_default();
+            let (gw4, gw1) = gr.as_chunks::<4>();
+            let (ww4, ww1) = wr.as_chunks::<4>();
+            for (g4, w4) in gw4.iter().zip(ww4) {
+                for ((acc, gk), wk) in dw.iter_mut().zip(g4).zip(w4) {
+                    *acc = l.mul_add(l.load(gk), l.load(wk), *acc);
+                }
+            }
+            for (gk, wk) in gw1.iter().zip(ww1) {
+                dw[0] = l.mul_add(l.load(gk), l.load(wk), dw[0]);
+            }
+        }
+        let total = |[a, b, c, d]: [L::F; 4]| l.add(l.add(a, b), l.add(c, d));
+        flush(l, &mut [total(dq), total(dw)], &mut totals);
+    }
+    let mut flags = [0.0f32; LANES];
+    l.store(bad, &mut flags);
+    let mut sums = totals.map(|t| t.iter().sum::<f64>());
+    for (i, (&g, &qi)) in gt.iter().zip(qt).enumerate() {
+        if !g.is_finite() {
+            return None;
+        }
+        sums[0] += (g * qi) as f64;
+        if DECAY {
+            sums[1] += (g * pt.get(i).copied().unwrap_or(0.0)) as f64;
+        }
+    }
+    flags.iter().all(|f| !f.is_nan()).then_some(sums)
+}
+
+/// The per-parameter slices of the step, all of one length: the weights, the gradient (already
+/// checked), and the state: the previous step's direction `q` and `sqrt(v)`.
+#[derive(Debug)]
+pub(crate) struct AdamLrSlices<'a> {
+    pub params: &'a mut [f32],
+    pub grads: &'a [f32],
+    pub q: &'a mut [f32],
+    pub root: &'a mut [f32],
+}
+
+/// The step with `now` on the direction state the step `last` left, on the best SIMD backend;
+/// with `sums` it first adds `g q` and (`decay`: the weight decay, the same at both steps) `g w`
+/// of each element into `totals`. `false` when this CPU has no SIMD backend (nothing written).
+pub(crate) fn adam_lr_step(
+    [last, now]: [&AdamScalars; 2],
+    (sums, decay): (bool, bool),
+    x: AdamLrSlices<'_>,
+    totals: &mut LrTotals,
+) -> bool {
+    struct Job<'a, 'b, 'c>(
+        [&'a AdamScalars; 2],
+        bool,
+        bool,
+        AdamLrSlices<'b>,
+        &'c mut LrTotals,
+    );
+    impl LaneJob for Job<'_, '_, '_> {
+        type Output = ();
+        #[inline(always)]
+        fn run<L: Lanes>(self, l: L) {
+            let Job(s, sums, decay, x, totals) = self;
+            match (sums, decay) {
+                (true, true) => step::<L, true, true>(l, s, x, totals),
+                (true, false) => step::<L, true, false>(l, s, x, totals),
+                (false, true) => step::<L, false, true>(l, s, x, totals),
+                (false, false) => step::<L, false, false>(l, s, x, totals),
+            }
+        }
+    }
+    run_lanes(Job([last, now], sums, decay, x, totals)).is_some()
+}
+
+/// `adam_direction_update` on one chunk: `m` from `q` and the last step's denominator, the
+/// step, the new `(p, q, sqrt(v))`. `DECAY: false` skips the multiplication by
+/// `1 - lr weight_decay = 1` (exact either way).
+#[inline(always)]
+fn direction_chunk<L: Lanes, const DECAY: bool>(
+    l: L,
+    (ibc_last, eps_last): (L::F, L::F),
+    now: &UpdateConsts<L>,
+    [p, g, q, root]: [L::F; 4],
+) -> [L::F; 3] {
+    let m = l.mul(q, l.mul_add(root, ibc_last, eps_last));
+    let m = l.mul_add(now.b1, m, l.mul(now.ob1, g));
+    let v = l.mul_add(now.b2, l.mul(root, root), l.mul(now.ob2, l.mul(g, g)));
+    let root = l.sqrt(v);
+    let q = l.div(m, l.mul_add(root, now.ibc, now.eps));
+    let p = if DECAY { l.mul(p, now.decay) } else { p };
+    [l.sub(p, l.mul(now.step, q)), q, root]
+}
+
+/// [`adam_lr_step`] on one lane token.
+#[inline(always)]
+fn step<L: Lanes, const SUMS: bool, const DECAY: bool>(
+    l: L,
+    [last, now]: [&AdamScalars; 2],
+    x: AdamLrSlices<'_>,
+    totals: &mut LrTotals,
+) {
+    let (pc, pt) = x.params.as_chunks_mut::<LANES>();
+    let (gc, gt) = x.grads.as_chunks::<LANES>();
+    let (qc, qt) = x.q.as_chunks_mut::<LANES>();
+    let (rc, rt) = x.root.as_chunks_mut::<LANES>();
+    let nc = UpdateConsts::new(l, now);
+    let lc = (l.splat(last.inv_sqrt_bc2), l.splat(last.eps));
+    let zero = l.splat(0.0);
+    let runs = pc.chunks_mut(FLUSH).zip(gc.chunks(FLUSH));
+    let state = qc.chunks_mut(FLUSH).zip(rc.chunks_mut(FLUSH));
+    for ((pr, gr), (qr, rr)) in runs.zip(state) {
+        let (mut s0, mut s1) = (zero, zero);
+        let write = pr.iter_mut().zip(gr).zip(qr.iter_mut().zip(rr.iter_mut()));
+        for ((pk, gk), (qk, rk)) in write {
+            let (p, g, q) = (l.load(pk), l.load(gk), l.load(qk));
+            if SUMS {
+                s0 = l.mul_add(g, q, s0);
+                if DECAY {
+                    s1 = l.mul_add(g, p, s1);
+                }
+            }
+            let [p, q, root] = direction_chunk::<L, DECAY>(l, lc, &nc, [p, g, q, l.load(rk)]);
+            l.store(p, pk);
+            l.store(q, qk);
+            l.store(root, rk);
+        }
+        if SUMS {
+            flush(l, &mut [s0, s1], totals);
+        }
+    }
+    let mut terms = [[0.0f32; LANES]; 2];
+    let state = qt.iter_mut().zip(rt.iter_mut());
+    for (i, ((pi, &gi), (qi, ri))) in pt.iter_mut().zip(gt).zip(state).enumerate() {
+        let w = if DECAY { *pi } else { 0.0 };
+        for (sum, term) in terms.iter_mut().zip([gi * *qi, gi * w]) {
+            if let Some(slot) = sum.get_mut(i) {
+                *slot = term;
+            }
+        }
+        [*pi, *qi, *ri] = adam_direction_update(last, now, [*pi, gi, *qi, *ri]);
+    }
+    if SUMS {
+        flush(l, &mut terms.map(|t| l.load(&t)), totals);
+    }
+}
