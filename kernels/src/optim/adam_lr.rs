@@ -40,8 +40,10 @@ pub(crate) fn adam_lr_hypergradient(
     let decay = cfg.weight_decay != 0.0;
     let params = if decay { params } else { &[] };
     let sums = match lane_sums(grads, q, params) {
-        Some(sums) => sums,
-        None => scalar_sums(grads, q, params),
+        // NaN for a non-finite gradient, or infinite after an overflow: checked and summed
+        // again below.
+        Some(sums) if sums.iter().all(|s| s.is_finite()) => Some(sums),
+        _ => scalar_sums(grads, q, params),
     };
     let sums = sums.ok_or(Error::NonFinite(what))?;
     adam_lr_finish(cfg.weight_decay, &last, sums)
@@ -66,29 +68,31 @@ pub(crate) fn adam_lr_finish(
     ])
 }
 
-/// The two sums on the CPU's SIMD backend: `None` when there is none, else the sums or `None`
-/// for a non-finite gradient.
+/// The two sums on the CPU's SIMD backend (`None` when there is none), not finite when a
+/// gradient is not (`simd::optim_lr::adam_lr_sums`).
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-fn lane_sums(grads: &[f32], q: &[f32], params: &[f32]) -> Option<Option<[f64; 2]>> {
+fn lane_sums(grads: &[f32], q: &[f32], params: &[f32]) -> Option<[f64; 2]> {
     crate::simd::optim_lr::adam_lr_sums(grads, q, params)
 }
 
 /// Targets without a SIMD backend run the scalar pass.
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn lane_sums(_: &[f32], _: &[f32], _: &[f32]) -> Option<Option<[f64; 2]>> {
+fn lane_sums(_: &[f32], _: &[f32], _: &[f32]) -> Option<[f64; 2]> {
     None
 }
 
-/// The two sums, each term added in `f64`; `None` when a gradient is not finite.
+/// The two sums, each product formed and added in `f64` (so no finite gradient overflows);
+/// `None` when a gradient is not finite.
 fn scalar_sums(grads: &[f32], q: &[f32], params: &[f32]) -> Option<[f64; 2]> {
-    let mut sums = Sums::<2>::new();
+    let mut sums = [0.0f64; 2];
     let mut max = 0u32;
     let weights = params.iter().chain(core::iter::repeat(&0.0));
     for ((&g, &qi), &w) in grads.iter().zip(q).zip(weights) {
         max = max.max(magnitude_bits(g));
-        sums.add_one([g * qi, g * w]);
+        sums[0] += g as f64 * qi as f64;
+        sums[1] += g as f64 * w as f64;
     }
-    (max < NON_FINITE_BITS).then(|| sums.finish())
+    (max < NON_FINITE_BITS).then_some(sums)
 }
 
 /// One element's step with `now` on the direction state `(q, root = sqrt(v))` the step `last`
@@ -303,7 +307,8 @@ mod tests {
     }
 
     /// The exact schedule's read-only pass: its sums against the scalar pass, with and without
-    /// the weight term, and its finiteness check in a chunk and in the tail.
+    /// the weight term; a NaN or infinite gradient in a chunk or in the tail is an error, a
+    /// finite one whose products overflow is not.
     #[test]
     fn exact_pass_sums_match_the_scalar_pass() {
         let q: [f32; N] = core::array::from_fn(|i| val(i, 5));
@@ -320,16 +325,31 @@ mod tests {
             });
             assert_sums(scalar, &terms);
             if let Some(lanes) = lanes {
-                assert_sums(lanes.expect("finite"), &terms);
+                assert_sums(lanes, &terms);
             }
         }
-        for bad in [5, N - 3] {
+        for (bad, x) in [
+            (5, f32::NAN),
+            (N - 3, f32::INFINITY),
+            (700, f32::NEG_INFINITY),
+        ] {
             let mut next = next;
-            next[bad] = f32::NAN;
+            next[bad] = x;
             assert_eq!(scalar_sums(&next, &q, &[]), None);
             if let Some(lanes) = lane_sums(&next, &q, &[]) {
-                assert_eq!(lanes, None, "NaN at {bad}");
+                assert!(lanes[0].is_nan(), "{x} at {bad}: {lanes:?}");
             }
+            let cfg = AdamConfig::default();
+            let r = adam_lr_hypergradient("grads", &cfg, 3, &p, &next, &q);
+            assert_eq!(r, Err(Error::NonFinite("grads")));
         }
+        // Finite gradients whose products overflow `f32`: summed again in `f64`, no error.
+        let mut next = next;
+        next[9] = f32::MAX;
+        next[10] = -f32::MAX;
+        let mut q = q;
+        (q[9], q[10]) = (4.0, 4.0);
+        let h = adam_lr_hypergradient("grads", &AdamConfig::default(), 3, &p, &next, &q);
+        assert!(h.is_ok_and(|h| h[0].is_finite()), "{h:?}");
     }
 }

@@ -17,13 +17,15 @@ use crate::optim::{adam_direction_update, AdamScalars};
 pub(crate) type LrTotals = [[f64; LANES]; 2];
 
 /// The exact schedule's read-only pass on the best SIMD backend: `[Σ g q, Σ g w]` (`params`
-/// empty without weight decay: the second sum is then 0) and the finiteness check of `grads`.
-/// `Some(None)` when a gradient is NaN or infinite, `None` when there is no SIMD backend here.
-/// `q` and `params` (when not empty) are as long as `grads`.
-pub(crate) fn adam_lr_sums(grads: &[f32], q: &[f32], params: &[f32]) -> Option<Option<[f64; 2]>> {
+/// empty without weight decay: the second sum is then 0), `None` when there is no SIMD backend
+/// here. A sum is NaN when a gradient is NaN or infinite (each `q` is added as `q + (g - g)`,
+/// which is `q` for a finite `g` and NaN otherwise), and may be infinite if products overflow:
+/// the caller checks the gradient and sums again in `f64` whenever a sum is not finite. `q` and
+/// `params` (when not empty) are as long as `grads`.
+pub(crate) fn adam_lr_sums(grads: &[f32], q: &[f32], params: &[f32]) -> Option<[f64; 2]> {
     struct Job<'a>(&'a [f32], &'a [f32], &'a [f32]);
     impl LaneJob for Job<'_> {
-        type Output = Option<[f64; 2]>;
+        type Output = [f64; 2];
         #[inline(always)]
         fn run<L: Lanes>(self, l: L) -> Self::Output {
             if self.2.is_empty() {
@@ -38,67 +40,61 @@ pub(crate) fn adam_lr_sums(grads: &[f32], q: &[f32], params: &[f32]) -> Option<O
 
 /// [`adam_lr_sums`] on one lane token; `DECAY`: add the weight sum.
 #[inline(always)]
-fn sums<L: Lanes, const DECAY: bool>(
-    l: L,
-    grads: &[f32],
-    q: &[f32],
-    params: &[f32],
-) -> Option<[f64; 2]> {
+fn sums<L: Lanes, const DECAY: bool>(l: L, grads: &[f32], q: &[f32], params: &[f32]) -> [f64; 2] {
     let (gc, gt) = grads.as_chunks::<LANES>();
     let (qc, qt) = q.as_chunks::<LANES>();
     let (pc, pt) = params.as_chunks::<LANES>();
     let zero = l.splat(0.0);
     let mut totals: LrTotals = Default::default();
-    let mut bad = zero;
     let mut weight_runs = pc.chunks(FLUSH);
     for (gr, qr) in gc.chunks(FLUSH).zip(qc.chunks(FLUSH)) {
-        // Four chunks at a time into four sets of lane sums: four independent chains of
-        // multiply-adds instead of one whose latency would bound the pass.
-        let mut dq = [zero; 4];
-        let (gq4, gq1) = gr.as_chunks::<4>();
-        let (qq4, qq1) = qr.as_chunks::<4>();
-        for (g4, q4) in gq4.iter().zip(qq4) {
-            for ((acc, gk), qk) in dq.iter_mut().zip(g4).zip(q4) {
-                let g = l.load(gk);
-                bad = l.add(bad, l.sub(g, g));
-                *acc = l.mul_add(g, l.load(qk), *acc);
-            }
-        }
-        for (gk, qk) in gq1.iter().zip(qq1) {
-            let g = l.load(gk);
-            bad = l.add(bad, l.sub(g, g));
-            dq[0] = l.mul_add(g, l.load(qk), dq[0]);
-        }
-        let mut dw = [zero; 4];
+        let (mut dq, mut dw) = ([zero; 4], [zero; 4]);
+        four::<L, true>(l, &mut dq, gr, qr);
         if DECAY {
-            let wr = weight_runs.next().unwrap_or_default();
-            let (gw4, gw1) = gr.as_chunks::<4>();
-            let (ww4, ww1) = wr.as_chunks::<4>();
-            for (g4, w4) in gw4.iter().zip(ww4) {
-                for ((acc, gk), wk) in dw.iter_mut().zip(g4).zip(w4) {
-                    *acc = l.mul_add(l.load(gk), l.load(wk), *acc);
-                }
-            }
-            for (gk, wk) in gw1.iter().zip(ww1) {
-                dw[0] = l.mul_add(l.load(gk), l.load(wk), dw[0]);
-            }
+            four::<L, false>(l, &mut dw, gr, weight_runs.next().unwrap_or_default());
         }
         let total = |[a, b, c, d]: [L::F; 4]| l.add(l.add(a, b), l.add(c, d));
         flush(l, &mut [total(dq), total(dw)], &mut totals);
     }
-    let mut flags = [0.0f32; LANES];
-    l.store(bad, &mut flags);
     let mut sums = totals.map(|t| t.iter().sum::<f64>());
     for (i, (&g, &qi)) in gt.iter().zip(qt).enumerate() {
-        if !g.is_finite() {
-            return None;
-        }
+        let qi = if g.is_finite() { qi } else { f32::NAN };
         sums[0] += (g * qi) as f64;
         if DECAY {
             sums[1] += (g * pt.get(i).copied().unwrap_or(0.0)) as f64;
         }
     }
-    flags.iter().all(|f| !f.is_nan()).then_some(sums)
+    sums
+}
+
+/// `acc += x y` over one run of chunks, four chunks at a time into four sets of lane sums: four
+/// independent chains of multiply-adds instead of one, whose latency would bound the pass.
+/// `CHECK`: `x` is the gradient, and `y + (x - x)` (NaN for a non-finite `x`) is used for `y`.
+#[inline(always)]
+fn four<L: Lanes, const CHECK: bool>(
+    l: L,
+    acc: &mut [L::F; 4],
+    x: &[[f32; LANES]],
+    y: &[[f32; LANES]],
+) {
+    let (x4, x1) = x.as_chunks::<4>();
+    let (y4, y1) = y.as_chunks::<4>();
+    for (xs, ys) in x4.iter().zip(y4) {
+        for ((a, xk), yk) in acc.iter_mut().zip(xs).zip(ys) {
+            *a = term::<L, CHECK>(l, *a, xk, yk);
+        }
+    }
+    for (xk, yk) in x1.iter().zip(y1) {
+        acc[0] = term::<L, CHECK>(l, acc[0], xk, yk);
+    }
+}
+
+/// `a + x y` with one fused multiply-add; `CHECK`: `y + (x - x)` for `y`.
+#[inline(always)]
+fn term<L: Lanes, const CHECK: bool>(l: L, a: L::F, x: &[f32; LANES], y: &[f32; LANES]) -> L::F {
+    let (x, y) = (l.load(x), l.load(y));
+    let y = if CHECK { l.add(y, l.sub(x, x)) } else { y };
+    l.mul_add(x, y, a)
 }
 
 /// The per-parameter slices of the step, all of one length: the weights, the gradient (already
