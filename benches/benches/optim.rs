@@ -10,15 +10,17 @@
 //!   fused update, which also saves the gradient (the one extra `f32` of state per parameter);
 //! - `exact_h2`: `Adam / Adam / Adam` (the levels above the base cost nothing per parameter);
 //! - `lagged_h1`, `lagged_h2`: the same towers on `Schedule::Lagged`: the gradient check, then
-//!   one pass that computes the hypergradients and steps the weights.
+//!   one pass that computes the hypergradients and steps the weights;
+//! - `lr_exact_h1`, `lr_lagged_h1`: `Adam^α / Adam` (`Learn::LearningRate`: the base learns only
+//!   its learning rate and saves its step's direction instead of the gradient) on each schedule.
 //!
-//! The ratios to report are `exact_h1 / plain` and `lagged_h1 / plain`. Gradients and weights
+//! The ratios to report are `exact_h1 / plain`, `lagged_h1 / plain` and the two `lr_*_h1 / plain`. Gradients and weights
 //! come from `tessera_harness::data`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::time::Duration;
 use tessera_harness::data::{tensor, InputDistribution};
-use tessera_kernels::optim::{adam_step, AdamConfig, Optimizer, Schedule, Tower};
+use tessera_kernels::optim::{adam_step, AdamConfig, Learn, Optimizer, Schedule, Tower};
 
 fn adam(lr: f32) -> Optimizer {
     Optimizer::Adam(AdamConfig {
@@ -70,14 +72,17 @@ fn bench_size(c: &mut Criterion, name: &str, n: usize) {
             })
         });
     }
+    let (all, lr) = (Learn::All, Learn::LearningRate);
     let cases = [
-        ("tower_h0", 0usize, Schedule::Exact),
-        ("exact_h1", 1, Schedule::Exact),
-        ("exact_h2", 2, Schedule::Exact),
-        ("lagged_h1", 1, Schedule::Lagged),
-        ("lagged_h2", 2, Schedule::Lagged),
+        ("tower_h0", 0usize, Schedule::Exact, all),
+        ("exact_h1", 1, Schedule::Exact, all),
+        ("exact_h2", 2, Schedule::Exact, all),
+        ("lagged_h1", 1, Schedule::Lagged, all),
+        ("lagged_h2", 2, Schedule::Lagged, all),
+        ("lr_exact_h1", 1, Schedule::Exact, lr),
+        ("lr_lagged_h1", 1, Schedule::Lagged, lr),
     ];
-    for (case, levels, schedule) in cases {
+    for (case, levels, schedule, learn) in cases {
         let mut tower: Tower = Tower::new(Optimizer::Adam(cfg)).expect("tower");
         for j in 0..levels {
             tower = tower
@@ -85,6 +90,7 @@ fn bench_size(c: &mut Criterion, name: &str, n: usize) {
                 .expect("level");
         }
         tower = tower.with_schedule(schedule).expect("schedule");
+        tower = tower.with_learned(learn).expect("learned set");
         p.copy_from_slice(&start);
         let state = &mut state[..tower.state_len(n).expect("state length")];
         state.fill(0.0);
