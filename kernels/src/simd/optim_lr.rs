@@ -44,17 +44,26 @@ fn sums<L: Lanes, const DECAY: bool>(l: L, grads: &[f32], q: &[f32], params: &[f
     let (gc, gt) = grads.as_chunks::<LANES>();
     let (qc, qt) = q.as_chunks::<LANES>();
     let (pc, pt) = params.as_chunks::<LANES>();
-    let zero = l.splat(0.0);
     let mut totals: LrTotals = Default::default();
-    let mut weight_runs = pc.chunks(FLUSH);
-    for (gr, qr) in gc.chunks(FLUSH).zip(qc.chunks(FLUSH)) {
-        let (mut dq, mut dw) = ([zero; 4], [zero; 4]);
-        four::<L, true>(l, &mut dq, gr, qr);
-        if DECAY {
-            four::<L, false>(l, &mut dw, gr, weight_runs.next().unwrap_or_default());
+    // The two halves in step: twice the streams in flight once the slices are beyond the caches.
+    let half = gc.len() / 2;
+    let (ga, gb) = gc.split_at(half);
+    let (qa, qb) = qc.split_at(half.min(qc.len()));
+    let (pa, pb) = pc.split_at(half.min(pc.len()));
+    let mut wa = pa.chunks(FLUSH);
+    let mut wb = pb.chunks(FLUSH);
+    let halves = ga.chunks(FLUSH).zip(qa.chunks(FLUSH));
+    let mut rest_b = gb.chunks(FLUSH).zip(qb.chunks(FLUSH));
+    for (gra, qra) in halves {
+        let wra = wa.next().unwrap_or_default();
+        run::<L, DECAY>(l, [gra, qra, wra], &mut totals);
+        if let Some((grb, qrb)) = rest_b.next() {
+            let wrb = wb.next().unwrap_or_default();
+            run::<L, DECAY>(l, [grb, qrb, wrb], &mut totals);
         }
-        let total = |[a, b, c, d]: [L::F; 4]| l.add(l.add(a, b), l.add(c, d));
-        flush(l, &mut [total(dq), total(dw)], &mut totals);
+    }
+    for (grb, qrb) in rest_b {
+        run::<L, DECAY>(l, [grb, qrb, wb.next().unwrap_or_default()], &mut totals);
     }
     let mut sums = totals.map(|t| t.iter().sum::<f64>());
     for (i, (&g, &qi)) in gt.iter().zip(qt).enumerate() {
@@ -65,6 +74,23 @@ fn sums<L: Lanes, const DECAY: bool>(l: L, grads: &[f32], q: &[f32], params: &[f
         }
     }
     sums
+}
+
+/// One run of at most `FLUSH` chunks of the read-only pass (`g`, `q`, and the weights `w` with
+/// `DECAY`), its lane sums flushed into `totals`.
+#[inline(always)]
+fn run<L: Lanes, const DECAY: bool>(l: L, [g, q, w]: [&[[f32; LANES]]; 3], totals: &mut LrTotals) {
+    let zero = l.splat(0.0);
+    let (mut dq, mut dw) = ([zero; 4], [zero; 4]);
+    four::<L, true>(l, &mut dq, g, q);
+    if DECAY {
+        four::<L, false>(l, &mut dw, g, w);
+    }
+    let [a, b, c, d] = dq;
+    let [e, f, h, i] = dw;
+    let dq = l.add(l.add(a, b), l.add(c, d));
+    let dw = l.add(l.add(e, f), l.add(h, i));
+    flush(l, &mut [dq, dw], totals);
 }
 
 /// `acc += x y` over one run of chunks, four chunks at a time into four sets of lane sums: four
