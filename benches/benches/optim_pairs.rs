@@ -18,12 +18,8 @@ use tessera_benches::flag_value;
 use tessera_harness::data::{tensor, InputDistribution};
 use tessera_kernels::optim::{adam_step, AdamConfig, Learn, Optimizer, Schedule, Tower};
 
-/// A case: plain Adam, or a tower template (copied fresh each round).
-#[derive(Clone, Copy)]
-enum Case {
-    Plain,
-    Tower(Tower),
-}
+/// A case: plain Adam (`None`), or a tower template (copied fresh each round).
+type Case = Option<Tower>;
 
 fn cases(cfg: AdamConfig) -> Vec<(&'static str, Case)> {
     let hyper = Optimizer::Adam(AdamConfig {
@@ -36,12 +32,12 @@ fn cases(cfg: AdamConfig) -> Vec<(&'static str, Case)> {
             t = t.stacked(hyper).expect("level");
         }
         let t = t.with_schedule(schedule).expect("schedule");
-        Case::Tower(t.with_learned(learn).expect("learned set"))
+        Some(t.with_learned(learn).expect("learned set"))
     };
     let (all, lr) = (Learn::All, Learn::LearningRate);
     let (exact, lagged) = (Schedule::Exact, Schedule::Lagged);
     vec![
-        ("plain", Case::Plain),
+        ("plain", None),
         ("tower_h0", tower(0, exact, all)),
         ("exact_h1", tower(1, exact, all)),
         ("lagged_h1", tower(1, lagged, all)),
@@ -62,7 +58,7 @@ fn time_case(
     let n = p.len();
     state.fill(0.0);
     match case {
-        Case::Plain => {
+        None => {
             let (m, v) = state.split_at_mut(n);
             let v = &mut v[..n];
             let mut t = 0;
@@ -78,7 +74,7 @@ fn time_case(
             }
             clock.elapsed().as_secs_f64() / steps as f64
         }
-        Case::Tower(mut tower) => {
+        Some(mut tower) => {
             let state = &mut state[..tower.state_len(n).expect("state length")];
             let mut step = || tower.step(p, grads, state).expect("tower step");
             step();
