@@ -1,5 +1,6 @@
 //! Instruction counts of the plain Adam step and the hyper-Adam steps (exact and lagged
-//! schedules, heights 1 and 2), under valgrind's callgrind
+//! schedules, heights 1 and 2, and `Adam^α/Adam`, learning the learning rate alone, on both),
+//! under valgrind's callgrind
 //! (deterministic, unlike time; it hides AVX-512, so this counts the AVX2 or generic paths).
 //!
 //! `cargo bench -p tessera-benches --bench optim_instructions`. The binary re-runs itself under
@@ -11,7 +12,7 @@
 
 use tessera_benches::{flag_value, instructions_per_step, valgrind_available};
 use tessera_harness::data::{tensor, InputDistribution};
-use tessera_kernels::optim::{adam_step, AdamConfig, Optimizer, Schedule, Tower};
+use tessera_kernels::optim::{adam_step, AdamConfig, Learn, Optimizer, Schedule, Tower};
 
 /// Parameters per step: large enough that per-call overhead is noise.
 const N: usize = 1 << 16;
@@ -20,7 +21,15 @@ const STEPS: u32 = 8;
 /// Steps before the counted ones in every run: a tower of height `h` computes every level's
 /// hypergradient from its step `h + 1` on.
 const WARM: u32 = 3;
-const CASES: [&str; 5] = ["plain", "hyper_h1", "hyper_h2", "lagged_h1", "lagged_h2"];
+const CASES: [&str; 7] = [
+    "plain",
+    "hyper_h1",
+    "hyper_h2",
+    "lagged_h1",
+    "lagged_h2",
+    "lr_hyper_h1",
+    "lr_lagged_h1",
+];
 
 fn run_case(case: &str, steps: u32) {
     let grads: Vec<f32> = tensor(InputDistribution::Normal, N, 11)
@@ -49,8 +58,13 @@ fn run_case(case: &str, steps: u32) {
         });
         tower = tower.stacked(level).expect("level");
     }
-    if case.starts_with("lagged") {
+    if case.contains("lagged") {
         tower = tower.with_schedule(Schedule::Lagged).expect("schedule");
+    }
+    if case.starts_with("lr_") {
+        tower = tower
+            .with_learned(Learn::LearningRate)
+            .expect("learned set");
     }
     let mut state = vec![0.0f32; tower.state_len(N).expect("state length")];
     for _ in 0..WARM + steps {
@@ -81,7 +95,7 @@ fn main() {
             Ok(i) => {
                 let base = *plain.get_or_insert(i);
                 println!(
-                    "  {case:10} {:>12.0} instructions/step  {:>6.2} per parameter  {:.2}x plain",
+                    "  {case:12} {:>12.0} instructions/step  {:>6.2} per parameter  {:.2}x plain",
                     i,
                     i / N as f64,
                     i / base
