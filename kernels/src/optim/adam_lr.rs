@@ -96,14 +96,14 @@ fn scalar_sums(grads: &[f32], q: &[f32], params: &[f32]) -> Option<[f64; 2]> {
 }
 
 /// One element's step with `now` on the direction state `(q, root = sqrt(v))` the step `last`
-/// left: the new `(p, q, root)`.
+/// left: the new `(p, q, root)`. `eps` is not learned: `now`'s is the one `last` used.
 #[inline(always)]
 pub(crate) fn adam_direction_update(
     last: &AdamScalars,
     now: &AdamScalars,
     [p, g, q, root]: [f32; 4],
 ) -> [f32; 3] {
-    let m = q * libm::fmaf(root, last.inv_sqrt_bc2, last.eps);
+    let m = q * libm::fmaf(root, last.inv_sqrt_bc2, now.eps);
     let m = libm::fmaf(now.beta1, m, now.one_minus_beta1 * g);
     let v = libm::fmaf(now.beta2, root * root, now.one_minus_beta2 * (g * g));
     let root = libm::sqrtf(v);
@@ -307,8 +307,8 @@ mod tests {
     }
 
     /// The exact schedule's read-only pass: its sums against the scalar pass, with and without
-    /// the weight term; a NaN or infinite gradient in a chunk or in the tail is an error, a
-    /// finite one whose products overflow is not.
+    /// the weight term; a NaN or infinite gradient in a chunk or in the tail (also where `q` is
+    /// 0) is an error, a finite one whose products overflow is not.
     #[test]
     fn exact_pass_sums_match_the_scalar_pass() {
         let q: [f32; N] = core::array::from_fn(|i| val(i, 5));
@@ -328,16 +328,22 @@ mod tests {
                 assert_sums(lanes, &terms);
             }
         }
-        for (bad, x) in [
+        // Where `q = 0` an infinite gradient's product is NaN.
+        let mut q = q;
+        (q[12], q[N - 5]) = (0.0, 0.0);
+        let bad_grads = [
             (5, f32::NAN),
             (N - 3, f32::INFINITY),
             (700, f32::NEG_INFINITY),
-        ] {
+            (12, f32::INFINITY),
+            (N - 5, f32::NEG_INFINITY),
+        ];
+        for (bad, x) in bad_grads {
             let mut next = next;
             next[bad] = x;
             assert_eq!(scalar_sums(&next, &q, &[]), None);
             if let Some(lanes) = lane_sums(&next, &q, &[]) {
-                assert!(lanes[0].is_nan(), "{x} at {bad}: {lanes:?}");
+                assert!(!lanes[0].is_finite(), "{x} at {bad}: {lanes:?}");
             }
             let cfg = AdamConfig::default();
             let r = adam_lr_hypergradient("grads", &cfg, 3, &p, &next, &q);
@@ -347,7 +353,6 @@ mod tests {
         let mut next = next;
         next[9] = f32::MAX;
         next[10] = -f32::MAX;
-        let mut q = q;
         (q[9], q[10]) = (4.0, 4.0);
         let h = adam_lr_hypergradient("grads", &AdamConfig::default(), 3, &p, &next, &q);
         assert!(h.is_ok_and(|h| h[0].is_finite()), "{h:?}");

@@ -66,7 +66,7 @@
 //! `q`) is the optimizer's own state or recomputed from it. So a learned base level's state is
 //! SGD 1, momentum 2, Adam 3 values per parameter ([`Optimizer::state_per_param`],
 //! [`Tower::state_len`]); levels above hold at most 3 parameters and keep their state inside the
-//! [`Tower`] value.
+//! [`Tower`] value. (An Adam base learning only its learning rate keeps 2, below.)
 //!
 //! **Adam's pass** forms four sums per step (plus the weight term): `Σ g r m_k`, `Σ g r g_k`,
 //! `Σ t v_k` and `Σ t g_k^2` with `t = g m_k r^2 / sqrt(v_k)`, and only then combines them with
@@ -78,6 +78,24 @@
 //! subnormal). So the pass costs one square root, one division and ten multiplications or fused
 //! multiply-adds per element. Each sum's rounding error is bounded by the sum of its terms'
 //! magnitudes, the scale the hypergradient tests measure against.
+//!
+//! **Learning the learning rate alone** ([`Learn::LearningRate`], `Tower::with_learned`: the
+//! paper's `Adam^α`, Baydin et al.'s SGD-HD and Adam-HD). Every level below the top learns only
+//! its `lr` (coordinates `[lr]`); the decay rates stay exactly as configured. The learning rate's
+//! hypergradient is the first closed form above, `-G · (wd y_k + c1 q_k)`, and for Adam it needs
+//! nothing of the previous step but its direction `q_k = m_k r`: so an Adam base keeps `q_k` in
+//! place of `m_k` and `sqrt(v_k)` in place of `v_k`, **two values per parameter, no more than
+//! plain Adam** ([`Tower::state_len`]). Each step recovers `m_k = q_k (sqrt(v_k) c + eps)` with
+//! the denominator step `k` divided by (recomputed to the same bits), takes the Adam step, and
+//! stores the new direction; the hypergradient is one multiply-add per parameter (`Σ g q_k`, and
+//! `Σ g w` with weight decay), with no square root or division beyond the step's own. The
+//! recovered `m_k` is within about an ulp of the one the step formed (`optim/adam_lr.rs`), so
+//! with its learning rate frozen such a tower follows plain Adam to rounding, not bit for bit.
+//! On the exact schedule the sum is a read-only pass over `g` and `q` that also checks the
+//! gradient; on the lagged one it is taken inside the step's pass. SGD and momentum bases keep
+//! their state and passes and only update `lr`. Measured against plain Adam
+//! (`docs/results/hyperopt-cost.md`): 1.1-1.25x its time on the exact schedule, against
+//! 1.8-2.3x for `Adam/Adam` learning all three coordinates.
 //!
 //! **Order within one call** `tower.step(w, g_t, state)`:
 //!

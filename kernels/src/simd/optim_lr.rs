@@ -18,10 +18,11 @@ pub(crate) type LrTotals = [[f64; LANES]; 2];
 
 /// The exact schedule's read-only pass on the best SIMD backend: `[Σ g q, Σ g w]` (`params`
 /// empty without weight decay: the second sum is then 0), `None` when there is no SIMD backend
-/// here. A sum is NaN when a gradient is NaN or infinite (each `q` is added as `q + (g - g)`,
-/// which is `q` for a finite `g` and NaN otherwise), and may be infinite if products overflow:
-/// the caller checks the gradient and sums again in `f64` whenever a sum is not finite. `q` and
-/// `params` (when not empty) are as long as `grads`.
+/// here. The pass is also the gradient's finiteness check: with every `q` finite (the state a
+/// step leaves), a NaN or infinite `g` makes its product `g q` (`inf · 0` is NaN) and so the
+/// first sum NaN or infinite; finite products that overflow can too. The caller checks the
+/// gradient and sums again in `f64` whenever a sum is not finite. `q` and `params` (when not
+/// empty) are as long as `grads`.
 pub(crate) fn adam_lr_sums(grads: &[f32], q: &[f32], params: &[f32]) -> Option<[f64; 2]> {
     struct Job<'a>(&'a [f32], &'a [f32], &'a [f32]);
     impl LaneJob for Job<'_> {
@@ -67,7 +68,6 @@ fn sums<L: Lanes, const DECAY: bool>(l: L, grads: &[f32], q: &[f32], params: &[f
     }
     let mut sums = totals.map(|t| t.iter().sum::<f64>());
     for (i, (&g, &qi)) in gt.iter().zip(qt).enumerate() {
-        let qi = if g.is_finite() { qi } else { f32::NAN };
         sums[0] += (g * qi) as f64;
         if DECAY {
             sums[1] += (g * pt.get(i).copied().unwrap_or(0.0)) as f64;
@@ -82,9 +82,9 @@ fn sums<L: Lanes, const DECAY: bool>(l: L, grads: &[f32], q: &[f32], params: &[f
 fn run<L: Lanes, const DECAY: bool>(l: L, [g, q, w]: [&[[f32; LANES]]; 3], totals: &mut LrTotals) {
     let zero = l.splat(0.0);
     let (mut dq, mut dw) = ([zero; 4], [zero; 4]);
-    four::<L, true>(l, &mut dq, g, q);
+    four(l, &mut dq, g, q);
     if DECAY {
-        four::<L, false>(l, &mut dw, g, w);
+        four(l, &mut dw, g, w);
     }
     let [a, b, c, d] = dq;
     let [e, f, h, i] = dw;
@@ -95,32 +95,18 @@ fn run<L: Lanes, const DECAY: bool>(l: L, [g, q, w]: [&[[f32; LANES]]; 3], total
 
 /// `acc += x y` over one run of chunks, four chunks at a time into four sets of lane sums: four
 /// independent chains of multiply-adds instead of one, whose latency would bound the pass.
-/// `CHECK`: `x` is the gradient, and `y + (x - x)` (NaN for a non-finite `x`) is used for `y`.
 #[inline(always)]
-fn four<L: Lanes, const CHECK: bool>(
-    l: L,
-    acc: &mut [L::F; 4],
-    x: &[[f32; LANES]],
-    y: &[[f32; LANES]],
-) {
+fn four<L: Lanes>(l: L, acc: &mut [L::F; 4], x: &[[f32; LANES]], y: &[[f32; LANES]]) {
     let (x4, x1) = x.as_chunks::<4>();
     let (y4, y1) = y.as_chunks::<4>();
     for (xs, ys) in x4.iter().zip(y4) {
         for ((a, xk), yk) in acc.iter_mut().zip(xs).zip(ys) {
-            *a = term::<L, CHECK>(l, *a, xk, yk);
+            *a = l.mul_add(l.load(xk), l.load(yk), *a);
         }
     }
     for (xk, yk) in x1.iter().zip(y1) {
-        acc[0] = term::<L, CHECK>(l, acc[0], xk, yk);
+        acc[0] = l.mul_add(l.load(xk), l.load(yk), acc[0]);
     }
-}
-
-/// `a + x y` with one fused multiply-add; `CHECK`: `y + (x - x)` for `y`.
-#[inline(always)]
-fn term<L: Lanes, const CHECK: bool>(l: L, a: L::F, x: &[f32; LANES], y: &[f32; LANES]) -> L::F {
-    let (x, y) = (l.load(x), l.load(y));
-    let y = if CHECK { l.add(y, l.sub(x, x)) } else { y };
-    l.mul_add(x, y, a)
 }
 
 /// The per-parameter slices of the step, all of one length: the weights, the gradient (already
@@ -171,11 +157,11 @@ pub(crate) fn adam_lr_step(
 #[inline(always)]
 fn direction_chunk<L: Lanes, const DECAY: bool>(
     l: L,
-    (ibc_last, eps_last): (L::F, L::F),
+    ibc_last: L::F,
     now: &UpdateConsts<L>,
     [p, g, q, root]: [L::F; 4],
 ) -> [L::F; 3] {
-    let m = l.mul(q, l.mul_add(root, ibc_last, eps_last));
+    let m = l.mul(q, l.mul_add(root, ibc_last, now.eps));
     let m = l.mul_add(now.b1, m, l.mul(now.ob1, g));
     let v = l.mul_add(now.b2, l.mul(root, root), l.mul(now.ob2, l.mul(g, g)));
     let root = l.sqrt(v);
@@ -197,28 +183,23 @@ fn step<L: Lanes, const SUMS: bool, const DECAY: bool>(
     let (qc, qt) = x.q.as_chunks_mut::<LANES>();
     let (rc, rt) = x.root.as_chunks_mut::<LANES>();
     let nc = UpdateConsts::new(l, now);
-    let lc = (l.splat(last.inv_sqrt_bc2), l.splat(last.eps));
-    let zero = l.splat(0.0);
+    let lc = l.splat(last.inv_sqrt_bc2);
     let runs = pc.chunks_mut(FLUSH).zip(gc.chunks(FLUSH));
     let state = qc.chunks_mut(FLUSH).zip(rc.chunks_mut(FLUSH));
     for ((pr, gr), (qr, rr)) in runs.zip(state) {
-        let (mut s0, mut s1) = (zero, zero);
+        if SUMS {
+            // The run's sums over the state before the step, in a loop of their own (in the
+            // step's loop their accumulators pushed its values onto the stack); the run's 2 KB
+            // of `g`, `q`, `w` are then read again from L1.
+            run::<L, DECAY>(l, [gr, qr, pr], totals);
+        }
         let write = pr.iter_mut().zip(gr).zip(qr.iter_mut().zip(rr.iter_mut()));
         for ((pk, gk), (qk, rk)) in write {
             let (p, g, q) = (l.load(pk), l.load(gk), l.load(qk));
-            if SUMS {
-                s0 = l.mul_add(g, q, s0);
-                if DECAY {
-                    s1 = l.mul_add(g, p, s1);
-                }
-            }
             let [p, q, root] = direction_chunk::<L, DECAY>(l, lc, &nc, [p, g, q, l.load(rk)]);
             l.store(p, pk);
             l.store(q, qk);
             l.store(root, rk);
-        }
-        if SUMS {
-            flush(l, &mut [s0, s1], totals);
         }
     }
     let mut terms = [[0.0f32; LANES]; 2];
