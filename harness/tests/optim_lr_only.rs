@@ -121,6 +121,26 @@ fn a_frozen_learning_rate_tower_takes_the_plain_steps() {
 }
 
 #[test]
+fn height_zero_is_the_plain_optimizer_bit_for_bit() {
+    // A tower with nothing above its base is the plain optimizer whatever it would learn.
+    for opt in optimizers() {
+        let tower: Tower = Tower::new(opt).unwrap();
+        let mut tower = tower.with_learned(Learn::LearningRate).unwrap();
+        let (mut a, mut b) = (start(), start());
+        let mut ts = vec![0.0; tower.state_len(N).unwrap()];
+        let mut ps = vec![0.0; N * opt.state_per_param(false)];
+        assert_eq!(ts.len(), ps.len());
+        for t in 1..=12 {
+            let g = grads(t);
+            tower.step(&mut a, &g, &mut ts).unwrap();
+            plain_step(&opt, t, &mut b, &g, &mut ps);
+            assert_eq!(bits(&a), bits(&b), "{} step {t}", opt.name());
+            assert_eq!(bits(&ts), bits(&ps), "{} state, step {t}", opt.name());
+        }
+    }
+}
+
+#[test]
 fn the_learning_rate_hypergradient_is_the_full_towers() {
     // Frozen, both towers take the plain steps; the learning-rate entry of the full tower's
     // hypergradient (Adam: from `m`, `v` and the saved gradient) and the one an Adam base forms

@@ -151,11 +151,13 @@ impl<const CAP: usize> Tower<CAP> {
         learned_count(opt, self.learn == Learn::LearningRate)
     }
 
-    /// What the base level saves per parameter besides its optimizer state.
+    /// How the base level keeps its state: an Adam base learning only its learning rate keeps
+    /// its direction; every other base (and any base of a height-0 tower, the plain optimizer)
+    /// keeps its own state and, when learned, the gradient.
     fn keep(&self) -> Keep {
         match self.learn {
-            Learn::All => Keep::Grad,
-            Learn::LearningRate => Keep::Direction,
+            Learn::LearningRate if self.height >= 1 => Keep::Direction,
+            _ => Keep::Grad,
         }
     }
 
