@@ -1,8 +1,9 @@
-//! A tiny hyperoptimizer study on both schedules: every cell trains, the records carry the fields
-//! the JSON promises, and the two schedules are distinct runs from the same start.
+//! A tiny hyperoptimizer study on both schedules and with learning rates alone: every cell trains,
+//! the records carry the fields the JSON promises, and the variants are distinct runs from the
+//! same start.
 
 use tessera_harness::hyperopt::{run_plan, Plan, Task};
-use tessera_kernels::optim::Schedule;
+use tessera_kernels::optim::{Learn, Schedule};
 
 fn tiny(schedule: Schedule) -> Plan {
     Plan {
@@ -52,4 +53,44 @@ fn both_schedules_train_every_cell() {
     ] {
         assert!(json[0].get(key).is_some(), "JSON record lacks `{key}`");
     }
+}
+
+#[test]
+fn a_learning_rate_study_learns_only_learning_rates() {
+    // `--learn lr`: the same cells; height 0 is the plain optimizer as before, bit for bit; above
+    // it every learning rate moves and Adam's betas stay where they started, named `Adam^α`.
+    let all = run_plan(&tiny(Schedule::Exact), false).expect("study");
+    let plan = Plan {
+        learn: Learn::LearningRate,
+        ..tiny(Schedule::Exact)
+    };
+    let lr = run_plan(&plan, false).expect("learning-rate study");
+    assert_eq!(lr.len(), all.len());
+    for (a, r) in all.iter().zip(&lr) {
+        assert_eq!((a.learned, r.learned), ("all", "lr"));
+        assert!(r.final_loss.is_finite(), "{}", r.tower);
+        if r.height == 0 {
+            assert_eq!(
+                a.final_loss.to_bits(),
+                r.final_loss.to_bits(),
+                "{}",
+                r.tower
+            );
+            continue;
+        }
+        assert_ne!(r.final_lr, r.init_lr, "{}", r.tower);
+        if r.optimizer == "Adam" {
+            assert!(r.tower.starts_with("Adam^α/"), "{}", r.tower);
+            for p in &r.trajectory {
+                assert_eq!(
+                    p.betas,
+                    Some((0.9f32 as f64, 0.999f32 as f64)),
+                    "{}",
+                    r.tower
+                );
+            }
+        }
+    }
+    let json = serde_json::to_value(&lr).expect("records serialise");
+    assert_eq!(json[0]["learned"], "lr");
 }

@@ -4,14 +4,14 @@
 //! ```text
 //! tessera hyperopt [--quick] [--json FILE] [--out-dir DIR] [--seed N] [--tasks mlp,charlm]
 //!                  [--hyper adam:1e-2,adam:1e-4,adam:1e-6] [--schedule exact|lagged]
-//!                  [--threads N]
+//!                  [--learn all|lr] [--threads N]
 //! ```
 
 use super::CliResult;
 use crate::fsutil::check_outputs;
 use crate::hyperopt::{report, run_plan, spreads, Plan, Task};
 use std::path::PathBuf;
-use tessera_kernels::optim::{AdamConfig, MomentumConfig, Optimizer, Schedule, SgdConfig};
+use tessera_kernels::optim::{AdamConfig, Learn, MomentumConfig, Optimizer, Schedule, SgdConfig};
 
 /// Arguments of `tessera hyperopt`.
 #[derive(clap::Args, Debug)]
@@ -43,6 +43,18 @@ pub struct Args {
     /// `lagged` (one fused pass, hyperparameters one step behind).
     #[arg(long, default_value = "exact")]
     pub schedule: String,
+    /// What the levels below the top learn: `all` (the learning rate and Adam's betas) or `lr`
+    /// (the learning rate alone: the paper's `Adam^α`, with no state beyond plain Adam's).
+    #[arg(long, default_value = "all")]
+    pub learn: String,
+}
+
+fn parse_learn(s: &str) -> Result<Learn, String> {
+    match s {
+        "all" => Ok(Learn::All),
+        "lr" => Ok(Learn::LearningRate),
+        other => Err(format!("unknown --learn `{other}` (all, lr)")),
+    }
 }
 
 fn parse_schedule(s: &str) -> Result<Schedule, String> {
@@ -100,6 +112,7 @@ pub fn main(args: Args) -> CliResult {
         plan.hyper = parse_hyper(h)?;
     }
     plan.schedule = parse_schedule(&args.schedule)?;
+    plan.learn = parse_learn(&args.learn)?;
     if args.threads == 0 {
         return Err("--threads must be at least 1".into());
     }
@@ -156,6 +169,9 @@ fn command_line(args: &Args) -> String {
     if args.schedule != "exact" {
         c.push_str(&format!(" --schedule {}", args.schedule));
     }
+    if args.learn != "all" {
+        c.push_str(&format!(" --learn {}", args.learn));
+    }
     if let Some(h) = &args.hyper {
         c.push_str(&format!(" --hyper {h}"));
     }
@@ -185,5 +201,8 @@ mod tests {
         assert_eq!(parse_schedule("lagged"), Ok(Schedule::Lagged));
         assert_eq!(parse_schedule("exact"), Ok(Schedule::Exact));
         assert!(parse_schedule("late").is_err());
+        assert_eq!(parse_learn("lr"), Ok(Learn::LearningRate));
+        assert_eq!(parse_learn("all"), Ok(Learn::All));
+        assert!(parse_learn("betas").is_err());
     }
 }

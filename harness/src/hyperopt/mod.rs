@@ -15,7 +15,7 @@ pub mod report;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Instant;
-use tessera_kernels::optim::{AdamConfig, Optimizer, Schedule, SgdConfig, Tower};
+use tessera_kernels::optim::{AdamConfig, Learn, Optimizer, Schedule, SgdConfig, Tower};
 
 /// A differentiable training problem.
 pub trait Objective {
@@ -119,6 +119,9 @@ pub struct Plan {
     /// When the towers' hypergradients reach the weights (`Exact`: the paper's order).
     #[serde(serialize_with = "debug_value")]
     pub schedule: Schedule,
+    /// What the levels below the top learn (`All`; `LearningRate`: the paper's `Adam^α`).
+    #[serde(serialize_with = "debug_value")]
+    pub learn: Learn,
 }
 
 fn debug_value<S: serde::Serializer, T: std::fmt::Debug>(v: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -173,6 +176,7 @@ impl Plan {
             samples: 50,
             threads: 1,
             schedule: Schedule::Exact,
+            learn: Learn::All,
         }
     }
 
@@ -255,6 +259,7 @@ impl Plan {
         }
         tower
             .with_schedule(self.schedule)
+            .and_then(|t| t.with_learned(self.learn))
             .map_err(|e| e.to_string())
     }
 }
@@ -287,6 +292,8 @@ pub struct Record {
     pub height: usize,
     /// `"exact"` or `"lagged"` (see `tessera_kernels::optim::Schedule`).
     pub schedule: &'static str,
+    /// `"all"` or `"lr"`: what the levels below the top learn (`tessera_kernels::optim::Learn`).
+    pub learned: &'static str,
     /// The base level's initial learning rate.
     pub init_lr: f64,
     /// Held-out loss after training, capped at the chance loss (diverged runs: the chance loss).
@@ -305,10 +312,16 @@ pub struct Record {
     pub seconds: f64,
 }
 
+/// The tower in the paper's notation: `Adam/Adam`, or `Adam^α/Adam` where a level learns only
+/// its learning rate (an SGD level has no other).
 fn tower_name(tower: &Tower) -> String {
+    let lr_only = tower.learned() == Learn::LearningRate;
     (0..=tower.height())
-        .filter_map(|j| tower.level(j))
-        .map(|o| o.name())
+        .filter_map(|j| {
+            let o = tower.level(j)?;
+            let mark = lr_only && j < tower.height() && !matches!(o, Optimizer::Sgd(_));
+            Some(format!("{}{}", o.name(), if mark { "^α" } else { "" }))
+        })
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -380,6 +393,10 @@ pub fn run_cell(
         schedule: match plan.schedule {
             Schedule::Exact => "exact",
             Schedule::Lagged => "lagged",
+        },
+        learned: match plan.learn {
+            Learn::All => "all",
+            Learn::LearningRate => "lr",
         },
         init_lr: init_lr as f64,
         final_loss,

@@ -4,7 +4,7 @@ use super::{spreads, Plan, Record, Spread};
 use crate::plot::{Plot, Scale, Series};
 use std::fmt::Write as _;
 use std::path::Path;
-use tessera_kernels::optim::Schedule;
+use tessera_kernels::optim::{Learn, Schedule};
 
 fn keys(records: &[Record]) -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&'static str, &'static str)> = Vec::new();
@@ -234,7 +234,8 @@ pub fn write_report(
             &lr_plot(records, task, opt).to_svg(),
         )?;
         plots.push(format!("{base}_lr.svg"));
-        if opt == "Adam" {
+        // The betas move only where they are learned.
+        if opt == "Adam" && plan.learn == Learn::All {
             write(
                 &format!("hyperopt_{task}_adam_betas.svg"),
                 &beta_plot(records, task).to_svg(),
@@ -410,12 +411,17 @@ fn markdown(
         md,
         "- Towers: base / level 1 / level 2 / level 3 with levels {} (PyTorch-default betas), the \
          same for every cell; the base is SGD or Adam (betas 0.9, 0.999, eps 1e-8) at the cell's \
-         learning rate. A level learns the learning rate of the level below and, for Adam, its betas \
-         (through their logits); the top level is fixed. Kernels: `tessera_kernels::optim::Tower`, \
+         learning rate. {} the top level is fixed. Kernels: `tessera_kernels::optim::Tower`, \
          whose hypergradients are checked against a 512-bit reference (`harness/tests/hypergradients.rs`). \
          Schedule: {} (`Exact`: the paper's order; `Lagged`: one fused pass per step, each \
          hypergradient applied one step later; what each costs: `docs/results/hyperopt-cost.md`).",
         hyper.join(" / "),
+        match plan.learn {
+            Learn::All => "A level learns the learning rate of the level below and, for Adam, its \
+                           betas (through their logits);",
+            Learn::LearningRate => "A level learns only the learning rate of the level below \
+                                    (`--learn lr`: the paper's `Adam^α`; the betas stay 0.9, 0.999);",
+        },
         match plan.schedule {
             Schedule::Exact => "Exact",
             Schedule::Lagged => "Lagged",
