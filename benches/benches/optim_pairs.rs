@@ -62,30 +62,27 @@ fn time_case(
             let (m, v) = state.split_at_mut(n);
             let v = &mut v[..n];
             let mut t = 0;
-            let mut step = || {
+            timed(steps, || {
                 t += 1;
                 adam_step(cfg, t, p, grads, m, v).expect("adam step");
-            };
-            step();
-            step();
-            let clock = Instant::now();
-            for _ in 0..steps {
-                step();
-            }
-            clock.elapsed().as_secs_f64() / steps as f64
+            })
         }
         Some(mut tower) => {
             let state = &mut state[..tower.state_len(n).expect("state length")];
-            let mut step = || tower.step(p, grads, state).expect("tower step");
-            step();
-            step();
-            let clock = Instant::now();
-            for _ in 0..steps {
-                step();
-            }
-            clock.elapsed().as_secs_f64() / steps as f64
+            timed(steps, || tower.step(p, grads, state).expect("tower step"))
         }
     }
+}
+
+/// Seconds per call of `step`: two untimed calls, then `steps` timed ones.
+fn timed(steps: u32, mut step: impl FnMut()) -> f64 {
+    step();
+    step();
+    let clock = Instant::now();
+    for _ in 0..steps {
+        step();
+    }
+    clock.elapsed().as_secs_f64() / steps as f64
 }
 
 /// The `q`-quantile of sorted values (nearest rank).

@@ -5,46 +5,21 @@
 //! the full tower's; they learn; bad input changes nothing. (Against the high-precision
 //! reference: `hypergradients.rs`.)
 
-use tessera_kernels::optim::{
-    adam_step, momentum_step, sgd_step, AdamConfig, Learn, MomentumConfig, Optimizer, Schedule,
-    SgdConfig, Tower,
-};
+use tessera_kernels::optim::{AdamConfig, Learn, Optimizer, Schedule, SgdConfig, Tower};
 use tessera_kernels::Error;
 
-const N: usize = 37;
+mod optim_fixtures;
+use optim_fixtures::{bits, grads, optimizers, plain_step, start, N};
+
 const SCHEDULES: [Schedule; 2] = [Schedule::Exact, Schedule::Lagged];
 
-fn grads(step: u32) -> Vec<f32> {
-    (0..N)
-        .map(|i| ((i as f32 + 1.3) * (step as f32 + 0.7) * 0.61).sin() * 0.9)
-        .collect()
-}
-
-fn start() -> Vec<f32> {
-    (0..N).map(|i| (i as f32 * 0.37).cos()).collect()
-}
-
-fn optimizers() -> [Optimizer; 4] {
-    [
-        Optimizer::Sgd(SgdConfig { lr: 0.05 }),
-        Optimizer::Momentum(MomentumConfig {
-            lr: 0.02,
-            momentum: 0.8,
-        }),
-        Optimizer::Adam(AdamConfig {
-            lr: 3e-3,
-            ..AdamConfig::default()
-        }),
-        Optimizer::Adam(AdamConfig {
-            lr: 3e-3,
-            weight_decay: 0.1,
-            ..AdamConfig::default()
-        }),
-    ]
-}
-
-fn bits(x: &[f32]) -> Vec<u32> {
-    x.iter().map(|v| v.to_bits()).collect()
+/// `base / hyper` learning the base's learning rate alone, on `schedule`.
+fn learning_rate_tower(base: Optimizer, hyper: Optimizer, schedule: Schedule) -> Tower {
+    Tower::new(base)
+        .and_then(|t| t.stacked(hyper))
+        .and_then(|t| t.with_schedule(schedule))
+        .and_then(|t| t.with_learned(Learn::LearningRate))
+        .unwrap()
 }
 
 /// A tower of height `height` over `opt` whose top level never moves (learning rate 0).
@@ -60,18 +35,6 @@ fn frozen(opt: Optimizer, height: usize, schedule: Schedule, learn: Learn) -> To
     let top = Optimizer::Sgd(SgdConfig { lr: 0.0 });
     let tower = tower.stacked(top).unwrap().with_schedule(schedule).unwrap();
     tower.with_learned(learn).unwrap()
-}
-
-/// The plain step for `opt`; `state` holds the velocity or `m` then `v`.
-fn plain_step(opt: &Optimizer, t: u32, p: &mut [f32], g: &[f32], state: &mut [f32]) {
-    match opt {
-        Optimizer::Sgd(c) => sgd_step(c, p, g).unwrap(),
-        Optimizer::Momentum(c) => momentum_step(c, p, g, state).unwrap(),
-        Optimizer::Adam(c) => {
-            let (m, v) = state.split_at_mut(N);
-            adam_step(c, t, p, g, m, v).unwrap()
-        }
-    }
 }
 
 #[test]
@@ -186,11 +149,7 @@ fn an_adam_learning_rate_tower_raises_a_tiny_learning_rate() {
         ..AdamConfig::default()
     });
     for schedule in SCHEDULES {
-        let mut tower: Tower = Tower::new(Optimizer::Adam(base))
-            .and_then(|t| t.stacked(hyper))
-            .and_then(|t| t.with_schedule(schedule))
-            .and_then(|t| t.with_learned(Learn::LearningRate))
-            .unwrap();
+        let mut tower = learning_rate_tower(Optimizer::Adam(base), hyper, schedule);
         let mut w = start();
         let mut state = vec![0.0; tower.state_len(N).unwrap()];
         for _ in 0..200 {
@@ -217,11 +176,7 @@ fn bad_input_changes_nothing() {
     });
     for opt in optimizers() {
         for schedule in SCHEDULES {
-            let mut tower: Tower = Tower::new(opt)
-                .and_then(|t| t.stacked(hyper))
-                .and_then(|t| t.with_schedule(schedule))
-                .and_then(|t| t.with_learned(Learn::LearningRate))
-                .unwrap();
+            let mut tower = learning_rate_tower(opt, hyper, schedule);
             let mut w = start();
             let mut state = vec![0.0; tower.state_len(N).unwrap()];
             for t in 1..=4 {

@@ -9,52 +9,8 @@ use tessera_kernels::optim::{
 };
 use tessera_kernels::Error;
 
-const N: usize = 37;
-
-fn grads(step: u32) -> Vec<f32> {
-    (0..N)
-        .map(|i| ((i as f32 + 1.3) * (step as f32 + 0.7) * 0.61).sin() * 0.9)
-        .collect()
-}
-
-fn start() -> Vec<f32> {
-    (0..N).map(|i| (i as f32 * 0.37).cos()).collect()
-}
-
-fn optimizers() -> [Optimizer; 4] {
-    [
-        Optimizer::Sgd(SgdConfig { lr: 0.05 }),
-        Optimizer::Momentum(MomentumConfig {
-            lr: 0.02,
-            momentum: 0.8,
-        }),
-        Optimizer::Adam(AdamConfig {
-            lr: 3e-3,
-            ..AdamConfig::default()
-        }),
-        Optimizer::Adam(AdamConfig {
-            lr: 3e-3,
-            weight_decay: 0.1,
-            ..AdamConfig::default()
-        }),
-    ]
-}
-
-/// The plain step for `opt`; `state` holds the velocity or `m` then `v`.
-fn plain_step(opt: &Optimizer, t: u32, p: &mut [f32], g: &[f32], state: &mut [f32]) {
-    match opt {
-        Optimizer::Sgd(c) => sgd_step(c, p, g).unwrap(),
-        Optimizer::Momentum(c) => momentum_step(c, p, g, state).unwrap(),
-        Optimizer::Adam(c) => {
-            let (m, v) = state.split_at_mut(N);
-            adam_step(c, t, p, g, m, v).unwrap()
-        }
-    }
-}
-
-fn bits(x: &[f32]) -> Vec<u32> {
-    x.iter().map(|v| v.to_bits()).collect()
-}
+mod optim_fixtures;
+use optim_fixtures::{bits, grads, optimizers, plain_step, start, N};
 
 #[test]
 fn height_zero_is_the_plain_optimizer_bit_for_bit() {
