@@ -168,8 +168,8 @@ fn an_adam_learning_rate_tower_raises_a_tiny_learning_rate() {
 #[test]
 fn bad_input_changes_nothing() {
     // A NaN gradient (in a SIMD chunk and in the tail) is refused on both schedules, before and
-    // after the hypergradient passes start, and nothing moves; the learned set is fixed once
-    // the tower has stepped.
+    // after the hypergradient passes start, and nothing moves; the learned set and the levels
+    // are fixed once the tower has stepped (the state's layout depends on both).
     let hyper = Optimizer::Adam(AdamConfig {
         lr: 1e-3,
         ..AdamConfig::default()
@@ -198,6 +198,12 @@ fn bad_input_changes_nothing() {
                 tower.with_learned(Learn::All),
                 Err(Error::BadHyperparameter(
                     "learned set of a tower that has stepped"
+                ))
+            );
+            assert_eq!(
+                tower.stacked(hyper),
+                Err(Error::BadHyperparameter(
+                    "level stacked on a tower that has stepped"
                 ))
             );
         }

@@ -163,9 +163,13 @@ impl<const CAP: usize> Tower<CAP> {
 
     /// This tower with `hyper` added on top, learning the hyperparameters of the current top
     /// level (which must then be learnable: decay rates strictly inside `(0, 1)`). `Err` when the
-    /// capacity is full or a hyperparameter is invalid.
+    /// capacity is full, a hyperparameter is invalid, or the tower has stepped (what the base's
+    /// state holds depends on the height: a plain Adam base keeps `m` and `v`, a learned one
+    /// `m`, `v` and the gradient, or under [`Learn::LearningRate`] its direction and `sqrt(v)`).
     pub fn stacked(mut self, hyper: Optimizer) -> Result<Self> {
         require(self.height + 1 < CAP, "tower height")?;
+        let fresh = self.levels.iter().all(|l| l.steps == 0);
+        require(fresh, "level stacked on a tower that has stepped")?;
         hyper.validate()?;
         let top = self
             .levels
