@@ -130,6 +130,18 @@ pub(crate) fn adam_lr_loop<B: Sink>(
     if let Some(s) = lane_loop([last, now], flags, params, grads, [q, root], &mut copy) {
         return s;
     }
+    scalar_loop([last, now], flags, params, grads, [q, root], copy)
+}
+
+/// [`adam_lr_loop`] one element at a time (targets without a SIMD backend).
+fn scalar_loop<B: Sink>(
+    [last, now]: [&AdamScalars; 2],
+    (sums, decay): (bool, bool),
+    params: &mut [f32],
+    grads: &[f32],
+    [q, root]: [&mut [f32]; 2],
+    copy: impl Iterator<Item = B>,
+) -> [f64; 2] {
     let mut totals = Sums::<2>::new();
     let state = q.iter_mut().zip(root.iter_mut());
     for (((p, &g), (q, root)), c) in params.iter_mut().zip(grads).zip(state).zip(copy) {
@@ -205,6 +217,10 @@ mod tests {
 
     const N: usize = 2 * 1024 + 37;
 
+    fn bits<const K: usize>(x: &[f32; K]) -> [u32; K] {
+        x.map(f32::to_bits)
+    }
+
     fn val(i: usize, k: u32) -> f32 {
         ((i as f32 * 0.37 + k as f32).sin()) * 0.1
     }
@@ -223,9 +239,10 @@ mod tests {
         }
     }
 
-    /// The step (SIMD where this CPU has it) against `adam_direction_update`: the same new `p`,
-    /// `q`, `sqrt(v)` bit for bit over two blocks and a tail, some `sqrt(v) = 0`, with and without
-    /// weight decay and the sums; the sums within 20 u of their scale.
+    /// The step (SIMD where this CPU has it) against `adam_direction_update` and against the
+    /// scalar loop: the same new `p`, `q`, `sqrt(v)` bit for bit over two blocks and a tail, some
+    /// `sqrt(v) = 0`, with and without weight decay and the sums; the sums within 20 u of their
+    /// scale.
     #[test]
     fn step_equals_its_scalar_element() {
         for wd in [0.0, 0.01] {
@@ -250,6 +267,13 @@ mod tests {
                 let st = [&mut q[..], &mut root[..]];
                 let flags = (sums, wd != 0.0);
                 let got = adam_lr_loop([&last, &now], flags, &mut p, &g, st, nowhere());
+                // The loop of targets without a SIMD backend: the same bits, its sums too.
+                let (mut ps, mut qs, mut rs) = (p0, q0, r0);
+                let st = [&mut qs[..], &mut rs[..]];
+                let scalar = scalar_loop([&last, &now], flags, &mut ps, &g, st, nowhere());
+                assert_eq!(bits(&ps), bits(&p), "p");
+                assert_eq!(bits(&qs), bits(&q), "q");
+                assert_eq!(bits(&rs), bits(&root), "root");
                 let mut terms = [[0.0f32; 2]; N];
                 for i in 0..N {
                     let [pe, qe, re] =
@@ -262,8 +286,9 @@ mod tests {
                 }
                 if sums {
                     assert_sums(got, &terms);
+                    assert_sums(scalar, &terms);
                 } else {
-                    assert_eq!(got, [0.0, 0.0]);
+                    assert_eq!((got, scalar), ([0.0, 0.0], [0.0, 0.0]));
                 }
             }
         }
