@@ -1,6 +1,6 @@
 //! What a hyperoptimizer adds to a training step, in instructions: one whole training step
 //! (minibatch forward and backward, then the optimizer step) of the hyperoptimizer study's two
-//! tasks with plain Adam against `Adam/Adam` towers, under valgrind's callgrind (deterministic,
+//! tasks with plain Adam against `Adam/Adam` and `Adam^α/Adam` towers, under valgrind's callgrind (deterministic,
 //! unlike time; it hides AVX-512, so this counts the AVX2 or generic paths).
 //!
 //! `cargo bench -p tessera-benches --bench train_instructions`. The cases are `train_step`'s
@@ -13,16 +13,26 @@
 
 use tessera_benches::{flag_value, instructions_per_step, valgrind_available};
 use tessera_harness::hyperopt::{Family, Plan, Task};
-use tessera_kernels::optim::Schedule;
+use tessera_kernels::optim::{Learn, Schedule};
 
 /// The base learning rate of every case (as in `train_step`).
 const LR: f32 = 1e-3;
-/// The cases: the optimizer's tower height and schedule, or none (`minibatch`).
-const CASES: [(&str, Option<(usize, Schedule)>); 4] = [
+/// A tower: its height, schedule and learned set.
+type Optim = (usize, Schedule, Learn);
+/// The cases: the optimizer's tower, or none (`minibatch`).
+const CASES: [(&str, Option<Optim>); 6] = [
     ("minibatch", None),
-    ("plain", Some((0, Schedule::Exact))),
-    ("exact_h1", Some((1, Schedule::Exact))),
-    ("lagged_h1", Some((1, Schedule::Lagged))),
+    ("plain", Some((0, Schedule::Exact, Learn::All))),
+    ("exact_h1", Some((1, Schedule::Exact, Learn::All))),
+    ("lagged_h1", Some((1, Schedule::Lagged, Learn::All))),
+    (
+        "lr_exact_h1",
+        Some((1, Schedule::Exact, Learn::LearningRate)),
+    ),
+    (
+        "lr_lagged_h1",
+        Some((1, Schedule::Lagged, Learn::LearningRate)),
+    ),
 ];
 /// Steps before the counted ones in every run (a height-1 tower computes its hypergradient from
 /// its second step on).
@@ -31,15 +41,19 @@ const WARM: u32 = 2;
 const TASKS: [(&str, Task, u32); 2] = [("mlp", Task::Mlp, 8), ("charlm", Task::CharLm, 2)];
 
 /// Runs `steps` training steps of one case (under callgrind, from `main`).
-fn run_case(task: Task, optimizer: Option<(usize, Schedule)>, steps: u32) -> Result<(), String> {
+fn run_case(task: Task, optimizer: Option<Optim>, steps: u32) -> Result<(), String> {
     let plan = Plan::full(0);
     let mut objective = plan.objective(task)?;
     let start = plan.init(objective.as_ref())?;
     let mut g = vec![0.0f32; start.len()];
     let mut p = start.clone();
     let mut tower = match optimizer {
-        Some((height, schedule)) => {
-            let plan = Plan { schedule, ..plan };
+        Some((height, schedule, learn)) => {
+            let plan = Plan {
+                schedule,
+                learn,
+                ..plan
+            };
             Some(plan.tower(Family::Adam, height, LR)?)
         }
         None => None,
@@ -91,7 +105,7 @@ fn main() {
                     std::process::exit(1);
                 }
             };
-            print!("    {case:10} {i:>14.0}");
+            print!("    {case:12} {i:>14.0}");
             match (minibatch, plain) {
                 (None, _) => minibatch = Some(i),
                 (Some(mb), None) => {
