@@ -2,9 +2,10 @@
 //! with the hyperparameters frozen they take the plain optimizer's steps on both schedules (SGD
 //! and momentum bit for bit; Adam, which keeps its direction and `sqrt(v)` in place of `m` and
 //! `v`, to rounding), with no more state than plain Adam; their learning-rate hypergradient is
-//! the full tower's; they learn; bad input changes nothing. (Against the high-precision
-//! reference: `hypergradients.rs`.)
+//! the full tower's; they learn; mixed-precision steps write the rounded master; bad input
+//! changes nothing. (Against the high-precision reference: `hypergradients.rs`.)
 
+use half::bf16;
 use tessera_kernels::optim::{AdamConfig, Learn, Optimizer, Schedule, SgdConfig, Tower};
 use tessera_kernels::Error;
 
@@ -206,6 +207,38 @@ fn bad_input_changes_nothing() {
                     "level stacked on a tower that has stepped"
                 ))
             );
+        }
+    }
+}
+
+#[test]
+fn mixed_steps_write_the_rounded_master() {
+    // `step_mixed` on both schedules: the bf16 copy is the rounded master after every step, and
+    // the master takes the same steps as `step` on an f32 twin.
+    let hyper = Optimizer::Adam(AdamConfig {
+        lr: 1e-3,
+        ..AdamConfig::default()
+    });
+    for opt in optimizers() {
+        for schedule in SCHEDULES {
+            let mut tower = learning_rate_tower(opt, hyper, schedule);
+            let mut twin = tower;
+            let (mut master, mut plain) = (start(), start());
+            let mut copy = vec![bf16::from_f32(f32::NAN); N];
+            let mut state = vec![0.0; tower.state_len(N).unwrap()];
+            let mut twin_state = state.clone();
+            for t in 1..=6 {
+                let g = grads(t);
+                tower
+                    .step_mixed(&mut master, &mut copy, &g, &mut state)
+                    .unwrap();
+                twin.step(&mut plain, &g, &mut twin_state).unwrap();
+                for i in 0..N {
+                    assert_eq!(copy[i], bf16::from_f32(master[i]), "{} i {i}", opt.name());
+                }
+                assert_eq!(bits(&master), bits(&plain), "{} step {t}", opt.name());
+            }
+            assert_eq!(tower, twin);
         }
     }
 }
