@@ -5,12 +5,13 @@
 //! the full tower's; they learn; mixed-precision steps write the rounded master; bad input
 //! changes nothing. (Against the high-precision reference: `hypergradients.rs`.)
 
-use half::bf16;
 use tessera_kernels::optim::{AdamConfig, Learn, Optimizer, Schedule, SgdConfig, Tower};
 use tessera_kernels::Error;
 
 mod optim_fixtures;
-use optim_fixtures::{bits, grads, optimizers, plain_step, start, N};
+use optim_fixtures::{
+    assert_mixed_steps_round_the_master, bits, grads, optimizers, plain_step, start, N,
+};
 
 const SCHEDULES: [Schedule; 2] = [Schedule::Exact, Schedule::Lagged];
 
@@ -221,24 +222,8 @@ fn mixed_steps_write_the_rounded_master() {
     });
     for opt in optimizers() {
         for schedule in SCHEDULES {
-            let mut tower = learning_rate_tower(opt, hyper, schedule);
-            let mut twin = tower;
-            let (mut master, mut plain) = (start(), start());
-            let mut copy = vec![bf16::from_f32(f32::NAN); N];
-            let mut state = vec![0.0; tower.state_len(N).unwrap()];
-            let mut twin_state = state.clone();
-            for t in 1..=6 {
-                let g = grads(t);
-                tower
-                    .step_mixed(&mut master, &mut copy, &g, &mut state)
-                    .unwrap();
-                twin.step(&mut plain, &g, &mut twin_state).unwrap();
-                for i in 0..N {
-                    assert_eq!(copy[i], bf16::from_f32(master[i]), "{} i {i}", opt.name());
-                }
-                assert_eq!(bits(&master), bits(&plain), "{} step {t}", opt.name());
-            }
-            assert_eq!(tower, twin);
+            let tower = learning_rate_tower(opt, hyper, schedule);
+            assert_mixed_steps_round_the_master(tower, &format!("{} {schedule:?}", opt.name()));
         }
     }
 }

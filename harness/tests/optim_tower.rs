@@ -10,7 +10,9 @@ use tessera_kernels::optim::{
 use tessera_kernels::Error;
 
 mod optim_fixtures;
-use optim_fixtures::{bits, grads, optimizers, plain_step, start, N};
+use optim_fixtures::{
+    assert_mixed_steps_round_the_master, bits, grads, optimizers, plain_step, start, N,
+};
 
 #[test]
 fn height_zero_is_the_plain_optimizer_bit_for_bit() {
@@ -474,28 +476,12 @@ fn lagged_mixed_steps_write_the_rounded_master() {
         ..AdamConfig::default()
     });
     for opt in optimizers() {
-        let mut tower: Tower = Tower::new(opt)
+        let tower: Tower = Tower::new(opt)
             .unwrap()
             .stacked(hyper)
             .unwrap()
             .with_schedule(Schedule::Lagged)
             .unwrap();
-        let mut twin = tower;
-        let (mut master, mut plain) = (start(), start());
-        let mut copy = vec![bf16::from_f32(f32::NAN); N];
-        let mut state = vec![0.0; tower.state_len(N).unwrap()];
-        let mut twin_state = state.clone();
-        for t in 1..=6 {
-            let g = grads(t);
-            tower
-                .step_mixed(&mut master, &mut copy, &g, &mut state)
-                .unwrap();
-            twin.step(&mut plain, &g, &mut twin_state).unwrap();
-            for i in 0..N {
-                assert_eq!(copy[i], bf16::from_f32(master[i]), "{} i {i}", opt.name());
-            }
-            assert_eq!(bits(&master), bits(&plain), "{} step {t}", opt.name());
-        }
-        assert_eq!(tower, twin);
+        assert_mixed_steps_round_the_master(tower, opt.name());
     }
 }

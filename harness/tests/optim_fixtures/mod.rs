@@ -2,8 +2,9 @@
 //! `optim_lr_only.rs`): a small parameter vector, its gradients, the optimizers they run, and
 //! the plain steps a tower is compared with.
 
+use half::bf16;
 use tessera_kernels::optim::{
-    adam_step, momentum_step, sgd_step, AdamConfig, MomentumConfig, Optimizer, SgdConfig,
+    adam_step, momentum_step, sgd_step, AdamConfig, MomentumConfig, Optimizer, SgdConfig, Tower,
 };
 
 /// Parameters: two SIMD chunks and a tail.
@@ -56,4 +57,26 @@ pub fn plain_step(opt: &Optimizer, t: u32, p: &mut [f32], g: &[f32], state: &mut
 /// The bit patterns of `x`, for comparisons that must be exact.
 pub fn bits(x: &[f32]) -> Vec<u32> {
     x.iter().map(|v| v.to_bits()).collect()
+}
+
+/// Six steps of `tower` with `step_mixed` beside an `f32` twin with `step`: after every step the
+/// `bf16` copy is the rounded master, and the master takes the twin's steps bit for bit.
+pub fn assert_mixed_steps_round_the_master(tower: Tower, what: &str) {
+    let (mut tower, mut twin) = (tower, tower);
+    let (mut master, mut plain) = (start(), start());
+    let mut copy = vec![bf16::from_f32(f32::NAN); N];
+    let mut state = vec![0.0; tower.state_len(N).unwrap()];
+    let mut twin_state = state.clone();
+    for t in 1..=6 {
+        let g = grads(t);
+        tower
+            .step_mixed(&mut master, &mut copy, &g, &mut state)
+            .unwrap();
+        twin.step(&mut plain, &g, &mut twin_state).unwrap();
+        for i in 0..N {
+            assert_eq!(copy[i], bf16::from_f32(master[i]), "{what} i {i}");
+        }
+        assert_eq!(bits(&master), bits(&plain), "{what} step {t}");
+    }
+    assert_eq!(tower, twin);
 }
