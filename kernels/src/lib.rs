@@ -41,6 +41,7 @@ extern crate std;
 
 mod accumulator;
 pub mod attention;
+pub(crate) mod check;
 mod element;
 mod error;
 pub mod nn;

@@ -1,6 +1,6 @@
 //! Scratch sizes: every kernel works in a caller-owned slice of accumulators this long.
 
-use crate::attention::shape::checked_product;
+use crate::check::product;
 use crate::{AttentionShape, FlashTiles, Result};
 
 /// Accumulators [`baseline_attention`](crate::baseline_attention) needs: one full row of scores
@@ -24,7 +24,7 @@ pub fn flash_scratch_len(shape: &AttentionShape, tiles: FlashTiles) -> Result<us
         .head_dim
         .checked_add(2)
         .ok_or(crate::Error::Overflow)?;
-    checked_product(&[rows, per_row])?
+    product(&[rows, per_row])?
         .checked_add(tiles.block_k)
         .ok_or(crate::Error::Overflow)
 }

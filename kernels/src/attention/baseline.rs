@@ -1,6 +1,7 @@
 //! Baseline attention: materialise a row of logits, softmax it, then multiply by V.
 
-use super::heads::{fix_overflowed_scores, kv_head, take};
+use super::heads::{fix_overflowed_scores, kv_head};
+use crate::check::split;
 use crate::simd::{dispatch, Backend, Job, RowOps};
 use crate::{baseline_scratch_len, Accumulator, AttentionShape, Element, Error, Result};
 
@@ -89,8 +90,8 @@ impl<E: Element, A: Accumulator> Job<E, A> for Baseline<'_, E, A> {
             return Ok(());
         }
         let scale = A::from_f32(shape.scale);
-        let (scores, rest) = take(scratch, shape.kv_len)?;
-        let (acc, _) = take(rest, d)?;
+        let (scores, rest) = split(scratch, shape.kv_len)?;
+        let (acc, _) = split(rest, d)?;
         let heads = q.chunks_exact(head_len).zip(out.chunks_exact_mut(head_len));
         for (bh, (q_head, out_head)) in heads.enumerate() {
             let (k_head, v_head) = kv_head(shape, bh, k, v)?;

@@ -1,6 +1,7 @@
 //! Flash attention: tiles of `block_q` query rows by `block_k` keys with an online softmax.
 
-use super::heads::{fix_overflowed_scores, kv_head, take};
+use super::heads::{fix_overflowed_scores, kv_head};
+use crate::check::split;
 use crate::simd::{dispatch, Backend, Job, RowOps};
 use crate::{flash_scratch_len, Accumulator, AttentionShape, Element, Error, FlashTiles, Result};
 
@@ -103,10 +104,10 @@ impl<E: Element, A: Accumulator> Job<E, A> for Flash<'_, E, A> {
         let block_q = tiles.block_q.min(shape.q_len);
         let block_k = tiles.block_k;
         let scale = A::from_f32(shape.scale);
-        let (acc_all, rest) = take(scratch, block_q * d)?;
-        let (max_all, rest) = take(rest, block_q)?;
-        let (sum_all, rest) = take(rest, block_q)?;
-        let (scores, _) = take(rest, block_k)?;
+        let (acc_all, rest) = split(scratch, block_q * d)?;
+        let (max_all, rest) = split(rest, block_q)?;
+        let (sum_all, rest) = split(rest, block_q)?;
+        let (scores, _) = split(rest, block_k)?;
 
         let heads = q.chunks_exact(head_len).zip(out.chunks_exact_mut(head_len));
         for (bh, (q_head, out_head)) in heads.enumerate() {

@@ -51,15 +51,3 @@ pub(crate) fn fix_overflowed_scores<E: Element, A: Accumulator>(
         }
     }
 }
-
-/// Splits off the first `len` accumulators of `scratch`, or reports it too small.
-#[inline]
-pub(crate) fn take<A>(scratch: &mut [A], len: usize) -> Result<(&mut [A], &mut [A])> {
-    let actual = scratch.len();
-    scratch
-        .split_at_mut_checked(len)
-        .ok_or(Error::ScratchTooSmall {
-            needed: len,
-            actual,
-        })
-}

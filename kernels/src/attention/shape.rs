@@ -1,5 +1,6 @@
 //! The shape of an attention problem and its validation.
 
+use crate::check::product;
 use crate::{Error, Result};
 
 /// Largest accepted tile size along either axis.
@@ -106,8 +107,8 @@ impl AttentionShape {
         if !(self.scale.is_finite() && self.scale > 0.0) {
             return Err(Error::BadScale);
         }
-        let q = checked_product(&[self.batch, self.heads, self.q_len, self.head_dim])?;
-        let kv = checked_product(&[self.batch, self.kv_heads, self.kv_capacity, self.head_dim])?;
+        let q = product(&[self.batch, self.heads, self.q_len, self.head_dim])?;
+        let kv = product(&[self.batch, self.kv_heads, self.kv_capacity, self.head_dim])?;
         Ok((q, kv))
     }
 
@@ -177,10 +178,4 @@ impl FlashTiles {
         }
         Ok(())
     }
-}
-
-pub(crate) fn checked_product(factors: &[usize]) -> Result<usize> {
-    factors
-        .iter()
-        .try_fold(1usize, |acc, &f| acc.checked_mul(f).ok_or(Error::Overflow))
 }

@@ -4,9 +4,8 @@
 //! `dV_j += p_ij·dO_i`, `ds_ij = p_ij·(dO_i·V_j − D_i)`, `dQ_i += scale·ds_ij·K_j`,
 //! `dK_j += scale·ds_ij·Q_i`. Layouts and masking are those of [`AttentionShape`]; `f32` only.
 
-use super::check_len;
 use super::linear::axpy;
-use crate::attention::shape::checked_product;
+use crate::check::{length, product, split};
 use crate::simd::dense::dot;
 use crate::{AttentionShape, Error, Result};
 
@@ -23,7 +22,7 @@ pub fn attention_backward_scratch_len(shape: &AttentionShape) -> Result<usize> {
 fn kv_start(shape: &AttentionShape, bh: usize) -> Result<usize> {
     let group = shape.heads / shape.kv_heads;
     let (b, h) = (bh / shape.heads, bh % shape.heads);
-    checked_product(&[
+    product(&[
         b * shape.kv_heads + h / group,
         shape.kv_capacity,
         shape.head_dim,
@@ -32,10 +31,10 @@ fn kv_start(shape: &AttentionShape, bh: usize) -> Result<usize> {
 
 fn check(shape: &AttentionShape, q: usize, k: usize, rows: usize) -> Result<(usize, usize)> {
     let (q_len, kv_len) = shape.validate()?;
-    check_len("q", q, q_len)?;
-    check_len("k", k, kv_len)?;
-    let n_rows = checked_product(&[shape.batch, shape.heads, shape.q_len])?;
-    check_len("lse", rows, n_rows)?;
+    length("q", q, q_len)?;
+    length("k", k, kv_len)?;
+    let n_rows = product(&[shape.batch, shape.heads, shape.q_len])?;
+    length("lse", rows, n_rows)?;
     Ok((q_len, kv_len))
 }
 
@@ -114,9 +113,9 @@ pub fn attention_backward(
         ("dk", dk.len(), kv_total),
         ("dv", dv.len(), kv_total),
     ] {
-        check_len(what, len, expected)?;
+        length(what, len, expected)?;
     }
-    let (scores, _) = super::split(scratch, TILE)?;
+    let (scores, _) = split(scratch, TILE)?;
     dk.fill(0.0);
     dv.fill(0.0);
     dq.fill(0.0);

@@ -1,6 +1,6 @@
 //! Token embedding: a lookup of rows of a `[vocab, dim]` table.
 
-use super::{check_len, mul};
+use crate::check::{length, mul};
 use crate::{Element, Error, Result};
 
 /// `hidden[i] = table[tokens[i]]` for a `[vocab, dim]` table; `hidden` is `[tokens.len(), dim]`.
@@ -12,8 +12,8 @@ pub fn embedding_forward<W: Element>(
     tokens: &[u32],
     hidden: &mut [f32],
 ) -> Result<()> {
-    check_len("embedding table", table.len(), mul(vocab, dim)?)?;
-    check_len("hidden", hidden.len(), mul(tokens.len(), dim)?)?;
+    length("embedding table", table.len(), mul(vocab, dim)?)?;
+    length("hidden", hidden.len(), mul(tokens.len(), dim)?)?;
     if dim == 0 {
         return Ok(());
     }
@@ -34,8 +34,8 @@ pub fn embedding_backward(
     d_hidden: &[f32],
     d_table: &mut [f32],
 ) -> Result<()> {
-    check_len("d_table", d_table.len(), mul(vocab, dim)?)?;
-    check_len("d_hidden", d_hidden.len(), mul(tokens.len(), dim)?)?;
+    length("d_table", d_table.len(), mul(vocab, dim)?)?;
+    length("d_hidden", d_hidden.len(), mul(tokens.len(), dim)?)?;
     if dim == 0 {
         return Ok(());
     }

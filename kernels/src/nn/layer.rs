@@ -6,7 +6,7 @@ use super::mlp::swiglu_mlp_forward;
 use super::model::{AttentionKind, LayerWeights, ModelConfig};
 use super::norm::rms_norm_forward;
 use super::rope::rope_forward;
-use super::{mul, split};
+use crate::check::{length, mul, split};
 use crate::{
     baseline_attention, baseline_scratch_len, flash_attention, flash_scratch_len, AttentionShape,
     Element, Error, Result,
@@ -107,8 +107,8 @@ pub fn decoder_layer_forward<W: Element>(
         ));
     }
     let cache_len = mul(c.kv_heads, mul(c.max_seq, hd)?)?;
-    super::check_len("k_cache", k_cache.len(), cache_len)?;
-    super::check_len("v_cache", v_cache.len(), cache_len)?;
+    length("k_cache", k_cache.len(), cache_len)?;
+    length("v_cache", v_cache.len(), cache_len)?;
     let rows = mul(n, dim)?;
     let (normed, rest) = split(scratch, rows)?;
     let (q, rest) = split(rest, rows)?;

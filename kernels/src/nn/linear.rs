@@ -5,7 +5,7 @@
 //! which computes each output the same way, so a row gives the same bits whichever function
 //! computes it and however many rows share a call. The backward passes are scalar.
 
-use super::{check_len, mul};
+use crate::check::{length, mul};
 use crate::simd::{self, Backend, Job, RowOps};
 use crate::{Element, Result};
 
@@ -35,9 +35,9 @@ impl LinearShape {
 
     /// Checks the lengths of `x` (`rows·in`), `w` (`out·in`) and `y` (`rows·out`).
     fn check(&self, x: usize, w: usize, y: usize) -> Result<()> {
-        check_len("x", x, mul(self.rows, self.in_dim)?)?;
-        check_len("w", w, mul(self.out_dim, self.in_dim)?)?;
-        check_len("y", y, mul(self.rows, self.out_dim)?)
+        length("x", x, mul(self.rows, self.in_dim)?)?;
+        length("w", w, mul(self.out_dim, self.in_dim)?)?;
+        length("y", y, mul(self.rows, self.out_dim)?)
     }
 }
 

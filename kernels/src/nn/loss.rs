@@ -1,6 +1,6 @@
 //! Softmax cross-entropy over a vocabulary, and greedy token choice.
 
-use super::{check_len, mul};
+use crate::check::{length, mul};
 use crate::{Error, Result};
 
 /// Softmax cross-entropy of `rows` logit rows against `targets`: returns the *sum* over
@@ -17,9 +17,9 @@ pub fn softmax_cross_entropy(
     if vocab == 0 {
         return Err(Error::ZeroDimension("vocab"));
     }
-    check_len("logits", logits.len(), mul(targets.len(), vocab)?)?;
+    length("logits", logits.len(), mul(targets.len(), vocab)?)?;
     if let Some(d) = d_logits.as_deref() {
-        check_len("d_logits", d.len(), logits.len())?;
+        length("d_logits", d.len(), logits.len())?;
     }
     let mut total = 0.0f64;
     for (r, (z, &t)) in logits.chunks_exact(vocab).zip(targets).enumerate() {

@@ -1,7 +1,7 @@
 //! SwiGLU MLP: `y = W_down · (silu(W_gate·x) ⊙ (W_up·x))`, `silu(g) = g·sigmoid(g)`.
 
 use super::linear::{linear_backward_input, linear_backward_weight, linear_matmul, LinearShape};
-use super::{check_len, mul, split};
+use crate::check::{length, mul, split};
 use crate::{Element, Result};
 
 #[inline(always)]
@@ -11,8 +11,8 @@ fn sigmoid(g: f32) -> f32 {
 
 /// The gated activation `h = silu(gate) ⊙ up`, elementwise.
 pub fn swiglu_forward(gate: &[f32], up: &[f32], h: &mut [f32]) -> Result<()> {
-    check_len("up", up.len(), gate.len())?;
-    check_len("h", h.len(), gate.len())?;
+    length("up", up.len(), gate.len())?;
+    length("h", h.len(), gate.len())?;
     for ((hi, &g), &u) in h.iter_mut().zip(gate).zip(up) {
         *hi = g * sigmoid(g) * u;
     }
@@ -34,7 +34,7 @@ pub fn swiglu_backward(
         ("d_gate", d_gate.len()),
         ("d_up", d_up.len()),
     ] {
-        check_len(what, len, gate.len())?;
+        length(what, len, gate.len())?;
     }
     let inputs = gate.iter().zip(up).zip(dh);
     for (((&g, &u), &d), (dg, du)) in inputs.zip(d_gate.iter_mut().zip(d_up.iter_mut())) {
@@ -99,7 +99,7 @@ pub fn swiglu_mlp_backward<W: Element>(
     scratch: &mut [f32],
 ) -> Result<()> {
     let n = mul(rows, hidden)?;
-    check_len("gate", gate.len(), n)?;
+    length("gate", gate.len(), n)?;
     let (h, rest) = split(scratch, n)?;
     let (dh, rest) = split(rest, n)?;
     let (dgate, rest) = split(rest, n)?;

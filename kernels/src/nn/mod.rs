@@ -46,37 +46,3 @@ pub use rope::{rope_backward, rope_forward, MAX_HEAD_DIM};
 pub use speculative::{
     greedy_decode, self_speculative_decode, speculative_scratch_len, DecodeStats,
 };
-
-use crate::{Error, Result};
-
-/// `Err(LengthMismatch)` unless `actual == expected`.
-#[inline]
-pub(crate) fn check_len(what: &'static str, actual: usize, expected: usize) -> Result<()> {
-    if actual == expected {
-        Ok(())
-    } else {
-        Err(Error::LengthMismatch {
-            what,
-            expected,
-            actual,
-        })
-    }
-}
-
-/// `a * b`, or `Err(Overflow)`.
-#[inline]
-pub(crate) fn mul(a: usize, b: usize) -> Result<usize> {
-    a.checked_mul(b).ok_or(Error::Overflow)
-}
-
-/// Splits off the first `len` elements of `scratch`, or reports it too small.
-#[inline]
-pub(crate) fn split<T>(scratch: &mut [T], len: usize) -> Result<(&mut [T], &mut [T])> {
-    let actual = scratch.len();
-    scratch
-        .split_at_mut_checked(len)
-        .ok_or(Error::ScratchTooSmall {
-            needed: len,
-            actual,
-        })
-}

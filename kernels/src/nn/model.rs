@@ -13,11 +13,11 @@
 //! keys and values at those positions and attends to positions `0..pos + n`; entries past that
 //! point are never read, so rolling the cache back is just decoding from an earlier position.
 
+use super::embedding::embedding_forward;
 use super::layer::{decoder_layer_forward, layer_scratch_len};
 use super::linear::{linear_matmul, LinearShape};
 use super::norm::rms_norm_forward;
-use super::{check_len, embedding::embedding_forward, mul, split};
-use crate::attention::shape::checked_product;
+use crate::check::{length, mul, product, split};
 use crate::{Element, Error, FlashTiles, Result};
 use core::ops::Range;
 
@@ -308,7 +308,7 @@ impl<'a, W: Element> ModelWeights<'a, W> {
     /// Checks the configuration and that `data` holds exactly its parameters.
     pub fn new(config: ModelConfig, data: &'a [W]) -> Result<Self> {
         config.validate()?;
-        check_len("weights", data.len(), config.param_count()?)?;
+        length("weights", data.len(), config.param_count()?)?;
         Ok(ModelWeights { config, data })
     }
 
@@ -347,7 +347,7 @@ impl<'a, W: Element> ModelWeights<'a, W> {
 /// Floats of KV cache a model needs: `layers · 2 · kv_heads · max_seq · head_dim`.
 pub fn kv_cache_len(config: &ModelConfig) -> Result<usize> {
     config.validate()?;
-    checked_product(&[
+    product(&[
         config.layers,
         2,
         config.kv_heads,
@@ -400,7 +400,7 @@ pub fn forward_layers<W: Element>(
     if layers.end > c.layers || layers.start > layers.end {
         return Err(Error::BadParameter("layer range outside the model"));
     }
-    check_len("kv cache", kv.len(), kv_cache_len(&c)?)?;
+    length("kv cache", kv.len(), kv_cache_len(&c)?)?;
     let block = mul(c.kv_heads, mul(c.max_seq, c.head_dim())?)?;
     for l in layers {
         let lw = weights.layer(l)?;

@@ -1,6 +1,6 @@
 //! RMSNorm: `y = x / sqrt(mean(x²) + eps) · g`, row by row.
 
-use super::{check_len, mul};
+use crate::check::{length, mul};
 use crate::{Element, Error, Result};
 
 fn check(dim: usize, eps: f32, x: usize, g: usize, y: usize) -> Result<usize> {
@@ -12,8 +12,8 @@ fn check(dim: usize, eps: f32, x: usize, g: usize, y: usize) -> Result<usize> {
             "norm eps must be finite and non-negative",
         ));
     }
-    check_len("gain", g, dim)?;
-    check_len("y", y, x)?;
+    length("gain", g, dim)?;
+    length("y", y, x)?;
     if !x.is_multiple_of(dim) {
         return Err(Error::LengthMismatch {
             what: "x",
@@ -62,8 +62,8 @@ pub fn rms_norm_backward<W: Element>(
     dg: &mut [f32],
 ) -> Result<()> {
     check(dim, eps, x.len(), g.len(), dy.len())?;
-    check_len("dx", dx.len(), x.len())?;
-    check_len("dg", dg.len(), dim)?;
+    length("dx", dx.len(), x.len())?;
+    length("dg", dg.len(), dim)?;
     let rows = x.chunks_exact(dim).zip(dy.chunks_exact(dim));
     for ((xr, dyr), dxr) in rows.zip(dx.chunks_exact_mut(dim)) {
         let r = inv_rms(xr, eps);

@@ -1,7 +1,7 @@
 //! Rotary position embedding (RoPE), half-split form: in each head, feature `i` and `i + h/2`
 //! (for `h` the head dimension) are rotated by the angle `pos · theta^(-2i/h)`.
 
-use super::mul;
+use crate::check::mul;
 use crate::{Error, Result};
 
 /// Largest supported head dimension (the per-position angle table lives on the stack).

@@ -18,12 +18,13 @@
 //! [`linear_matmul`](super::linear_matmul)), so the verifier's logits equal the full model's bit
 //! for bit and the output is identical to [`greedy_decode`].
 
+use super::layer::layer_scratch_len;
 use super::loss::argmax;
 use super::model::{
     embed_tokens, exit_logits, forward_layers, kv_cache_len, AttentionKind, ModelConfig,
     ModelWeights,
 };
-use super::{layer_scratch_len, mul, split};
+use crate::check::{length, mul, split};
 use crate::{Element, Error, Result};
 
 /// Tokens per prefill chunk (at least; `draft + 1` when larger).
@@ -117,7 +118,7 @@ fn prefill<W: Element>(
             "prompt + generated tokens exceed max_seq",
         ));
     }
-    super::check_len("kv cache", kv.len(), kv_cache_len(&c)?)?;
+    length("kv cache", kv.len(), kv_cache_len(&c)?)?;
     let chunk = buf.states.len() / c.dim;
     let body = &prompt[..prompt.len() - 1];
     for (i, toks) in body.chunks(chunk.max(1)).enumerate() {

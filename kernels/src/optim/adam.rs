@@ -1,8 +1,9 @@
 //! Adam and AdamW (decoupled weight decay): one fused pass over caller-owned slices.
 
-use super::check::{all_finite, require, same_len};
+use super::check::all_finite;
 use super::reduce::{magnitude_bits, Sums, NON_FINITE_BITS};
 use super::sink::{nowhere, Sink};
+use crate::check::{length, require};
 use crate::{Element, Error, Result};
 
 /// Hyperparameters of Adam. `weight_decay` is decoupled (AdamW, Loshchilov & Hutter): the
@@ -181,7 +182,7 @@ pub fn adam_step_mixed<E: Element>(
     v: &mut [f32],
 ) -> Result<()> {
     adam_check(cfg, t, master.len(), grads, m.len(), v.len())?;
-    same_len("copy", master.len(), copy.len())?;
+    length("copy", copy.len(), master.len())?;
     let s = AdamScalars::from_config(cfg, t);
     adam_loop(&s, master, grads, m, v, None, copy.iter_mut());
     Ok(())
@@ -190,9 +191,9 @@ pub fn adam_step_mixed<E: Element>(
 fn adam_check(cfg: &AdamConfig, t: u32, n: usize, grads: &[f32], m: usize, v: usize) -> Result<()> {
     cfg.validate()?;
     require(t >= 1, "t")?;
-    same_len("grads", n, grads.len())?;
-    same_len("m", n, m)?;
-    same_len("v", n, v)?;
+    length("grads", grads.len(), n)?;
+    length("m", m, n)?;
+    length("v", v, n)?;
     all_finite("grads", grads)
 }
 

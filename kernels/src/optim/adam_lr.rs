@@ -18,9 +18,9 @@
 //! [`Learn::LearningRate`]: super::Learn::LearningRate
 
 use super::adam::{lr_hypergradient, AdamConfig, AdamScalars, HyperScalars};
-use super::check::require;
 use super::reduce::{magnitude_bits, Sums, NON_FINITE_BITS};
 use super::sink::Sink;
+use crate::check::require;
 use crate::{Error, Result};
 
 /// The hypergradient of the previous Adam step (`cfg`, its step number `k >= 1`) with respect to

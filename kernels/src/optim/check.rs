@@ -2,20 +2,6 @@
 
 use crate::{Error, Result};
 
-/// `Err(LengthMismatch)` unless `actual == expected`.
-#[inline]
-pub(crate) fn same_len(what: &'static str, expected: usize, actual: usize) -> Result<()> {
-    if expected == actual {
-        Ok(())
-    } else {
-        Err(Error::LengthMismatch {
-            what,
-            expected,
-            actual,
-        })
-    }
-}
-
 /// `Err(NonFinite(what))` when any value is NaN or infinite: on the SIMD backends
 /// `simd::optim::all_finite_lanes`, elsewhere [`finite_bits`].
 #[inline]
@@ -49,16 +35,6 @@ fn finite_bits(values: &[f32]) -> bool {
         max = max.max(x.to_bits() & 0x7fff_ffff);
     }
     max < 0x7f80_0000
-}
-
-/// `Err(BadHyperparameter(what))` unless `ok`.
-#[inline]
-pub(crate) fn require(ok: bool, what: &'static str) -> Result<()> {
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::BadHyperparameter(what))
-    }
 }
 
 #[cfg(test)]

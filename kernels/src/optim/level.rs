@@ -6,11 +6,11 @@ use super::adam::{
     Keep,
 };
 use super::adam_lr::{adam_lr_finish, adam_lr_hypergradient, adam_lr_loop};
-use super::check::require;
 use super::momentum::{momentum_fused_loop, momentum_hypergradient, momentum_loop};
 use super::sgd::{sgd_fused_loop, sgd_hypergradient, sgd_loop};
 use super::sink::{nowhere, Sink};
 use super::Optimizer;
+use crate::check::require;
 use crate::{Error, Result};
 
 /// One step of `opt` (step number `t`) on `params`; `saved` (as long as `grads`) receives the

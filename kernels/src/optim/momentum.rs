@@ -1,8 +1,9 @@
 //! SGD with momentum (PyTorch's convention): `b <- momentum b + g; p <- p - lr b`, one fused pass.
 
-use super::check::{all_finite, require, same_len};
+use super::check::all_finite;
 use super::reduce::{magnitude_bits, Sums, LANES, NON_FINITE_BITS};
 use super::sink::{nowhere, Sink};
+use crate::check::{length, require};
 use crate::{Element, Error, Result};
 
 /// Hyperparameters of SGD with momentum.
@@ -66,7 +67,7 @@ pub fn momentum_step_mixed<E: Element>(
     velocity: &mut [f32],
 ) -> Result<()> {
     momentum_check(cfg, master.len(), grads, velocity.len())?;
-    same_len("copy", master.len(), copy.len())?;
+    length("copy", copy.len(), master.len())?;
     momentum_loop(
         cfg.lr,
         cfg.momentum,
@@ -81,8 +82,8 @@ pub fn momentum_step_mixed<E: Element>(
 
 fn momentum_check(cfg: &MomentumConfig, n: usize, grads: &[f32], velocity: usize) -> Result<()> {
     cfg.validate()?;
-    same_len("grads", n, grads.len())?;
-    same_len("velocity", n, velocity)?;
+    length("grads", grads.len(), n)?;
+    length("velocity", velocity, n)?;
     all_finite("grads", grads)
 }
 

@@ -1,8 +1,8 @@
 //! [`Optimizer`]: one optimizer kind with its hyperparameters, and the coordinates in which a
 //! hyperoptimizer learns them.
 
-use super::check::require;
 use super::{AdamConfig, MomentumConfig, SgdConfig};
+use crate::check::require;
 use crate::Result;
 
 /// The largest `f32` below 1: learned decay rates are kept at or below it, so `1 - beta^t` never

@@ -1,8 +1,9 @@
 //! Stochastic gradient descent: `p <- p - lr g`, one fused pass.
 
-use super::check::{all_finite, require, same_len};
+use super::check::all_finite;
 use super::reduce::{magnitude_bits, Sums, LANES, NON_FINITE_BITS};
 use super::sink::{nowhere, Sink};
+use crate::check::{length, require};
 use crate::{Element, Error, Result};
 
 /// Hyperparameters of plain SGD.
@@ -44,14 +45,14 @@ pub fn sgd_step_mixed<E: Element>(
     grads: &[f32],
 ) -> Result<()> {
     sgd_check(cfg, master.len(), grads)?;
-    same_len("copy", master.len(), copy.len())?;
+    length("copy", copy.len(), master.len())?;
     sgd_loop(cfg.lr, master, grads, nowhere(), copy.iter_mut());
     Ok(())
 }
 
 fn sgd_check(cfg: &SgdConfig, n: usize, grads: &[f32]) -> Result<()> {
     cfg.validate()?;
-    same_len("grads", n, grads.len())?;
+    length("grads", grads.len(), n)?;
     all_finite("grads", grads)
 }
 

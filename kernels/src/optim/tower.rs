@@ -2,10 +2,11 @@
 //! hyperparameters may be learned by another, to any height. Height 0 is the plain optimizer.
 
 use super::adam::Keep;
-use super::check::{all_finite, require, same_len};
+use super::check::all_finite;
 use super::level::{level_fused, level_hypergradient, level_step};
 use super::sink::{nowhere, Sink};
 use super::Optimizer;
+use crate::check::{length, require};
 use crate::{Element, Error, Result};
 
 /// One level: its optimizer (current hyperparameters), their learned coordinates, its step
@@ -267,7 +268,7 @@ impl<const CAP: usize> Tower<CAP> {
         grads: &[f32],
         state: &mut [f32],
     ) -> Result<()> {
-        same_len("copy", master.len(), copy.len())?;
+        length("copy", copy.len(), master.len())?;
         self.step_with(master, grads, state, copy.iter_mut())
     }
 
@@ -283,8 +284,8 @@ impl<const CAP: usize> Tower<CAP> {
         copy: impl Iterator<Item = B>,
     ) -> Result<()> {
         let n = params.len();
-        same_len("grads", n, grads.len())?;
-        same_len("state", self.state_len(n)?, state.len())?;
+        length("grads", grads.len(), n)?;
+        length("state", state.len(), self.state_len(n)?)?;
         let learned = self.height >= 1;
         let lagged = learned && self.schedule == Schedule::Lagged;
         let (keep, lr_only) = (self.keep(), self.learn == Learn::LearningRate);
