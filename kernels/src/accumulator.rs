@@ -10,21 +10,20 @@ use core::fmt::Debug;
 use half::{bf16, f16};
 
 mod sealed {
-    use crate::simd::{dispatch, Backend, Job};
-    use crate::{Element, Result};
+    use crate::rows::{Job, Routed};
+    use crate::simd::Backend;
+    use crate::Element;
 
-    /// Closes `Accumulator` to the formats here, and picks the backends each one can use.
+    /// Closes `Accumulator` to the formats here, and routes each one's jobs: only `f32` has SIMD
+    /// backends (through its element type); the others run on the generic one.
     pub trait Sealed: Sized {
-        fn dispatch<E: Element, J: Job<E, Self>>(backend: Backend, job: J) -> Result<J::Output>
-        where
-            Self: super::Accumulator,
-        {
-            dispatch::run_generic(backend, job)
+        fn route<E: Element, J: Job<E, Self>>(_backend: Backend, job: J) -> Routed<J, E, Self> {
+            Routed::Generic(job)
         }
     }
     impl Sealed for f32 {
-        fn dispatch<E: Element, J: Job<E, f32>>(backend: Backend, job: J) -> Result<J::Output> {
-            E::dispatch_f32(backend, job)
+        fn route<E: Element, J: Job<E, f32>>(backend: Backend, job: J) -> Routed<J, E, f32> {
+            E::route_f32(backend, job)
         }
     }
     impl Sealed for f64 {}

@@ -9,29 +9,28 @@ use core::fmt::Debug;
 use half::bf16;
 
 mod sealed {
-    use crate::simd::{dispatch, Backend, Job};
-    use crate::Result;
+    use crate::rows::lanes::run_rows;
+    use crate::rows::{Job, Routed};
+    use crate::simd::Backend;
 
-    /// Closes `Element` to `f32` and `bf16`, and routes `f32`-accumulator jobs to the SIMD
-    /// backends written for each element type.
+    /// Closes `Element` to `f32`, `bf16` and `f64`, and routes `f32`-accumulator jobs to the
+    /// SIMD backends written for each element type (none for `f64`).
     pub trait Sealed: Sized {
-        fn dispatch_f32<J: Job<Self, f32>>(backend: Backend, job: J) -> Result<J::Output>
-        where
-            Self: super::Element;
+        fn route_f32<J: Job<Self, f32>>(backend: Backend, job: J) -> Routed<J, Self, f32>;
     }
     impl Sealed for f32 {
-        fn dispatch_f32<J: Job<f32, f32>>(backend: Backend, job: J) -> Result<J::Output> {
-            dispatch::run_f32(backend, job)
+        fn route_f32<J: Job<f32, f32>>(backend: Backend, job: J) -> Routed<J, f32, f32> {
+            run_rows(backend, job)
         }
     }
     impl Sealed for half::bf16 {
-        fn dispatch_f32<J: Job<half::bf16, f32>>(backend: Backend, job: J) -> Result<J::Output> {
-            dispatch::run_bf16(backend, job)
+        fn route_f32<J: Job<Self, f32>>(backend: Backend, job: J) -> Routed<J, Self, f32> {
+            run_rows(backend, job)
         }
     }
     impl Sealed for f64 {
-        fn dispatch_f32<J: Job<f64, f32>>(backend: Backend, job: J) -> Result<J::Output> {
-            dispatch::run_generic(backend, job)
+        fn route_f32<J: Job<f64, f32>>(_backend: Backend, job: J) -> Routed<J, f64, f32> {
+            Routed::Generic(job)
         }
     }
 }

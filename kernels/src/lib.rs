@@ -46,6 +46,7 @@ mod element;
 mod error;
 pub mod nn;
 pub mod optim;
+mod rows;
 mod scratch;
 pub mod simd;
 

@@ -2,7 +2,8 @@
 
 use super::heads::{fix_overflowed_scores, kv_head};
 use crate::check::split;
-use crate::simd::{dispatch, Backend, Job, RowOps};
+use crate::rows::{self, Job, RowOps};
+use crate::simd::Backend;
 use crate::{baseline_scratch_len, Accumulator, AttentionShape, Element, Error, Result};
 
 /// Attention by the textbook algorithm, on the best available backend.
@@ -50,7 +51,7 @@ pub fn baseline_attention_with<E: Element, A: Accumulator>(
             actual: scratch.len(),
         });
     }
-    dispatch::run(
+    rows::run(
         backend,
         Baseline {
             shape,
@@ -75,6 +76,7 @@ struct Baseline<'a, E, A> {
 impl<E: Element, A: Accumulator> Job<E, A> for Baseline<'_, E, A> {
     type Output = Result<()>;
 
+    #[inline(always)]
     fn run<O: RowOps<E, A>>(self, ops: O) -> Result<()> {
         let Baseline {
             shape,

@@ -2,7 +2,8 @@
 
 use super::heads::{fix_overflowed_scores, kv_head};
 use crate::check::split;
-use crate::simd::{dispatch, Backend, Job, RowOps};
+use crate::rows::{self, Job, RowOps};
+use crate::simd::Backend;
 use crate::{flash_scratch_len, Accumulator, AttentionShape, Element, Error, FlashTiles, Result};
 
 /// Attention by the tiled online-softmax algorithm (FlashAttention-2's forward), on the best
@@ -49,7 +50,7 @@ pub fn flash_attention_with<E: Element, A: Accumulator>(
             actual: scratch.len(),
         });
     }
-    dispatch::run(
+    rows::run(
         backend,
         Flash {
             shape,
@@ -86,6 +87,7 @@ struct RowInput<'a, E, A> {
 impl<E: Element, A: Accumulator> Job<E, A> for Flash<'_, E, A> {
     type Output = Result<()>;
 
+    #[inline(always)]
     fn run<O: RowOps<E, A>>(self, ops: O) -> Result<()> {
         let Flash {
             shape,
@@ -187,6 +189,7 @@ impl<E: Element, A: Accumulator> Job<E, A> for Flash<'_, E, A> {
 /// The overflow fallback: the same tiles, in two passes. The first finds the row's max and sum;
 /// the second accumulates `exp(s - m) / l · V`, a convex combination of value rows that cannot
 /// exceed the largest value.
+#[inline(always)]
 fn normalized_row<E: Element, A: Accumulator, O: RowOps<E, A>>(
     ops: O,
     row: &RowInput<'_, E, A>,

@@ -6,7 +6,7 @@
 
 use super::linear::axpy;
 use crate::check::{length, product, split};
-use crate::simd::dense::dot;
+use crate::rows::dense::dot;
 use crate::{AttentionShape, Error, Result};
 
 /// Keys per recomputed score tile.

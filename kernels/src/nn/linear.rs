@@ -6,7 +6,8 @@
 //! computes it and however many rows share a call. The backward passes are scalar.
 
 use crate::check::{length, mul};
-use crate::simd::{self, Backend, Job, RowOps};
+use crate::rows::{self, Job, RowOps};
+use crate::simd::Backend;
 use crate::{Element, Result};
 
 /// Rows processed while one weight row stays in L1 (backward passes).
@@ -89,7 +90,7 @@ pub fn linear_matmul_with<W: Element>(
         y.fill(0.0);
         return Ok(());
     }
-    simd::dispatch::run::<W, f32, _>(
+    rows::run::<W, f32, _>(
         backend,
         LinearJob {
             in_dim: shape.in_dim,
@@ -110,6 +111,7 @@ struct LinearJob<'a, W> {
 
 impl<W: Element> Job<W, f32> for LinearJob<'_, W> {
     type Output = ();
+    #[inline(always)]
     fn run<O: RowOps<W, f32>>(self, ops: O) {
         ops.linear(self.in_dim, self.x, self.w, self.y)
     }

@@ -11,6 +11,7 @@ use super::sgd::{sgd_fused_loop, sgd_hypergradient, sgd_loop};
 use super::sink::{nowhere, Sink};
 use super::Optimizer;
 use crate::check::require;
+use crate::simd::Backend;
 use crate::{Error, Result};
 
 /// One step of `opt` (step number `t`) on `params`; `saved` (as long as `grads`) receives the
@@ -19,7 +20,9 @@ use crate::{Error, Result};
 /// momentum velocity and an empty slice; two empty slices for SGD). Arguments must already be
 /// checked.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn level_step<B: Sink>(
+    backend: Backend,
     opt: &Optimizer,
     t: u32,
     params: &mut [f32],
@@ -27,7 +30,7 @@ pub(crate) fn level_step<B: Sink>(
     (first, second): (&mut [f32], &mut [f32]),
     (saved, keep): (Option<&mut [f32]>, Keep),
     copy: impl Iterator<Item = B>,
-) {
+) -> Result<()> {
     match (opt, saved) {
         (Optimizer::Sgd(c), Some(sv)) => sgd_loop(c.lr, params, grads, sv.iter_mut(), copy),
         (Optimizer::Sgd(c), None) => sgd_loop(c.lr, params, grads, nowhere(), copy),
@@ -43,13 +46,22 @@ pub(crate) fn level_step<B: Sink>(
             let last = AdamScalars::from_config(c, t.saturating_sub(1).max(1));
             let now = AdamScalars::from_config(c, t);
             let flags = (false, c.weight_decay != 0.0);
-            adam_lr_loop([&last, &now], flags, params, grads, [first, second], copy);
+            adam_lr_loop(
+                backend,
+                [&last, &now],
+                flags,
+                params,
+                grads,
+                [first, second],
+                copy,
+            )?;
         }
         (Optimizer::Adam(c), saved) => {
             let s = AdamScalars::from_config(c, t);
-            adam_loop(&s, params, grads, first, second, saved, copy)
+            adam_loop(backend, &s, params, grads, first, second, saved, copy)?
         }
     }
+    Ok(())
 }
 
 /// The hypergradient of the previous step of `opt` (its step number `k`, its hyperparameters as
@@ -59,6 +71,7 @@ pub(crate) fn level_step<B: Sink>(
 /// direction `q`, and only the learning rate's hypergradient is computed, the others are 0).
 /// Also checks that `grads` is finite (`NonFinite(what)`).
 pub(crate) fn level_hypergradient(
+    backend: Backend,
     what: &'static str,
     (opt, keep): (&Optimizer, Keep),
     k: u32,
@@ -68,13 +81,15 @@ pub(crate) fn level_hypergradient(
 ) -> Result<[f64; 3]> {
     match opt {
         Optimizer::Adam(c) if keep == Keep::Direction => {
-            adam_lr_hypergradient(what, c, k, params, grads, first)
+            adam_lr_hypergradient(backend, what, c, k, params, grads, first)
         }
         Optimizer::Sgd(_) => sgd_hypergradient(what, grads, prev),
         Optimizer::Momentum(c) => {
             momentum_hypergradient(what, c.lr, c.momentum, grads, first, prev)
         }
-        Optimizer::Adam(c) => adam_hypergradient(what, c, k, params, grads, [first, second, prev]),
+        Optimizer::Adam(c) => {
+            adam_hypergradient(backend, what, c, k, params, grads, [first, second, prev])
+        }
     }
 }
 
@@ -87,7 +102,9 @@ pub(crate) fn level_hypergradient(
 /// rate's hypergradient is computed (the others are 0).
 /// `Err` (nothing written) for a kind mismatch or AdamW's `lr * weight_decay >= 1` in `last`
 /// (both refused earlier, when the hyperparameters were set).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn level_fused<B: Sink>(
+    backend: Backend,
     (last, keep): (&Optimizer, Keep),
     k: u32,
     now: &Optimizer,
@@ -114,7 +131,8 @@ pub(crate) fn level_fused<B: Sink>(
             let decay = a.weight_decay != 0.0;
             require(!decay || sl.s.decay > 0.0, "lr * weight_decay")?;
             let st = [first, second];
-            let sums = adam_lr_loop([&sl.s, &sn], (true, decay), params, grads, st, copy);
+            let flags = (true, decay);
+            let sums = adam_lr_loop(backend, [&sl.s, &sn], flags, params, grads, st, copy)?;
             adam_lr_finish(a.weight_decay, &sl, sums)?
         }
         (Optimizer::Adam(a), Optimizer::Adam(c)) => {
@@ -126,7 +144,8 @@ pub(crate) fn level_fused<B: Sink>(
             let decay = a.weight_decay != 0.0;
             // The previous weights are recovered by dividing by `1 - lr weight_decay`.
             require(!decay || sl.s.decay > 0.0, "lr * weight_decay")?;
-            let sums = adam_fused_loop(&sl, &sn, decay, params, grads, [first, second, prev], copy);
+            let st = [first, second, prev];
+            let sums = adam_fused_loop(backend, &sl, &sn, decay, params, grads, st, copy)?;
             adam_hyper_finish(a.weight_decay, &sl, sums)
         }
         _ => return Err(Error::BadHyperparameter("tower level kind")),

@@ -150,14 +150,11 @@ mod sgd;
 mod sink;
 mod tower;
 
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub(crate) use adam::{
-    adam_element, adam_hyper_terms, adam_lagged_element, AdamScalars, HyperScalars,
+pub use adam::{adam_step, adam_step_mixed, adam_step_mixed_with, adam_step_with, AdamConfig};
+pub use momentum::{
+    momentum_step, momentum_step_mixed, momentum_step_mixed_with, momentum_step_with,
+    MomentumConfig,
 };
-pub use adam::{adam_step, adam_step_mixed, AdamConfig};
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub(crate) use adam_lr::adam_direction_update;
-pub use momentum::{momentum_step, momentum_step_mixed, MomentumConfig};
 pub use optimizer::Optimizer;
-pub use sgd::{sgd_step, sgd_step_mixed, SgdConfig};
+pub use sgd::{sgd_step, sgd_step_mixed, sgd_step_mixed_with, sgd_step_with, SgdConfig};
 pub use tower::{Learn, Schedule, Tower};

@@ -4,6 +4,7 @@ use super::check::all_finite;
 use super::reduce::{magnitude_bits, Sums, LANES, NON_FINITE_BITS};
 use super::sink::{nowhere, Sink};
 use crate::check::{length, require};
+use crate::simd::Backend;
 use crate::{Element, Error, Result};
 
 /// Hyperparameters of SGD with momentum.
@@ -44,7 +45,19 @@ pub fn momentum_step(
     grads: &[f32],
     velocity: &mut [f32],
 ) -> Result<()> {
-    momentum_check(cfg, params.len(), grads, velocity.len())?;
+    momentum_step_with(Backend::Auto, cfg, params, grads, velocity)
+}
+
+/// [`momentum_step`] on a chosen backend, which checks the gradient (the update is one plain
+/// loop, the same bits everywhere); `Err(BackendUnavailable)` if it cannot run here.
+pub fn momentum_step_with(
+    backend: Backend,
+    cfg: &MomentumConfig,
+    params: &mut [f32],
+    grads: &[f32],
+    velocity: &mut [f32],
+) -> Result<()> {
+    momentum_check(backend, cfg, params.len(), grads, velocity.len())?;
     momentum_loop(
         cfg.lr,
         cfg.momentum,
@@ -66,7 +79,19 @@ pub fn momentum_step_mixed<E: Element>(
     grads: &[f32],
     velocity: &mut [f32],
 ) -> Result<()> {
-    momentum_check(cfg, master.len(), grads, velocity.len())?;
+    momentum_step_mixed_with(Backend::Auto, cfg, master, copy, grads, velocity)
+}
+
+/// [`momentum_step_mixed`] on a chosen backend.
+pub fn momentum_step_mixed_with<E: Element>(
+    backend: Backend,
+    cfg: &MomentumConfig,
+    master: &mut [f32],
+    copy: &mut [E],
+    grads: &[f32],
+    velocity: &mut [f32],
+) -> Result<()> {
+    momentum_check(backend, cfg, master.len(), grads, velocity.len())?;
     length("copy", copy.len(), master.len())?;
     momentum_loop(
         cfg.lr,
@@ -80,11 +105,17 @@ pub fn momentum_step_mixed<E: Element>(
     Ok(())
 }
 
-fn momentum_check(cfg: &MomentumConfig, n: usize, grads: &[f32], velocity: usize) -> Result<()> {
+fn momentum_check(
+    backend: Backend,
+    cfg: &MomentumConfig,
+    n: usize,
+    grads: &[f32],
+    velocity: usize,
+) -> Result<()> {
     cfg.validate()?;
     length("grads", grads.len(), n)?;
     length("velocity", velocity, n)?;
-    all_finite("grads", grads)
+    all_finite(backend, "grads", grads)
 }
 
 /// The fused update; `saved` receives each gradient, `copy` each new parameter. Not inlined:

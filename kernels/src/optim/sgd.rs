@@ -4,6 +4,7 @@ use super::check::all_finite;
 use super::reduce::{magnitude_bits, Sums, LANES, NON_FINITE_BITS};
 use super::sink::{nowhere, Sink};
 use crate::check::{length, require};
+use crate::simd::Backend;
 use crate::{Element, Error, Result};
 
 /// Hyperparameters of plain SGD.
@@ -31,7 +32,18 @@ impl SgdConfig {
 ///
 /// Errors (nothing is modified): different lengths, a bad `lr`, a NaN/infinite gradient.
 pub fn sgd_step(cfg: &SgdConfig, params: &mut [f32], grads: &[f32]) -> Result<()> {
-    sgd_check(cfg, params.len(), grads)?;
+    sgd_step_with(Backend::Auto, cfg, params, grads)
+}
+
+/// [`sgd_step`] on a chosen backend, which checks the gradient (the update is one plain loop,
+/// the same bits everywhere); `Err(BackendUnavailable)` if it cannot run here.
+pub fn sgd_step_with(
+    backend: Backend,
+    cfg: &SgdConfig,
+    params: &mut [f32],
+    grads: &[f32],
+) -> Result<()> {
+    sgd_check(backend, cfg, params.len(), grads)?;
     sgd_loop(cfg.lr, params, grads, nowhere(), nowhere());
     Ok(())
 }
@@ -44,16 +56,27 @@ pub fn sgd_step_mixed<E: Element>(
     copy: &mut [E],
     grads: &[f32],
 ) -> Result<()> {
-    sgd_check(cfg, master.len(), grads)?;
+    sgd_step_mixed_with(Backend::Auto, cfg, master, copy, grads)
+}
+
+/// [`sgd_step_mixed`] on a chosen backend.
+pub fn sgd_step_mixed_with<E: Element>(
+    backend: Backend,
+    cfg: &SgdConfig,
+    master: &mut [f32],
+    copy: &mut [E],
+    grads: &[f32],
+) -> Result<()> {
+    sgd_check(backend, cfg, master.len(), grads)?;
     length("copy", copy.len(), master.len())?;
     sgd_loop(cfg.lr, master, grads, nowhere(), copy.iter_mut());
     Ok(())
 }
 
-fn sgd_check(cfg: &SgdConfig, n: usize, grads: &[f32]) -> Result<()> {
+fn sgd_check(backend: Backend, cfg: &SgdConfig, n: usize, grads: &[f32]) -> Result<()> {
     cfg.validate()?;
     length("grads", grads.len(), n)?;
-    all_finite("grads", grads)
+    all_finite(backend, "grads", grads)
 }
 
 /// The fused update; `saved` receives each gradient, `copy` each new parameter. Not inlined:

@@ -7,6 +7,7 @@ use super::level::{level_fused, level_hypergradient, level_step};
 use super::sink::{nowhere, Sink};
 use super::Optimizer;
 use crate::check::{length, require};
+use crate::simd::Backend;
 use crate::{Element, Error, Result};
 
 /// One level: its optimizer (current hyperparameters), their learned coordinates, its step
@@ -256,7 +257,20 @@ impl<const CAP: usize> Tower<CAP> {
     /// Errors (nothing is modified, neither the slices nor the tower): different lengths, a
     /// NaN/infinite gradient or hypergradient, a learned hyperparameter that would leave its range.
     pub fn step(&mut self, params: &mut [f32], grads: &[f32], state: &mut [f32]) -> Result<()> {
-        self.step_with(params, grads, state, nowhere())
+        self.step_sink(Backend::Auto, params, grads, state, nowhere())
+    }
+
+    /// [`Tower::step`] on a chosen backend (every backend gives the same weights and state; the
+    /// hypergradient sums agree within their documented error); `Err(BackendUnavailable)`, with
+    /// nothing modified, if it cannot run here.
+    pub fn step_with(
+        &mut self,
+        backend: Backend,
+        params: &mut [f32],
+        grads: &[f32],
+        state: &mut [f32],
+    ) -> Result<()> {
+        self.step_sink(backend, params, grads, state, nowhere())
     }
 
     /// [`Tower::step`] on `f32` master weights that also writes each updated weight, rounded,
@@ -268,21 +282,37 @@ impl<const CAP: usize> Tower<CAP> {
         grads: &[f32],
         state: &mut [f32],
     ) -> Result<()> {
+        self.step_mixed_with(Backend::Auto, master, copy, grads, state)
+    }
+
+    /// [`Tower::step_mixed`] on a chosen backend.
+    pub fn step_mixed_with<E: Element>(
+        &mut self,
+        backend: Backend,
+        master: &mut [f32],
+        copy: &mut [E],
+        grads: &[f32],
+        state: &mut [f32],
+    ) -> Result<()> {
         length("copy", copy.len(), master.len())?;
-        self.step_with(master, grads, state, copy.iter_mut())
+        self.step_sink(backend, master, grads, state, copy.iter_mut())
     }
 
     fn live(&self, j: usize) -> Option<&Level> {
         self.levels.get(..=self.height)?.get(j)
     }
 
-    fn step_with<B: Sink>(
+    fn step_sink<B: Sink>(
         &mut self,
+        backend: Backend,
         params: &mut [f32],
         grads: &[f32],
         state: &mut [f32],
         copy: impl Iterator<Item = B>,
     ) -> Result<()> {
+        if !backend.is_available() {
+            return Err(Error::BackendUnavailable(backend));
+        }
         let n = params.len();
         length("grads", grads.len(), n)?;
         length("state", state.len(), self.state_len(n)?)?;
@@ -302,16 +332,16 @@ impl<const CAP: usize> Tower<CAP> {
         //    the lagged schedule level 0's is the one the previous step's pass left (`fresh`).
         let base = levels.first_mut().ok_or(tall)?;
         if lagged {
-            all_finite("grads", grads)?;
+            all_finite(backend, "grads", grads)?;
         } else {
             base.fresh = learned && base.steps >= 1;
             if base.fresh {
                 let st = [&*first, &*second, &*prev];
                 let opt = (&base.opt, keep);
-                let h = level_hypergradient("grads", opt, base.steps, params, grads, st)?;
+                let h = level_hypergradient(backend, "grads", opt, base.steps, params, grads, st)?;
                 base.hypergradient = h.map(|x| x as f32);
             } else {
-                all_finite("grads", grads)?;
+                all_finite(backend, "grads", grads)?;
             }
         }
         above_hypergradients(levels, lr_only)?;
@@ -328,6 +358,7 @@ impl<const CAP: usize> Tower<CAP> {
         if lagged {
             let st = [first, second, prev];
             let h = level_fused(
+                backend,
                 (&last, keep),
                 base.steps,
                 &base.opt,
@@ -342,10 +373,19 @@ impl<const CAP: usize> Tower<CAP> {
             }
         } else if learned {
             let st = (first, second);
-            level_step(&base.opt, t, params, grads, st, (Some(prev), keep), copy);
+            level_step(
+                backend,
+                &base.opt,
+                t,
+                params,
+                grads,
+                st,
+                (Some(prev), keep),
+                copy,
+            )?;
         } else {
             let st = (first, second);
-            level_step(&base.opt, t, params, grads, st, (None, keep), copy);
+            level_step(backend, &base.opt, t, params, grads, st, (None, keep), copy)?;
         }
         base.steps = t;
         *self = next;
@@ -370,10 +410,19 @@ fn above_hypergradients(levels: &mut [Level], lr_only: bool) -> Result<()> {
         if level.fresh {
             let st = [&level.first[..k], &level.second[..k], &level.prev[..k]];
             let opt = (&level.opt, Keep::Grad);
-            let h = level_hypergradient("hypergradient", opt, level.steps, x, g, st)?;
+            // At most three values: the scalar lanes.
+            let h = level_hypergradient(
+                Backend::Generic,
+                "hypergradient",
+                opt,
+                level.steps,
+                x,
+                g,
+                st,
+            )?;
             level.hypergradient = h.map(|x| x as f32);
         } else if below.fresh {
-            all_finite("hypergradient", g)?;
+            all_finite(Backend::Generic, "hypergradient", g)?;
         }
         below = &*level;
     }
@@ -400,10 +449,28 @@ fn hyperparameter_updates(levels: &mut [Level], lr_only: bool) -> Result<()> {
         if j < height {
             let saved = Some(&mut level.prev[..k]);
             let saved = (saved, Keep::Grad);
-            level_step(&level.opt, level.steps, x, g, (f, s), saved, nowhere());
+            level_step(
+                Backend::Generic,
+                &level.opt,
+                level.steps,
+                x,
+                g,
+                (f, s),
+                saved,
+                nowhere(),
+            )?;
         } else {
             let saved = (None, Keep::Grad);
-            level_step(&level.opt, level.steps, x, g, (f, s), saved, nowhere());
+            level_step(
+                Backend::Generic,
+                &level.opt,
+                level.steps,
+                x,
+                g,
+                (f, s),
+                saved,
+                nowhere(),
+            )?;
         }
         if below.coords != before {
             below.opt = below.opt.with_learned_coordinates(below.coords, k)?;

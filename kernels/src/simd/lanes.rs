@@ -70,6 +70,15 @@ pub(crate) trait Lanes: Copy {
         self.select(self.gt(x, acc), x, acc)
     }
 
+    /// Attention scores of bf16 rows by an instruction of this ISA that multiplies bf16 pairs
+    /// (`out[j] = dot(q, key j) * scale`, keys of `q.len()` elements one after another); `false`
+    /// where there is none and the caller uses the canonical lane order.
+    #[inline(always)]
+    fn bf16_scores(self, q: &[bf16], keys: &[bf16], scale: f32, out: &mut [f32]) -> bool {
+        let _ = (q, keys, scale, out);
+        false
+    }
+
     /// The bits of each lane.
     fn bits(self, v: Self::F) -> Self::I;
     /// Lanes with the given bits.
@@ -106,6 +115,23 @@ pub(crate) trait Lanes: Copy {
         self.store(v, &mut a);
         max_tree(a)
     }
+}
+
+/// [`Lanes::reduce_add`] of each of `G` vectors, four at a time.
+#[inline(always)]
+pub(crate) fn reduce_group<L: Lanes, const G: usize>(l: L, acc: [L::F; G]) -> [f32; G] {
+    let mut out = [0.0; G];
+    let mut outs = out.chunks_exact_mut(4);
+    let mut accs = acc.chunks_exact(4);
+    for (o, a) in (&mut outs).zip(&mut accs) {
+        if let Ok(a) = <[L::F; 4]>::try_from(a) {
+            o.copy_from_slice(&l.reduce_add4(a));
+        }
+    }
+    for (o, a) in outs.into_remainder().iter_mut().zip(accs.remainder()) {
+        *o = l.reduce_add(*a);
+    }
+    out
 }
 
 /// The canonical sum of 16 lanes: halve the width four times, lane `i` plus lane `i + w`
@@ -177,8 +203,10 @@ pub(crate) fn fused_mul_add(a: f32, b: f32, c: f32) -> f32 {
     f64::from_bits(odd) as f32
 }
 
-/// Storage formats the SIMD backends load and store: `f32` and `bf16`.
-pub(crate) trait LaneElement: crate::Element {
+/// Storage formats the lanes load and store: `f32` and `bf16`.
+pub(crate) trait LaneElement: Copy + 'static {
+    /// Rounds one `f32` into the format (nearest, ties to even; NaN stays NaN).
+    fn from_f32(x: f32) -> Self;
     /// Lanes `0..16` from `x`, as `f32`.
     fn load<L: Lanes>(l: L, x: &[Self; LANES]) -> L::F;
     /// Lanes `0..x.len()` from `x` as `f32`, the others `0.0`.
@@ -188,6 +216,10 @@ pub(crate) trait LaneElement: crate::Element {
 }
 
 impl LaneElement for f32 {
+    #[inline(always)]
+    fn from_f32(x: f32) -> f32 {
+        x
+    }
     #[inline(always)]
     fn load<L: Lanes>(l: L, x: &[f32; LANES]) -> L::F {
         l.load(x)
@@ -203,6 +235,10 @@ impl LaneElement for f32 {
 }
 
 impl LaneElement for bf16 {
+    #[inline(always)]
+    fn from_f32(x: f32) -> bf16 {
+        bf16::from_f32(x)
+    }
     #[inline(always)]
     fn load<L: Lanes>(l: L, x: &[bf16; LANES]) -> L::F {
         l.load_bf16(x)

@@ -1,49 +1,39 @@
-//! Row primitives and the backends that implement them.
+//! Instruction sets, and nothing else: sixteen virtual `f32` lanes ([`Lanes`]) implemented once
+//! per ISA by a zero-sized capability token, the backend names, and the one dispatch that runs a
+//! kernel's loop on a token inside a function compiled for its features.
 //!
-//! The attention algorithms are written once, over the `RowOps` primitives (a tile of dot
-//! products, a max, an exp-and-sum, a scaled accumulate of value rows). Each backend implements
-//! them: [`Backend::Generic`] for every element and accumulator type, the SIMD backends for the
-//! production accumulator `f32` over `f32` and `bf16` elements.
+//! Tokens: [`Scalar`](scalar::Scalar) (always; the generic backend of lane kernels and the model
+//! the others are tested against), `x86/` AVX2 + FMA, AVX-512F and AVX-512F with AVX512_BF16,
+//! `aarch64/` NEON, and `core::simd` with the `nightly` feature. A token can be made only where
+//! its instructions run, so the lane methods are safe. Every token performs the same IEEE-754
+//! operations on the same operands in the same order (element `i` of a row in lane `i % 16`, one
+//! canonical reduction tree, one exp polynomial), so all backends agree bit for bit, except
+//! `avx512bf16`'s bf16 attention scores (`vdpbf16ps`).
 //!
-//! The SIMD backends share one body per primitive (`rows.rs`, with `exp.rs`), written over 16
-//! virtual `f32` lanes (`lanes.rs`); each instruction set only implements the lanes, and its
-//! zero-sized token (`x86/`, `aarch64/`, `portable.rs`) can be made only where it runs. So they
-//! agree with one another bit for bit, except `avx512bf16`'s bf16 dot products (`vdpbf16ps`).
-//!
-//! Backend choice is decided here and nowhere else: a forced backend is checked against the CPU;
-//! [`Backend::Auto`] picks the best available one (compile-time target features first, then runtime
-//! detection when the `std` feature is on, then the generic path).
+//! Backend choice is decided here and nowhere else ([`dispatch::run_lanes`]): a forced backend is
+//! checked against the CPU; [`Backend::Auto`] picks the best available one (compile-time target
+//! features first, then runtime detection when the `std` feature is on, then the generic path).
+//! The kernels' loops live beside their algorithms (`rows/`, `optim/`, `nn/`), written over
+//! [`Lanes`].
 
-// Arch code is gated here, at the `mod` line; the lane bodies exist wherever a SIMD backend does.
+// Arch code is gated here, at the `mod` line.
 #[cfg(target_arch = "aarch64")]
-mod aarch64;
-pub(crate) mod dense;
+pub(crate) mod aarch64;
+mod backend;
 pub(crate) mod dispatch;
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", feature = "nightly"))]
 mod exp;
-mod generic;
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", feature = "nightly"))]
-mod lane_dense;
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", feature = "nightly"))]
-mod lanes;
-mod ops;
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub(crate) mod optim;
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub(crate) mod optim_lr;
+pub(crate) mod lanes;
 #[cfg(feature = "nightly")]
-mod portable;
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", feature = "nightly"))]
-mod rows;
-#[cfg(all(
-    test,
-    any(target_arch = "x86_64", target_arch = "aarch64", feature = "nightly")
-))]
-mod tests;
+pub(crate) mod portable;
+pub(crate) mod scalar;
+#[cfg(test)]
+mod tokens;
 #[cfg(target_arch = "x86_64")]
-mod x86;
+pub(crate) mod x86;
 
-pub(crate) use dispatch::Job;
-pub use dispatch::{available_backends, Backend};
-pub(crate) use generic::Generic;
-pub(crate) use ops::RowOps;
+pub use backend::{available_backends, Backend};
+pub(crate) use dispatch::{run_lanes, LaneJob};
+pub(crate) use exp::exp;
+pub(crate) use lanes::{LaneElement, Lanes, LANES};
+#[cfg(test)]
+pub(crate) use tokens::{for_each_lane_token, for_each_row_token};

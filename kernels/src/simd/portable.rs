@@ -6,8 +6,8 @@
 //! [`fused_mul_add`] per lane: correctly rounded in portable `f64` arithmetic, hence bit-equal to
 //! the hardware FMA of the other backends, but several times slower.
 
+use super::dispatch::{Isa, LaneJob};
 use super::lanes::{fused_mul_add, Lanes, LANES};
-use super::rows::lane_row_ops;
 use core::simd::prelude::*;
 use half::bf16;
 
@@ -23,7 +23,12 @@ impl Portable {
     }
 }
 
-lane_row_ops!(Portable);
+impl Isa for Portable {
+    #[inline(always)]
+    fn enter<J: LaneJob>(self, job: J) -> J::Output {
+        job.run(self)
+    }
+}
 
 impl Lanes for Portable {
     type F = f32x16;

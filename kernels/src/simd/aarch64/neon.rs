@@ -1,7 +1,7 @@
 //! NEON: the 16 virtual lanes as four 128-bit registers (lanes `0..4`, `4..8`, `8..12`, `12..16`).
 
+use crate::simd::dispatch::{Isa, LaneJob};
 use crate::simd::lanes::{Lanes, LANES};
-use crate::simd::rows::lane_row_ops;
 use core::arch::aarch64::*;
 use half::bf16;
 
@@ -27,7 +27,17 @@ impl Neon {
     }
 }
 
-lane_row_ops!(Neon, "neon");
+impl Isa for Neon {
+    #[inline]
+    fn enter<J: LaneJob>(self, job: J) -> J::Output {
+        #[target_feature(enable = "neon")]
+        fn wrapper<J: LaneJob>(t: Neon, job: J) -> J::Output {
+            job.run(t)
+        }
+        // SAFETY: the token exists only where NEON is present.
+        unsafe { wrapper(self, job) }
+    }
+}
 
 /// Sixteen `f32` in four registers.
 #[derive(Clone, Copy)]

@@ -1,7 +1,7 @@
 //! AVX2 + FMA: the 16 virtual lanes as two 256-bit registers (lanes `0..8` and `8..16`).
 
+use crate::simd::dispatch::{Isa, LaneJob};
 use crate::simd::lanes::{Lanes, LANES};
-use crate::simd::rows::lane_row_ops;
 use core::arch::x86_64::*;
 use half::bf16;
 
@@ -26,7 +26,17 @@ impl Avx2 {
     }
 }
 
-lane_row_ops!(Avx2, "avx2,fma");
+impl Isa for Avx2 {
+    #[inline]
+    fn enter<J: LaneJob>(self, job: J) -> J::Output {
+        #[target_feature(enable = "avx2,fma")]
+        fn wrapper<J: LaneJob>(t: Avx2, job: J) -> J::Output {
+            job.run(t)
+        }
+        // SAFETY: the token exists only where AVX2 and FMA are present.
+        unsafe { wrapper(self, job) }
+    }
+}
 
 /// Sixteen `f32` in two registers.
 #[derive(Clone, Copy)]

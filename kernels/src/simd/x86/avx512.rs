@@ -1,14 +1,15 @@
 //! AVX-512F: the 16 virtual lanes are one 512-bit register.
 
+use crate::simd::dispatch::{Isa, LaneJob};
 use crate::simd::lanes::{Lanes, LANES};
-use crate::simd::rows::lane_row_ops;
 use core::arch::x86_64::*;
 use half::bf16;
 
 /// Capability token: this CPU runs AVX-512F instructions (and AVX2, FMA and F16C, which the
-/// compiler may use wherever it enables `avx512f`).
+/// compiler may use wherever it enables `avx512f`). `BF16`: it also runs AVX-512BW and
+/// AVX512_BF16 ([`Avx512Bf16`](super::Avx512Bf16)), whose `vdpbf16ps` computes bf16 scores.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Avx512(pub(super) ());
+pub(crate) struct Avx512<const BF16: bool = false>(pub(super) ());
 
 impl Avx512 {
     /// The token, if AVX-512F is enabled at compile time or (with `std`) detected at run time.
@@ -31,7 +32,17 @@ impl Avx512 {
     }
 }
 
-lane_row_ops!(Avx512, "avx512f");
+impl Isa for Avx512 {
+    #[inline]
+    fn enter<J: LaneJob>(self, job: J) -> J::Output {
+        #[target_feature(enable = "avx512f")]
+        fn wrapper<J: LaneJob>(t: Avx512, job: J) -> J::Output {
+            job.run(t)
+        }
+        // SAFETY: the token exists only where AVX-512F is present.
+        unsafe { wrapper(self, job) }
+    }
+}
 
 /// The mask of lanes `0..min(n, 16)`.
 #[inline(always)]
@@ -39,7 +50,7 @@ fn prefix_mask(n: usize) -> __mmask16 {
     ((1u32 << n.min(LANES)) - 1) as __mmask16
 }
 
-impl Lanes for Avx512 {
+impl<const BF16: bool> Lanes for Avx512<BF16> {
     type F = __m512;
     type I = __m512i;
     type M = __mmask16;
@@ -126,11 +137,11 @@ impl Lanes for Avx512 {
     }
     #[inline(always)]
     fn lt(self, a: __m512, b: __m512) -> __mmask16 {
-        compare::lt(self, a, b)
+        compare::lt(Avx512(()), a, b)
     }
     #[inline(always)]
     fn gt(self, a: __m512, b: __m512) -> __mmask16 {
-        compare::lt(self, b, a)
+        compare::lt(Avx512(()), b, a)
     }
     #[inline(always)]
     fn select(self, m: __mmask16, a: __m512, b: __m512) -> __m512 {
@@ -141,7 +152,16 @@ impl Lanes for Avx512 {
     /// operand order would let a NaN `x` through).
     #[inline(always)]
     fn max_keep(self, acc: __m512, x: __m512) -> __m512 {
-        compare::max(self, x, acc)
+        compare::max(Avx512(()), x, acc)
+    }
+
+    #[inline(always)]
+    fn bf16_scores(self, q: &[bf16], keys: &[bf16], scale: f32, out: &mut [f32]) -> bool {
+        if BF16 {
+            // `Avx512<true>` tokens come only from `Avx512Bf16::new`: this one is such a token.
+            super::avx512bf16::scores(Avx512::<true>(()), q, keys, scale, out);
+        }
+        BF16
     }
 
     #[inline(always)]

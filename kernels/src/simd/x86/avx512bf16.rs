@@ -3,33 +3,33 @@
 //! `vdpbf16ps` adds the two products of a pair of bf16 elements into one f32 lane (elements
 //! `2i, 2i+1` of each 32-element chunk into lane `i`), flushes subnormal inputs and outputs to zero
 //! and rounds to nearest even whatever MXCSR says. Its dot products are therefore accurate but not
-//! in the canonical order: `scores` on bf16 elements is the one primitive of this backend that is
-//! not bit-equal to the other SIMD backends. On `f32` elements this backend is [`Avx512`].
+//! in the canonical order: attention scores on bf16 elements are the one computation of this
+//! backend that is not bit-equal to the other SIMD backends. On `f32` elements, and in every other
+//! lane operation, this backend is [`Avx512`].
 
 use super::Avx512;
-use crate::simd::rows::reduce_group;
-use crate::simd::RowOps;
+use crate::simd::dispatch::{Isa, LaneJob};
+use crate::simd::lanes::{reduce_group, Lanes};
 use core::arch::x86_64::*;
 use half::bf16;
 
 /// Capability token: this CPU runs AVX-512F, AVX-512BW and AVX512_BF16 instructions (the
-/// compiler enables AVX-512BW with AVX512_BF16), so it also holds an [`Avx512`] token.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Avx512Bf16(());
+/// compiler enables AVX-512BW with AVX512_BF16), besides everything [`Avx512`] needs.
+pub(crate) type Avx512Bf16 = Avx512<true>;
 
 impl Avx512Bf16 {
     /// The token, if AVX512_BF16 and AVX-512BW are enabled at compile time or (with `std`)
     /// detected at run time, on top of everything [`Avx512`] needs.
     #[inline]
     pub(crate) fn new() -> Option<Self> {
-        let avx512 = Avx512::new().is_some();
+        let avx512 = Avx512::<false>::new().is_some();
         if avx512
             && cfg!(all(
                 target_feature = "avx512bw",
                 target_feature = "avx512bf16"
             ))
         {
-            return Some(Avx512Bf16(()));
+            return Some(Avx512(()));
         }
         #[cfg(feature = "std")]
         {
@@ -37,16 +37,22 @@ impl Avx512Bf16 {
                 && std::is_x86_feature_detected!("avx512bw")
                 && std::is_x86_feature_detected!("avx512bf16")
             {
-                return Some(Avx512Bf16(()));
+                return Some(Avx512(()));
             }
         }
         None
     }
+}
 
-    /// The AVX-512F token this one implies.
-    #[inline(always)]
-    fn avx512(self) -> Avx512 {
-        Avx512(())
+impl Isa for Avx512Bf16 {
+    #[inline]
+    fn enter<J: LaneJob>(self, job: J) -> J::Output {
+        #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+        fn wrapper<J: LaneJob>(t: Avx512Bf16, job: J) -> J::Output {
+            job.run(t)
+        }
+        // SAFETY: the token exists only where these target features are present.
+        unsafe { wrapper(self, job) }
     }
 }
 
@@ -108,23 +114,21 @@ fn dots<const G: usize>(t: Avx512Bf16, q: &[bf16], keys: &[bf16]) -> [__m512; G]
     acc
 }
 
-/// `scores` for bf16 elements: the shared `rows::scores` with `vdpbf16ps` for the dot products and the
-/// canonical lane reduction of [`Avx512`].
+/// Attention scores of bf16 rows (`Lanes::bf16_scores` of [`Avx512Bf16`]): the canonical
+/// grouping of keys, `vdpbf16ps` for the dot products and the canonical lane reduction.
 #[inline(always)]
-fn bf16_scores(t: Avx512Bf16, q: &[bf16], keys: &[bf16], scale: f32, out: &mut [f32]) {
-    use crate::simd::lanes::Lanes;
+pub(super) fn scores(t: Avx512Bf16, q: &[bf16], keys: &[bf16], scale: f32, out: &mut [f32]) {
     let d = q.len();
     if d == 0 {
         out.fill(0.0);
         return;
     }
-    let lanes = t.avx512();
     // A group spans `KEYS_PER_GROUP·d` elements; saturated, it is still longer than any slice.
     let group_len = d.saturating_mul(KEYS_PER_GROUP);
     let mut groups = keys.chunks_exact(group_len);
     let mut outs = out.chunks_exact_mut(KEYS_PER_GROUP);
     for (group, o) in (&mut groups).zip(&mut outs) {
-        let sums = reduce_group(lanes, dots::<KEYS_PER_GROUP>(t, q, group));
+        let sums = reduce_group(t, dots::<KEYS_PER_GROUP>(t, q, group));
         for (o, s) in o.iter_mut().zip(sums) {
             *o = s * scale;
         }
@@ -132,82 +136,6 @@ fn bf16_scores(t: Avx512Bf16, q: &[bf16], keys: &[bf16], scale: f32, out: &mut [
     let rest = groups.remainder().chunks_exact(d);
     for (key, o) in rest.zip(outs.into_remainder()) {
         let [acc] = dots::<1>(t, q, key);
-        *o = lanes.reduce_add(acc) * scale;
-    }
-}
-
-impl RowOps<f32, f32> for Avx512Bf16 {
-    #[inline]
-    fn scores(self, q: &[f32], keys: &[f32], scale: f32, out: &mut [f32]) {
-        self.avx512().scores(q, keys, scale, out)
-    }
-    #[inline]
-    fn max(self, s: &[f32]) -> f32 {
-        RowOps::<f32, f32>::max(self.avx512(), s)
-    }
-    #[inline]
-    fn exp_sum(self, s: &mut [f32], m: f32) -> f32 {
-        RowOps::<f32, f32>::exp_sum(self.avx512(), s, m)
-    }
-    #[inline]
-    fn normalize(self, s: &mut [f32], l: f32) {
-        RowOps::<f32, f32>::normalize(self.avx512(), s, l)
-    }
-    #[inline]
-    fn scale(self, acc: &mut [f32], alpha: f32) {
-        RowOps::<f32, f32>::scale(self.avx512(), acc, alpha)
-    }
-    #[inline]
-    fn accumulate(self, acc: &mut [f32], p: &[f32], values: &[f32]) {
-        self.avx512().accumulate(acc, p, values)
-    }
-    #[inline]
-    fn store(self, out: &mut [f32], acc: &[f32], denom: f32) {
-        self.avx512().store(out, acc, denom)
-    }
-    #[inline]
-    fn linear(self, in_dim: usize, x: &[f32], w: &[f32], y: &mut [f32]) {
-        self.avx512().linear(in_dim, x, w, y)
-    }
-}
-
-impl RowOps<bf16, f32> for Avx512Bf16 {
-    #[inline]
-    fn scores(self, q: &[bf16], keys: &[bf16], scale: f32, out: &mut [f32]) {
-        #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-        fn wrapper(t: Avx512Bf16, q: &[bf16], keys: &[bf16], scale: f32, out: &mut [f32]) {
-            bf16_scores(t, q, keys, scale, out)
-        }
-        // SAFETY: the token exists only where these target features are present.
-        unsafe { wrapper(self, q, keys, scale, out) }
-    }
-    #[inline]
-    fn max(self, s: &[f32]) -> f32 {
-        RowOps::<bf16, f32>::max(self.avx512(), s)
-    }
-    #[inline]
-    fn exp_sum(self, s: &mut [f32], m: f32) -> f32 {
-        RowOps::<bf16, f32>::exp_sum(self.avx512(), s, m)
-    }
-    #[inline]
-    fn normalize(self, s: &mut [f32], l: f32) {
-        RowOps::<bf16, f32>::normalize(self.avx512(), s, l)
-    }
-    #[inline]
-    fn scale(self, acc: &mut [f32], alpha: f32) {
-        RowOps::<bf16, f32>::scale(self.avx512(), acc, alpha)
-    }
-    #[inline]
-    fn accumulate(self, acc: &mut [f32], p: &[f32], values: &[bf16]) {
-        self.avx512().accumulate(acc, p, values)
-    }
-    #[inline]
-    fn store(self, out: &mut [bf16], acc: &[f32], denom: f32) {
-        self.avx512().store(out, acc, denom)
-    }
-    #[inline]
-    fn linear(self, in_dim: usize, x: &[f32], w: &[bf16], y: &mut [f32]) {
-        // The activations are f32, so `vdpbf16ps` (bf16 × bf16) does not apply.
-        self.avx512().linear(in_dim, x, w, y)
+        *o = t.reduce_add(acc) * scale;
     }
 }

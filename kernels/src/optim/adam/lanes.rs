@@ -1,17 +1,15 @@
-//! The Adam loops on the 16 lanes: the update of `optim::adam` and the read-only pass of the
-//! hyper-Adam step (its five hypergradient sums and the finiteness check of the gradient), with a
-//! vector square root and divisions instead of libm's scalar ones (which keep those loops scalar).
+//! The Adam loops on the 16 lanes of any backend (the scalar lanes included): the update of
+//! `optim::adam`, the read-only pass of the hyper-Adam step (its five hypergradient sums and the
+//! finiteness check of the gradient) and the lagged schedule's fused pass.
 //!
 //! Every value is computed with the `f32` operations of the scalar loops, in their order, so the
 //! updated state and the hypergradient terms are the same bits. The terms are summed in sixteen
 //! `f32` lanes flushed into `f64` every 16 chunks (the blocked summation of `optim::reduce`, with
 //! its error bound).
 
-use super::dispatch::{run_lanes, LaneJob};
-use super::lanes::{Lanes, LANES};
-use crate::optim::{
-    adam_element, adam_hyper_terms, adam_lagged_element, AdamScalars, HyperScalars,
-};
+use super::{adam_element, adam_hyper_terms, adam_lagged_element, AdamScalars, HyperScalars};
+use crate::simd::{run_lanes, Backend, LaneJob, Lanes, LANES};
+use crate::Result;
 
 /// The slices of the pass, all of one length `n` (`params` empty when there is no weight decay).
 #[derive(Clone, Copy, Debug)]
@@ -25,13 +23,13 @@ pub(crate) struct AdamHyperInputs<'a> {
 
 /// The exact schedule's read-only pass on the best SIMD backend: the five sums of
 /// `optim::adam::adam_hyper_terms` over the state the step `last` left (`v`, not `sqrt(v)`:
-/// its square root is taken here, as that step took it) and the finiteness check of the gradient.
-/// `Some(None)` when a gradient is NaN or infinite, `None` when there is no SIMD backend here (the
-/// caller runs its scalar pass).
+/// its square root is taken here, as that step took it) and the finiteness check of the gradient:
+/// `None` when a gradient is NaN or infinite.
 pub(crate) fn adam_hyper_sums(
+    backend: Backend,
     last: &HyperScalars,
     x: AdamHyperInputs<'_>,
-) -> Option<Option<[f64; 5]>> {
+) -> Result<Option<[f64; 5]>> {
     struct Job<'a, 'b>(&'a HyperScalars, AdamHyperInputs<'b>);
     impl LaneJob for Job<'_, '_> {
         type Output = Option<[f64; 5]>;
@@ -44,60 +42,17 @@ pub(crate) fn adam_hyper_sums(
             }
         }
     }
-    run_lanes(Job(last, x))
-}
-
-/// Whether every value of `x` is finite, on the best SIMD backend (`None` when there is none).
-/// `v − v` is 0 for every finite `v` and NaN for an infinity or a NaN; four running sums of it
-/// are NaN exactly when some value is not finite. The four sums read the four quarters of `x` in
-/// step: four streams keep more loads in flight than one, which nearly doubles the pass's speed
-/// once `x` is beyond the caches.
-pub(crate) fn all_finite_lanes(x: &[f32]) -> Option<bool> {
-    struct Job<'a>(&'a [f32]);
-    impl LaneJob for Job<'_> {
-        type Output = bool;
-        #[inline(always)]
-        fn run<L: Lanes>(self, l: L) -> bool {
-            let (chunks, rest) = self.0.as_chunks::<LANES>();
-            let mut bad = [l.splat(0.0); 4];
-            let nan = |acc: &mut L::F, c: &[f32; LANES]| {
-                let v = l.load(c);
-                *acc = l.add(*acc, l.sub(v, v));
-            };
-            // Four quarters of `q` chunks each (the splits cannot fail: 4 q <= chunks), then
-            // fewer than four chunks left over.
-            let q = chunks.len() / 4;
-            let (a, r) = chunks.split_at_checked(q).unwrap_or((&[], chunks));
-            let (b, r) = r.split_at_checked(q).unwrap_or((&[], r));
-            let (c, r) = r.split_at_checked(q).unwrap_or((&[], r));
-            let (d, last) = r.split_at_checked(q).unwrap_or((&[], r));
-            let [s0, s1, s2, s3] = &mut bad;
-            for ((x0, x1), (x2, x3)) in a.iter().zip(b).zip(c.iter().zip(d)) {
-                nan(s0, x0);
-                nan(s1, x1);
-                nan(s2, x2);
-                nan(s3, x3);
-            }
-            for x in last {
-                nan(s0, x);
-            }
-            let [a, b, c, d] = bad;
-            let mut flags = [0.0f32; LANES];
-            l.store(l.add(l.add(a, b), l.add(c, d)), &mut flags);
-            flags.iter().all(|f| !f.is_nan()) && rest.iter().all(|v| v.is_finite())
-        }
-    }
-    run_lanes(Job(x))
+    run_lanes(backend, Job(last, x))
 }
 
 /// Chunks summed in `f32` lanes before they are added into the `f64` totals, as in
 /// `optim::reduce` (each lane then adds at most 16 terms in `f32`: an error below `17 u` of the
 /// sum of magnitudes, the budget the hypergradient tests document).
-pub(super) const FLUSH: usize = 16;
+pub(crate) const FLUSH: usize = 16;
 
 /// Adds the `f32` lane sums into the `f64` totals and clears them.
 #[inline(always)]
-pub(super) fn flush<L: Lanes, const K: usize>(
+pub(crate) fn flush<L: Lanes, const K: usize>(
     l: L,
     lane_sums: &mut [L::F; K],
     totals: &mut [[f64; LANES]; K],
@@ -174,16 +129,17 @@ fn sums<L: Lanes, const DECAY: bool>(
 /// The Adam update of `p`, `m`, `v` (one length with `g`) with the scalar loop's `f32`
 /// operations in its order, so the same bits; `saved` is empty or as long as `g`, which is then
 /// copied into it in the same loop (a learned level's saved gradient: one more vector store per
-/// chunk, instead of a pass of its own). `false` when this CPU has no SIMD backend (the caller
-/// runs its scalar loop; nothing was written).
+/// chunk, instead of a pass of its own). On `backend`'s lanes (`Err` and nothing written if it
+/// cannot run here).
 pub(crate) fn adam_update(
+    backend: Backend,
     s: &AdamScalars,
     p: &mut [f32],
     g: &[f32],
     m: &mut [f32],
     v: &mut [f32],
     saved: &mut [f32],
-) -> bool {
+) -> Result<()> {
     struct Job<'a, 'b>(&'a AdamScalars, AdamSlices<'b>);
     impl LaneJob for Job<'_, '_> {
         type Output = ();
@@ -196,7 +152,7 @@ pub(crate) fn adam_update(
             }
         }
     }
-    run_lanes(Job(s, AdamSlices { p, g, m, v, saved })).is_some()
+    run_lanes(backend, Job(s, AdamSlices { p, g, m, v, saved }))
 }
 
 /// The slices of [`adam_update`].
@@ -210,21 +166,21 @@ struct AdamSlices<'a> {
 
 /// The per-step scalars of the update, splat once per call.
 #[derive(Clone, Copy)]
-pub(super) struct UpdateConsts<L: Lanes> {
-    pub(super) b1: L::F,
-    pub(super) ob1: L::F,
-    pub(super) b2: L::F,
-    pub(super) ob2: L::F,
-    pub(super) ibc: L::F,
-    pub(super) eps: L::F,
-    pub(super) step: L::F,
-    pub(super) decay: L::F,
-    pub(super) one: L::F,
+pub(crate) struct UpdateConsts<L: Lanes> {
+    pub(crate) b1: L::F,
+    pub(crate) ob1: L::F,
+    pub(crate) b2: L::F,
+    pub(crate) ob2: L::F,
+    pub(crate) ibc: L::F,
+    pub(crate) eps: L::F,
+    pub(crate) step: L::F,
+    pub(crate) decay: L::F,
+    pub(crate) one: L::F,
 }
 
 impl<L: Lanes> UpdateConsts<L> {
     #[inline(always)]
-    pub(super) fn new(l: L, s: &AdamScalars) -> Self {
+    pub(crate) fn new(l: L, s: &AdamScalars) -> Self {
         UpdateConsts {
             b1: l.splat(s.beta1),
             ob1: l.splat(s.one_minus_beta1),
@@ -306,15 +262,16 @@ pub(crate) type HyperTotals = [[f64; LANES]; 5];
 /// The step is `adam_lagged_update`'s operations in its order (the same bits); the terms are
 /// `adam_hyper_terms`' products, the first added exactly as formed and the others each with one
 /// fused multiply-add (within an ulp of `adam_lagged_element`'s terms). `decay`: include the
-/// weight term. The gradient must already be checked. `false` when this CPU has no SIMD backend
-/// (nothing written).
+/// weight term. The gradient must already be checked. On `backend`'s lanes (`Err` and nothing
+/// written if it cannot run here).
 pub(crate) fn adam_fused(
+    backend: Backend,
     last: &HyperScalars,
     now: &AdamScalars,
     decay: bool,
     x: AdamFusedSlices<'_>,
     totals: &mut HyperTotals,
-) -> bool {
+) -> Result<()> {
     struct Job<'a, 'b, 'c>(
         &'a HyperScalars,
         &'a AdamScalars,
@@ -333,7 +290,7 @@ pub(crate) fn adam_fused(
             }
         }
     }
-    run_lanes(Job(last, now, decay, x, totals)).is_some()
+    run_lanes(backend, Job(last, now, decay, x, totals))
 }
 
 /// The hypergradient passes' constants of the previous step, splat once per call.

@@ -1,7 +1,7 @@
 //! The SIMD bodies against a scalar model of the 16 lanes, and the exp polynomial's accuracy.
 //!
-//! [`Model`] implements [`Lanes`] with one scalar IEEE operation per lane ([`fused_mul_add`] is
-//! the correctly rounded fused multiply-add), so it *defines* the canonical order: every SIMD token
+//! [`Scalar`] implements [`Lanes`] with one scalar IEEE operation per lane (`libm::fmaf`, checked
+//! here against [`fused_mul_add`], is the correctly rounded fused multiply-add), so it *defines* the canonical order: every SIMD token
 //! available to the test run must give the model's bits on every primitive. Tokens need their
 //! features: run with `--features std` (run-time detection), with `-C target-feature=...`, or
 //! under Miri (`cargo +nightly miri test -p tessera-kernels simd::` with
@@ -9,139 +9,20 @@
 
 extern crate std;
 
-use super::lanes::{fused_mul_add, max_tree, sum_tree, LaneElement, Lanes, LANES};
-use super::rows::lane_row_ops;
-use super::RowOps;
+use super::lanes::{LaneOps, ScoreElement};
+use super::ops::RowOps;
+use crate::simd::lanes::{fused_mul_add, max_tree, sum_tree};
+use crate::simd::scalar::Scalar;
+use crate::simd::{Lanes, LANES};
 use half::bf16;
 use std::vec::Vec;
 use std::{eprintln, vec};
 
-/// Sixteen scalar lanes: the reference the SIMD lanes must reproduce bit for bit.
-#[derive(Clone, Copy, Debug)]
-struct Model;
+/// The row primitives on the scalar lanes: the reference every SIMD token must reproduce.
+#[allow(non_upper_case_globals)]
+const Model: LaneOps<Scalar> = LaneOps(Scalar);
 
-lane_row_ops!(Model);
-
-fn map2(a: [f32; LANES], b: [f32; LANES], f: impl Fn(f32, f32) -> f32) -> [f32; LANES] {
-    core::array::from_fn(|i| f(a[i], b[i]))
-}
-
-impl Lanes for Model {
-    type F = [f32; LANES];
-    type I = [i32; LANES];
-    type M = [bool; LANES];
-    fn splat(self, x: f32) -> Self::F {
-        [x; LANES]
-    }
-    fn splat_i32(self, x: i32) -> Self::I {
-        [x; LANES]
-    }
-    fn load(self, x: &[f32; LANES]) -> Self::F {
-        *x
-    }
-    fn load_partial(self, x: &[f32]) -> Self::F {
-        core::array::from_fn(|i| x.get(i).copied().unwrap_or(0.0))
-    }
-    fn load_bf16(self, x: &[bf16; LANES]) -> Self::F {
-        x.map(bf16::to_f32)
-    }
-    fn load_bf16_partial(self, x: &[bf16]) -> Self::F {
-        core::array::from_fn(|i| x.get(i).map_or(0.0, |b| b.to_f32()))
-    }
-    fn store(self, v: Self::F, out: &mut [f32; LANES]) {
-        *out = v;
-    }
-    fn store_partial(self, v: Self::F, out: &mut [f32]) {
-        for (o, x) in out.iter_mut().zip(v) {
-            *o = x;
-        }
-    }
-    fn add(self, a: Self::F, b: Self::F) -> Self::F {
-        map2(a, b, |x, y| x + y)
-    }
-    fn sub(self, a: Self::F, b: Self::F) -> Self::F {
-        map2(a, b, |x, y| x - y)
-    }
-    fn mul(self, a: Self::F, b: Self::F) -> Self::F {
-        map2(a, b, |x, y| x * y)
-    }
-    fn div(self, a: Self::F, b: Self::F) -> Self::F {
-        map2(a, b, |x, y| x / y)
-    }
-    fn sqrt(self, a: Self::F) -> Self::F {
-        a.map(libm::sqrtf)
-    }
-    fn mul_add(self, a: Self::F, b: Self::F, c: Self::F) -> Self::F {
-        core::array::from_fn(|i| fused_mul_add(a[i], b[i], c[i]))
-    }
-    fn lt(self, a: Self::F, b: Self::F) -> Self::M {
-        core::array::from_fn(|i| a[i] < b[i])
-    }
-    fn gt(self, a: Self::F, b: Self::F) -> Self::M {
-        core::array::from_fn(|i| a[i] > b[i])
-    }
-    fn select(self, m: Self::M, a: Self::F, b: Self::F) -> Self::F {
-        core::array::from_fn(|i| if m[i] { a[i] } else { b[i] })
-    }
-    fn bits(self, v: Self::F) -> Self::I {
-        v.map(|x| x.to_bits() as i32)
-    }
-    fn with_bits(self, v: Self::I) -> Self::F {
-        v.map(|x| f32::from_bits(x as u32))
-    }
-    fn add_i32(self, a: Self::I, b: Self::I) -> Self::I {
-        core::array::from_fn(|i| a[i].wrapping_add(b[i]))
-    }
-    fn sub_i32(self, a: Self::I, b: Self::I) -> Self::I {
-        core::array::from_fn(|i| a[i].wrapping_sub(b[i]))
-    }
-    fn shr1_i32(self, a: Self::I) -> Self::I {
-        a.map(|x| x >> 1)
-    }
-    fn shl23_i32(self, a: Self::I) -> Self::I {
-        a.map(|x| x << 23)
-    }
-}
-
-/// Calls `$check(name, token)` for every lane token this build and CPU can run.
-macro_rules! for_each_lane_token {
-    ($check:ident $(, $arg:expr)*) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            if let Some(t) = super::x86::Avx2::new() {
-                $check("avx2", t $(, $arg)*);
-            }
-            if let Some(t) = super::x86::Avx512::new() {
-                $check("avx512", t $(, $arg)*);
-            }
-        }
-        #[cfg(target_arch = "aarch64")]
-        {
-            if let Some(t) = super::aarch64::Neon::new() {
-                $check("neon", t $(, $arg)*);
-            }
-        }
-        #[cfg(feature = "nightly")]
-        {
-            if let Some(t) = super::portable::Portable::new() {
-                $check("portable", t $(, $arg)*);
-            }
-        }
-    }};
-}
-
-/// Calls `$check(name, token, bf16_scores_canonical)` for every token, `avx512bf16` included.
-macro_rules! for_each_row_token {
-    ($check:ident) => {{
-        for_each_lane_token!($check);
-        #[cfg(target_arch = "x86_64")]
-        {
-            if let Some(t) = super::x86::Avx512Bf16::new() {
-                $check("avx512bf16", t);
-            }
-        }
-    }};
-}
+use crate::simd::{for_each_lane_token, for_each_row_token};
 
 /// xorshift64*: deterministic test data without a dependency.
 struct Rng(u64);
@@ -198,21 +79,26 @@ fn assert_same(what: &str, name: &str, got: &[f32], want: &[f32]) {
     }
 }
 
-fn widen<E: LaneElement>(x: &[E]) -> Vec<f32> {
+fn widen<E: ScoreElement + crate::Element>(x: &[E]) -> Vec<f32> {
     x.iter().map(|e| e.to_f32()).collect()
 }
 
-fn to_elements<E: LaneElement>(x: &[f32]) -> Vec<E> {
-    x.iter().map(|&v| E::from_f32(v)).collect()
+fn to_elements<E: ScoreElement + crate::Element>(x: &[f32]) -> Vec<E> {
+    x.iter()
+        .map(|&v| <E as crate::Element>::from_f32(v))
+        .collect()
 }
 
 /// Lengths that cover empty, tails only, whole chunks, whole chunks plus tails, several groups.
 const LENGTHS: [usize; 16] = [0, 1, 2, 7, 15, 16, 17, 31, 33, 48, 63, 64, 65, 80, 97, 130];
 
 /// Every primitive of `t` on element `E` against the model, bit for bit.
-fn rows_match_model<E: LaneElement, T: RowOps<E, f32>>(name: &str, t: T, exact_scores: bool)
-where
-    Model: RowOps<E, f32>,
+fn rows_match_model<E: ScoreElement + crate::Element, T: RowOps<E, f32>>(
+    name: &str,
+    t: T,
+    exact_scores: bool,
+) where
+    LaneOps<Scalar>: RowOps<E, f32>,
 {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let rounds = if cfg!(miri) { 1 } else { 4 };
@@ -246,7 +132,10 @@ where
                 check_linear(name, t, &mut rng, d, keys, specials);
 
                 let denom = rng.value(specials);
-                let (mut got, mut want) = (vec![E::from_f32(f32::NAN); d], vec![E::default(); d]);
+                let (mut got, mut want) = (
+                    vec![<E as crate::Element>::from_f32(f32::NAN); d],
+                    vec![E::default(); d],
+                );
                 t.store(&mut got, &acc0, denom);
                 RowOps::<E, f32>::store(Model, &mut want, &acc0, denom);
                 assert_same("store", name, &widen(&got), &widen(&want));
@@ -281,7 +170,7 @@ where
 
 /// `linear` of `t` against the model for 0..=5 and 9 rows of `d` inputs and `outs` outputs, and
 /// every row of the batch against that row alone (the grouping must not change any bits).
-fn check_linear<E: LaneElement, T: RowOps<E, f32>>(
+fn check_linear<E: ScoreElement + crate::Element, T: RowOps<E, f32>>(
     name: &str,
     t: T,
     rng: &mut Rng,
@@ -289,7 +178,7 @@ fn check_linear<E: LaneElement, T: RowOps<E, f32>>(
     outs: usize,
     specials: bool,
 ) where
-    Model: RowOps<E, f32>,
+    LaneOps<Scalar>: RowOps<E, f32>,
 {
     let w: Vec<E> = to_elements(&rng.vec(d * outs, specials));
     for rows in [0usize, 1, 2, 3, 4, 5, 9] {
@@ -309,11 +198,12 @@ fn check_linear<E: LaneElement, T: RowOps<E, f32>>(
     }
 }
 
-fn check_rows<T: RowOps<f32, f32> + RowOps<bf16, f32>>(name: &str, t: T) {
+fn check_rows<L: Lanes>(name: &str, l: L) {
     eprintln!("checking {name} against the lane model");
-    rows_match_model::<f32, T>(name, t, true);
+    let t = LaneOps(l);
+    rows_match_model::<f32, _>(name, t, true);
     // vdpbf16ps sums pairs in its own order: only avx512bf16's bf16 `scores` may differ.
-    rows_match_model::<bf16, T>(name, t, name != "avx512bf16");
+    rows_match_model::<bf16, _>(name, t, name != "avx512bf16");
 }
 
 #[test]
@@ -349,7 +239,7 @@ fn check_reductions<L: Lanes>(name: &str, l: L) {
 
 #[test]
 fn every_token_reduces_by_the_canonical_tree() {
-    check_reductions("model", Model);
+    check_reductions("scalar", Scalar);
     for_each_lane_token!(check_reductions);
 }
 
@@ -400,8 +290,8 @@ fn exp_is_within_two_ulp_over_the_f32_range() {
         worst.1
     );
 
-    fn check<T: RowOps<f32, f32>>(name: &str, t: T, xs: &[f32], want: &[f32]) {
-        assert_same("exp", name, &exp_of(t, xs), want);
+    fn check<L: Lanes>(name: &str, l: L, xs: &[f32], want: &[f32]) {
+        assert_same("exp", name, &exp_of(LaneOps(l), xs), want);
     }
     for_each_lane_token!(check, &xs, &ys);
 }
@@ -553,5 +443,6 @@ fn soft_fused_mul_add_is_correctly_rounded() {
             }
         }
     }
+    check("scalar", Scalar, &cases);
     for_each_lane_token!(check, &cases);
 }

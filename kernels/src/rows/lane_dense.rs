@@ -5,8 +5,8 @@
 //! the weights); the grouping never changes an output's operations, so a row gives the same bits
 //! alone or in a batch, on every SIMD backend.
 
-use super::lanes::{LaneElement, Lanes, LANES};
-use super::rows::reduce_group;
+use crate::simd::lanes::reduce_group;
+use crate::simd::{LaneElement, Lanes, LANES};
 
 /// `y[r·n + o] = Σ_i x[r·k + i]·w[o·k + i]` for `k = in_dim`, `n = w.len() / k` outputs and
 /// `min(x.len() / k, y.len() / n)` rows.
@@ -73,13 +73,14 @@ fn dots<L: Lanes, W: LaneElement, const R: usize>(l: L, x: [&[f32]; R], w: &[W])
     if x.iter().any(|x_r| x_r.len() < k) {
         return acc; // never happens: `rows_by` hands out rows of `k` elements
     }
+    // Each row as whole chunks: at least as many as `w` has (checked above).
+    let xc: [&[[f32; LANES]]; R] = x.map(|x_r| x_r.as_chunks::<LANES>().0);
     for (c, wc) in w_chunks.iter().enumerate() {
         let wv = W::load(l, wc);
-        for (a, x_r) in acc.iter_mut().zip(x) {
-            // SAFETY: `c < w_chunks.len()`, so `c·16 + 16 <= k <= x_r.len()` (checked above):
-            // the 16 floats are inside `x_r`, and `[f32; 16]` has `f32`'s alignment.
-            let xc = unsafe { &*x_r.as_ptr().add(c * LANES).cast::<[f32; LANES]>() };
-            *a = l.mul_add(l.load(xc), wv, *a);
+        for (a, x_r) in acc.iter_mut().zip(xc) {
+            if let Some(xk) = x_r.get(c) {
+                *a = l.mul_add(l.load(xk), wv, *a);
+            }
         }
     }
     if !w_tail.is_empty() {

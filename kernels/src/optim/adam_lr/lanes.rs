@@ -8,22 +8,26 @@
 //! `f32` lanes flushed into `f64` every `FLUSH` chunks (the blocked summation of the full
 //! hypergradient passes, with its error bound).
 
-use super::dispatch::{run_lanes, LaneJob};
-use super::lanes::{Lanes, LANES};
-use super::optim::{flush, UpdateConsts, FLUSH};
-use crate::optim::{adam_direction_update, AdamScalars};
+use super::adam_direction_update;
+use crate::optim::adam::{flush, AdamScalars, UpdateConsts, FLUSH};
+use crate::simd::{run_lanes, Backend, LaneJob, Lanes, LANES};
+use crate::Result;
 
 /// Running totals of the two sums (`Σ g q`, `Σ g w`), one `f64` per lane, carried across calls.
 pub(crate) type LrTotals = [[f64; LANES]; 2];
 
-/// The exact schedule's read-only pass on the best SIMD backend: `[Σ g q, Σ g w]` (`params`
-/// empty without weight decay: the second sum is then 0), `None` when there is no SIMD backend
-/// here. The pass is also the gradient's finiteness check: with every `q` finite (the state a
+/// The exact schedule's read-only pass on `backend`'s lanes: `[Σ g q, Σ g w]` (`params`
+/// empty without weight decay: the second sum is then 0). The pass is also the gradient's finiteness check: with every `q` finite (the state a
 /// step leaves), a NaN or infinite `g` makes its product `g q` (`inf · 0` is NaN) and so the
 /// first sum NaN or infinite; finite products that overflow can too. The caller checks the
 /// gradient and sums again in `f64` whenever a sum is not finite. `q` and `params` (when not
 /// empty) are as long as `grads`.
-pub(crate) fn adam_lr_sums(grads: &[f32], q: &[f32], params: &[f32]) -> Option<[f64; 2]> {
+pub(crate) fn adam_lr_sums(
+    backend: Backend,
+    grads: &[f32],
+    q: &[f32],
+    params: &[f32],
+) -> Result<[f64; 2]> {
     struct Job<'a>(&'a [f32], &'a [f32], &'a [f32]);
     impl LaneJob for Job<'_> {
         type Output = [f64; 2];
@@ -36,7 +40,7 @@ pub(crate) fn adam_lr_sums(grads: &[f32], q: &[f32], params: &[f32]) -> Option<[
             }
         }
     }
-    run_lanes(Job(grads, q, params))
+    run_lanes(backend, Job(grads, q, params))
 }
 
 /// [`adam_lr_sums`] on one lane token; `DECAY`: add the weight sum.
@@ -119,15 +123,16 @@ pub(crate) struct AdamLrSlices<'a> {
     pub root: &'a mut [f32],
 }
 
-/// The step with `now` on the direction state the step `last` left, on the best SIMD backend;
-/// with `sums` it first adds `g q` and (`decay`: the weight decay, the same at both steps) `g w`
-/// of each element into `totals`. `false` when this CPU has no SIMD backend (nothing written).
+/// The step with `now` on the direction state the step `last` left, on `backend`'s lanes; with
+/// `sums` it first adds `g q` and (`decay`: the weight decay, the same at both steps) `g w` of
+/// each element into `totals`. `Err` (nothing written) if the backend cannot run here.
 pub(crate) fn adam_lr_step(
+    backend: Backend,
     [last, now]: [&AdamScalars; 2],
     (sums, decay): (bool, bool),
     x: AdamLrSlices<'_>,
     totals: &mut LrTotals,
-) -> bool {
+) -> Result<()> {
     struct Job<'a, 'b, 'c>(
         [&'a AdamScalars; 2],
         bool,
@@ -148,7 +153,7 @@ pub(crate) fn adam_lr_step(
             }
         }
     }
-    run_lanes(Job([last, now], sums, decay, x, totals)).is_some()
+    run_lanes(backend, Job([last, now], sums, decay, x, totals))
 }
 
 /// `adam_direction_update` on one chunk: `m` from `q` and the last step's denominator, the

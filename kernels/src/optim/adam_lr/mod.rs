@@ -17,18 +17,23 @@
 //!
 //! [`Learn::LearningRate`]: super::Learn::LearningRate
 
-use super::adam::{lr_hypergradient, AdamConfig, AdamScalars, HyperScalars};
-use super::reduce::{magnitude_bits, Sums, NON_FINITE_BITS};
+mod lanes;
+
+use super::adam::{lr_hypergradient, AdamConfig, AdamScalars, HyperScalars, LANE_BLOCK};
+use super::reduce::{magnitude_bits, NON_FINITE_BITS};
 use super::sink::Sink;
 use crate::check::require;
+use crate::simd::Backend;
 use crate::{Error, Result};
+use lanes::{adam_lr_step, adam_lr_sums, AdamLrSlices, LrTotals};
 
 /// The hypergradient of the previous Adam step (`cfg`, its step number `k >= 1`) with respect to
 /// its learning rate alone, as `[d lr, 0, 0]`, and the finiteness check of `grads`, in one
-/// read-only pass. `q` is the direction that step saved, `params` the weights after it (read only
+/// read-only pass on `backend`'s lanes. `q` is the direction that step saved, `params` the weights after it (read only
 /// with weight decay). Errors: `NonFinite(what)`; `BadHyperparameter` when `1 - lr weight_decay`
 /// is not positive (the previous weights cannot be recovered).
 pub(crate) fn adam_lr_hypergradient(
+    backend: Backend,
     what: &'static str,
     cfg: &AdamConfig,
     k: u32,
@@ -39,11 +44,12 @@ pub(crate) fn adam_lr_hypergradient(
     let last = HyperScalars::new(cfg, k);
     let decay = cfg.weight_decay != 0.0;
     let params = if decay { params } else { &[] };
-    let sums = match lane_sums(grads, q, params) {
-        // NaN for a non-finite gradient, or infinite after an overflow: checked and summed
-        // again below.
-        Some(sums) if sums.iter().all(|s| s.is_finite()) => Some(sums),
-        _ => scalar_sums(grads, q, params),
+    let sums = adam_lr_sums(backend, grads, q, params)?;
+    // NaN for a non-finite gradient, or infinite after an overflow: checked and summed again.
+    let sums = if sums.iter().all(|s| s.is_finite()) {
+        Some(sums)
+    } else {
+        checked_sums(grads, q, params)
     };
     let sums = sums.ok_or(Error::NonFinite(what))?;
     adam_lr_finish(cfg.weight_decay, &last, sums)
@@ -68,22 +74,9 @@ pub(crate) fn adam_lr_finish(
     ])
 }
 
-/// The two sums on the CPU's SIMD backend (`None` when there is none), not finite when a
-/// gradient is not (`simd::optim_lr::adam_lr_sums`).
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-fn lane_sums(grads: &[f32], q: &[f32], params: &[f32]) -> Option<[f64; 2]> {
-    crate::simd::optim_lr::adam_lr_sums(grads, q, params)
-}
-
-/// Targets without a SIMD backend run the scalar pass.
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn lane_sums(_: &[f32], _: &[f32], _: &[f32]) -> Option<[f64; 2]> {
-    None
-}
-
 /// The two sums, each product formed and added in `f64` (so no finite gradient overflows);
-/// `None` when a gradient is not finite.
-fn scalar_sums(grads: &[f32], q: &[f32], params: &[f32]) -> Option<[f64; 2]> {
+/// `None` when a gradient is not finite: the slow path of a lane sum that is not finite.
+fn checked_sums(grads: &[f32], q: &[f32], params: &[f32]) -> Option<[f64; 2]> {
     let mut sums = [0.0f64; 2];
     let mut max = 0u32;
     let weights = params.iter().chain(core::iter::repeat(&0.0));
@@ -112,72 +105,22 @@ pub(crate) fn adam_direction_update(
 }
 
 /// The step with `now` (`last`: the step that left the state; any step's scalars when the state
-/// is still zero) on the direction state `[q, root]`, putting each new parameter into `copy`.
-/// With `sums` (the lagged schedule) it also returns `[Σ g q, Σ g w]` over the state before the
-/// step, else `[0, 0]`. `decay`: there is weight decay (the same at both steps; without it the
-/// second sum is 0 and the weights are not scaled). The gradient must already be checked.
-#[inline(never)]
+/// is still zero) on the direction state `[q, root]`, putting each new parameter into `copy`, on
+/// `backend`'s lanes (`lanes::adam_lr_step`) in blocks (a multiple of the summation's flush
+/// period), each followed by its sinks. With `sums` (the lagged schedule) it also returns
+/// `[Σ g q, Σ g w]` over the state before the step, else `[0, 0]`. `decay`: there is weight decay
+/// (the same at both steps; without it the second sum is 0 and the weights are not scaled). The
+/// gradient and the backend must already be checked.
 pub(crate) fn adam_lr_loop<B: Sink>(
-    [last, now]: [&AdamScalars; 2],
-    (sums, decay): (bool, bool),
-    params: &mut [f32],
-    grads: &[f32],
-    [q, root]: [&mut [f32]; 2],
-    copy: impl Iterator<Item = B>,
-) -> [f64; 2] {
-    let mut copy = copy;
-    let flags = (sums, decay);
-    if let Some(s) = lane_loop([last, now], flags, params, grads, [q, root], &mut copy) {
-        return s;
-    }
-    scalar_loop([last, now], flags, params, grads, [q, root], copy)
-}
-
-/// [`adam_lr_loop`] one element at a time (targets without a SIMD backend).
-fn scalar_loop<B: Sink>(
-    [last, now]: [&AdamScalars; 2],
-    (sums, decay): (bool, bool),
-    params: &mut [f32],
-    grads: &[f32],
-    [q, root]: [&mut [f32]; 2],
-    copy: impl Iterator<Item = B>,
-) -> [f64; 2] {
-    let mut totals = Sums::<2>::new();
-    let state = q.iter_mut().zip(root.iter_mut());
-    for (((p, &g), (q, root)), c) in params.iter_mut().zip(grads).zip(state).zip(copy) {
-        if sums {
-            totals.add_one([g * *q, if decay { g * *p } else { 0.0 }]);
-        }
-        [*p, *q, *root] = adam_direction_update(last, now, [*p, g, *q, *root]);
-        c.put(*p);
-    }
-    totals.finish()
-}
-
-/// [`adam_lr_loop`] on the CPU's SIMD backend in blocks (a multiple of the summation's flush
-/// period), each followed by its sinks; `None` (nothing done) when there is none.
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-fn lane_loop<B: Sink>(
+    backend: Backend,
     scalars: [&AdamScalars; 2],
     flags: (bool, bool),
     params: &mut [f32],
     grads: &[f32],
     [q, root]: [&mut [f32]; 2],
-    copy: &mut impl Iterator<Item = B>,
-) -> Option<[f64; 2]> {
-    use super::adam::LANE_BLOCK;
-    use crate::simd::optim_lr::{adam_lr_step, AdamLrSlices, LrTotals};
+    mut copy: impl Iterator<Item = B>,
+) -> Result<[f64; 2]> {
     let mut totals: LrTotals = Default::default();
-    let empty = AdamLrSlices {
-        params: &mut [],
-        grads: &[],
-        q: &mut [],
-        root: &mut [],
-    };
-    // Empty slices: asks whether there is a SIMD backend, before anything is written.
-    if !adam_lr_step(scalars, flags, empty, &mut totals) {
-        return None;
-    }
     let blocks = params
         .chunks_mut(LANE_BLOCK)
         .zip(grads.chunks(LANE_BLOCK))
@@ -189,30 +132,38 @@ fn lane_loop<B: Sink>(
             q,
             root,
         };
-        adam_lr_step(scalars, flags, x, &mut totals);
+        adam_lr_step(backend, scalars, flags, x, &mut totals)?;
         for (&pi, c) in params.iter().zip(copy.by_ref()) {
             c.put(pi);
         }
     }
-    Some(totals.map(|t| t.iter().sum()))
-}
-
-/// Targets without a SIMD backend run the scalar loop.
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn lane_loop<B: Sink>(
-    _: [&AdamScalars; 2],
-    _: (bool, bool),
-    _: &mut [f32],
-    _: &[f32],
-    _: [&mut [f32]; 2],
-    _: &mut impl Iterator<Item = B>,
-) -> Option<[f64; 2]> {
-    None
+    Ok(totals.map(|t| t.iter().sum()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::simd::available_backends;
+
+    /// The step one element at a time, its sums added in `f64`: the reference of the lanes.
+    fn scalar_loop(
+        [last, now]: [&AdamScalars; 2],
+        (sums, decay): (bool, bool),
+        params: &mut [f32],
+        grads: &[f32],
+        [q, root]: [&mut [f32]; 2],
+    ) -> [f64; 2] {
+        let mut totals = [0.0f64; 2];
+        let state = q.iter_mut().zip(root.iter_mut());
+        for ((p, &g), (q, root)) in params.iter_mut().zip(grads).zip(state) {
+            if sums {
+                totals[0] += (g * *q) as f64;
+                totals[1] += (if decay { g * *p } else { 0.0 }) as f64;
+            }
+            [*p, *q, *root] = adam_direction_update(last, now, [*p, g, *q, *root]);
+        }
+        totals
+    }
     use crate::optim::sink::nowhere;
 
     const N: usize = 2 * 1024 + 37;
@@ -264,31 +215,36 @@ mod tests {
                     root[i] = 0.0;
                 }
                 let (p0, q0, r0) = (p, q, root);
-                let st = [&mut q[..], &mut root[..]];
-                let flags = (sums, wd != 0.0);
-                let got = adam_lr_loop([&last, &now], flags, &mut p, &g, st, nowhere());
-                // The loop of targets without a SIMD backend: the same bits, its sums too.
-                let (mut ps, mut qs, mut rs) = (p0, q0, r0);
-                let st = [&mut qs[..], &mut rs[..]];
-                let scalar = scalar_loop([&last, &now], flags, &mut ps, &g, st, nowhere());
-                assert_eq!(bits(&ps), bits(&p), "p");
-                assert_eq!(bits(&qs), bits(&q), "q");
-                assert_eq!(bits(&rs), bits(&root), "root");
-                let mut terms = [[0.0f32; 2]; N];
-                for i in 0..N {
-                    let [pe, qe, re] =
-                        adam_direction_update(&last, &now, [p0[i], g[i], q0[i], r0[i]]);
-                    assert_eq!(p[i].to_bits(), pe.to_bits(), "p[{i}]");
-                    assert_eq!(q[i].to_bits(), qe.to_bits(), "q[{i}]");
-                    assert_eq!(root[i].to_bits(), re.to_bits(), "root[{i}]");
-                    let w = if wd != 0.0 { p0[i] } else { 0.0 };
-                    terms[i] = [g[i] * q0[i], g[i] * w];
-                }
-                if sums {
-                    assert_sums(got, &terms);
-                    assert_sums(scalar, &terms);
-                } else {
-                    assert_eq!((got, scalar), ([0.0, 0.0], [0.0, 0.0]));
+                for backend in available_backends() {
+                    (p, q, root) = (p0, q0, r0);
+                    let st = [&mut q[..], &mut root[..]];
+                    let flags = (sums, wd != 0.0);
+                    let got =
+                        adam_lr_loop(backend, [&last, &now], flags, &mut p, &g, st, nowhere())
+                            .expect("available backend");
+                    // One element at a time: the same bits, its sums too.
+                    let (mut ps, mut qs, mut rs) = (p0, q0, r0);
+                    let st = [&mut qs[..], &mut rs[..]];
+                    let scalar = scalar_loop([&last, &now], flags, &mut ps, &g, st);
+                    assert_eq!(bits(&ps), bits(&p), "p");
+                    assert_eq!(bits(&qs), bits(&q), "q");
+                    assert_eq!(bits(&rs), bits(&root), "root");
+                    let mut terms = [[0.0f32; 2]; N];
+                    for i in 0..N {
+                        let [pe, qe, re] =
+                            adam_direction_update(&last, &now, [p0[i], g[i], q0[i], r0[i]]);
+                        assert_eq!(p[i].to_bits(), pe.to_bits(), "p[{i}]");
+                        assert_eq!(q[i].to_bits(), qe.to_bits(), "q[{i}]");
+                        assert_eq!(root[i].to_bits(), re.to_bits(), "root[{i}]");
+                        let w = if wd != 0.0 { p0[i] } else { 0.0 };
+                        terms[i] = [g[i] * q0[i], g[i] * w];
+                    }
+                    if sums {
+                        assert_sums(got, &terms);
+                        assert_sums(scalar, &terms);
+                    } else {
+                        assert_eq!((got, scalar), ([0.0, 0.0], [0.0, 0.0]));
+                    }
                 }
             }
         }
@@ -340,8 +296,7 @@ mod tests {
         let p: [f32; N] = core::array::from_fn(|i| val(i, 1));
         let next: [f32; N] = core::array::from_fn(|i| val(i, 6));
         for params in [&p[..], &[]] {
-            let lanes = lane_sums(&next, &q, params);
-            let scalar = scalar_sums(&next, &q, params).expect("finite");
+            let scalar = checked_sums(&next, &q, params).expect("finite");
             let terms: [[f32; 2]; N] = core::array::from_fn(|i| {
                 [
                     next[i] * q[i],
@@ -349,8 +304,8 @@ mod tests {
                 ]
             });
             assert_sums(scalar, &terms);
-            if let Some(lanes) = lanes {
-                assert_sums(lanes, &terms);
+            for backend in available_backends() {
+                assert_sums(adam_lr_sums(backend, &next, &q, params).unwrap(), &terms);
             }
         }
         // Where `q = 0` an infinite gradient's product is NaN.
@@ -366,20 +321,24 @@ mod tests {
         for (bad, x) in bad_grads {
             let mut next = next;
             next[bad] = x;
-            assert_eq!(scalar_sums(&next, &q, &[]), None);
-            if let Some(lanes) = lane_sums(&next, &q, &[]) {
-                assert!(!lanes[0].is_finite(), "{x} at {bad}: {lanes:?}");
-            }
+            assert_eq!(checked_sums(&next, &q, &[]), None);
             let cfg = AdamConfig::default();
-            let r = adam_lr_hypergradient("grads", &cfg, 3, &p, &next, &q);
-            assert_eq!(r, Err(Error::NonFinite("grads")));
+            for backend in available_backends() {
+                let lanes = adam_lr_sums(backend, &next, &q, &[]).unwrap();
+                assert!(!lanes[0].is_finite(), "{x} at {bad}: {lanes:?}");
+                let r = adam_lr_hypergradient(backend, "grads", &cfg, 3, &p, &next, &q);
+                assert_eq!(r, Err(Error::NonFinite("grads")));
+            }
         }
         // Finite gradients whose products overflow `f32`: summed again in `f64`, no error.
         let mut next = next;
         next[9] = f32::MAX;
         next[10] = -f32::MAX;
         (q[9], q[10]) = (4.0, 4.0);
-        let h = adam_lr_hypergradient("grads", &AdamConfig::default(), 3, &p, &next, &q);
-        assert!(h.is_ok_and(|h| h[0].is_finite()), "{h:?}");
+        for backend in available_backends() {
+            let cfg = AdamConfig::default();
+            let h = adam_lr_hypergradient(backend, "grads", &cfg, 3, &p, &next, &q);
+            assert!(h.is_ok_and(|h| h[0].is_finite()), "{h:?}");
+        }
     }
 }
