@@ -1,9 +1,9 @@
 //! One pre-norm decoder layer for inference with a KV cache:
 //! `h += Wo·attn(rope(Wq·n(h)), rope(Wk·n(h)), Wv·n(h))`, then `h += mlp(n'(h))`.
 
+use super::config::{AttentionKind, LayerWeights, ModelConfig};
 use super::linear::{linear_matmul, LinearShape};
 use super::mlp::swiglu_mlp_forward;
-use super::model::{AttentionKind, LayerWeights, ModelConfig};
 use super::norm::rms_norm_forward;
 use super::rope::rope_forward;
 use crate::check::{length, mul, split};

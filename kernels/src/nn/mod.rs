@@ -13,6 +13,7 @@
 //! - nothing allocates or panics: bad lengths or parameters return `Err`.
 
 mod attention_backward;
+mod config;
 mod embedding;
 mod layer;
 mod linear;
@@ -26,6 +27,9 @@ mod speculative;
 pub use attention_backward::{
     attention_backward, attention_backward_scratch_len, attention_logsumexp,
 };
+pub use config::{
+    kv_cache_len, AttentionKind, LayerWeights, ModelConfig, ModelWeights, TensorId, TensorKind,
+};
 pub use embedding::{embedding_backward, embedding_forward};
 pub use layer::{decoder_layer_forward, layer_scratch_len};
 pub use linear::{
@@ -37,10 +41,7 @@ pub use mlp::{
     swiglu_backward, swiglu_forward, swiglu_mlp_backward, swiglu_mlp_backward_scratch_len,
     swiglu_mlp_forward,
 };
-pub use model::{
-    embed_tokens, exit_logits, forward_layers, kv_cache_len, model_forward, model_scratch_len,
-    AttentionKind, LayerWeights, ModelConfig, ModelWeights, TensorId, TensorKind,
-};
+pub use model::{embed_tokens, exit_logits, forward_layers, model_forward, model_scratch_len};
 pub use norm::{rms_norm_backward, rms_norm_forward};
 pub use rope::{rope_backward, rope_forward, MAX_HEAD_DIM};
 pub use speculative::{
