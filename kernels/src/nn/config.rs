@@ -11,6 +11,7 @@
 //! The KV cache is one `f32` slice of [`kv_cache_len`]: for each layer, K then V, each
 //! `[kv_heads, max_seq, head_dim]`.
 
+use super::parts::split_parts_mut;
 use super::rope::MAX_HEAD_DIM;
 use crate::check::{length, mul, product};
 use crate::{Element, Error, FlashTiles, Result};
@@ -290,6 +291,66 @@ pub struct LayerWeights<'a, W> {
     pub w_up: &'a [W],
     /// SwiGLU down projection.
     pub w_down: &'a [W],
+}
+
+/// One decoder layer's weight gradients, borrowed at once from a flat gradient slice laid out
+/// like the weights (backward functions *add* into them).
+#[derive(Debug)]
+pub struct LayerGradients<'a> {
+    /// Pre-attention RMSNorm gain.
+    pub attn_norm: &'a mut [f32],
+    /// Query projection.
+    pub wq: &'a mut [f32],
+    /// Key projection.
+    pub wk: &'a mut [f32],
+    /// Value projection.
+    pub wv: &'a mut [f32],
+    /// Output projection.
+    pub wo: &'a mut [f32],
+    /// Pre-MLP RMSNorm gain.
+    pub mlp_norm: &'a mut [f32],
+    /// SwiGLU gate projection.
+    pub w_gate: &'a mut [f32],
+    /// SwiGLU up projection.
+    pub w_up: &'a mut [f32],
+    /// SwiGLU down projection.
+    pub w_down: &'a mut [f32],
+}
+
+impl<'a> LayerGradients<'a> {
+    /// Layer `layer`'s part of `grads`, which holds exactly [`ModelConfig::param_count`] values
+    /// in the weight layout.
+    pub fn new(config: &ModelConfig, grads: &'a mut [f32], layer: usize) -> Result<Self> {
+        config.validate()?;
+        length("gradients", grads.len(), config.param_count()?)?;
+        let start = config
+            .tensor_range(TensorId {
+                kind: TensorKind::AttnNorm,
+                layer,
+            })?
+            .start;
+        let end = start
+            .checked_add(config.layer_len()?)
+            .ok_or(Error::Overflow)?;
+        let block = grads.get_mut(start..end).ok_or(Error::Overflow)?;
+        let mut lens = [0usize; LAYER_KINDS.len()];
+        for (len, &kind) in lens.iter_mut().zip(LAYER_KINDS.iter()) {
+            *len = config.tensor_len(kind)?;
+        }
+        let [attn_norm, wq, wk, wv, wo, mlp_norm, w_gate, w_up, w_down] =
+            split_parts_mut("layer gradients", block, lens)?;
+        Ok(LayerGradients {
+            attn_norm,
+            wq,
+            wk,
+            wv,
+            wo,
+            mlp_norm,
+            w_gate,
+            w_up,
+            w_down,
+        })
+    }
 }
 
 /// A model: its configuration and its weights, one flat slice in the documented layout.

@@ -12,26 +12,37 @@
 //!   which is what makes self-speculative output identical to full-model decoding;
 //! - nothing allocates or panics: bad lengths or parameters return `Err`.
 
+mod activations;
 mod attention_backward;
 mod config;
 mod embedding;
+mod heads;
 mod layer;
+mod layer_backward;
 mod linear;
 mod loss;
 mod mlp;
 mod model;
 mod norm;
+mod parts;
 mod rope;
+mod rounding;
 mod speculative;
 
+pub use activations::decoder_layer_activations_len;
 pub use attention_backward::{
     attention_backward, attention_backward_scratch_len, attention_logsumexp,
 };
 pub use config::{
-    kv_cache_len, AttentionKind, LayerWeights, ModelConfig, ModelWeights, TensorId, TensorKind,
+    kv_cache_len, AttentionKind, LayerGradients, LayerWeights, ModelConfig, ModelWeights, TensorId,
+    TensorKind,
 };
 pub use embedding::{embedding_backward, embedding_forward};
-pub use layer::{decoder_layer_forward, layer_scratch_len};
+pub use layer::{
+    decoder_layer_forward, decoder_layer_train_forward, decoder_layer_train_scratch_len,
+    layer_scratch_len,
+};
+pub use layer_backward::{decoder_layer_backward, decoder_layer_backward_scratch_len};
 pub use linear::{
     linear_backward_input, linear_backward_weight, linear_matmul, linear_matmul_with,
     linear_matvec, LinearShape,
@@ -44,6 +55,7 @@ pub use mlp::{
 pub use model::{embed_tokens, exit_logits, forward_layers, model_forward, model_scratch_len};
 pub use norm::{rms_norm_backward, rms_norm_forward};
 pub use rope::{rope_backward, rope_forward, MAX_HEAD_DIM};
+pub use rounding::ActivationRounding;
 pub use speculative::{
     greedy_decode, self_speculative_decode, speculative_scratch_len, DecodeStats,
 };
