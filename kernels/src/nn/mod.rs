@@ -1,5 +1,6 @@
-//! Transformer building blocks with forward and backward passes, a pre-norm decoder layer, an
-//! early-exit model and greedy self-speculative decoding (LayerSkip).
+//! Transformer building blocks with forward and backward passes, a pre-norm decoder layer (for
+//! inference with a KV cache, and for training with saved activations and a backward pass, both
+//! one wiring), an early-exit model and greedy self-speculative decoding (LayerSkip).
 //!
 //! Conventions shared by every block:
 //! - activations, gradients, logits and KV caches are `f32` caller slices; weights are any
