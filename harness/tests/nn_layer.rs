@@ -149,17 +149,12 @@ fn layer_backward_matches_finite_differences() {
     let x = values(n * c.dim, 5, 1.5);
     let probe = values(n * c.dim, 8, 1.0);
     let layer1 = |kind| c.tensor_range(TensorId { kind, layer: 1 }).unwrap();
-    let kinds = [
-        TensorKind::AttnNorm,
-        TensorKind::Wq,
-        TensorKind::Wk,
-        TensorKind::Wv,
-        TensorKind::Wo,
-        TensorKind::MlpNorm,
-        TensorKind::WGate,
-        TensorKind::WUp,
-        TensorKind::WDown,
-    ];
+    let kinds: Vec<TensorKind> = (0..c.tensor_count())
+        .filter_map(|i| c.tensor_at(i))
+        .filter(|id| id.kind.per_layer() && id.layer == 1)
+        .map(|id| id.kind)
+        .collect();
+    assert_eq!(kinds.len(), 9);
     for attention in ATTENTIONS {
         let (_, acts) = train_forward(&c, &p, attention, ActivationRounding::F32, &x);
         let w = ModelWeights::new(c, &p).unwrap();
@@ -201,7 +196,7 @@ fn layer_backward_matches_finite_differences() {
                 loss(&c, &p, attention, &xs, &probe)
             }),
         )];
-        for kind in kinds {
+        for &kind in &kinds {
             let r = layer1(kind);
             let (p, x, probe, r2) = (&p, &x, &probe, r.clone());
             groups.push((

@@ -4,10 +4,37 @@
 use crate::check::{length, product};
 use crate::Result;
 
-fn check(src: usize, dst: usize, tokens: usize, heads: usize, head_dim: usize) -> Result<()> {
+/// Copies every `head_dim`-long feature vector of `src` to `dst`, from token-major to head-major
+/// order when `to_head_major`, else back.
+fn transpose(
+    src: &[f32],
+    dst: &mut [f32],
+    tokens: usize,
+    heads: usize,
+    head_dim: usize,
+    to_head_major: bool,
+) -> Result<()> {
     let len = product(&[tokens, heads, head_dim])?;
-    length("transpose source", src, len)?;
-    length("transpose destination", dst, len)
+    length("transpose source", src.len(), len)?;
+    length("transpose destination", dst.len(), len)?;
+    for t in 0..tokens {
+        for h in 0..heads {
+            let token_major = (t * heads + h) * head_dim;
+            let head_major = (h * tokens + t) * head_dim;
+            let (from, to) = if to_head_major {
+                (token_major, head_major)
+            } else {
+                (head_major, token_major)
+            };
+            if let (Some(s), Some(d)) = (
+                src.get(from..from + head_dim),
+                dst.get_mut(to..to + head_dim),
+            ) {
+                d.copy_from_slice(s);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `[tokens, heads, head_dim]` → `[heads, tokens, head_dim]`.
@@ -18,19 +45,7 @@ pub(crate) fn to_head_major(
     heads: usize,
     head_dim: usize,
 ) -> Result<()> {
-    check(src.len(), dst.len(), tokens, heads, head_dim)?;
-    if heads == 0 || head_dim == 0 {
-        return Ok(());
-    }
-    for (t, row) in src.chunks_exact(heads * head_dim).enumerate() {
-        for (h, feat) in row.chunks_exact(head_dim).enumerate() {
-            let at = (h * tokens + t) * head_dim;
-            if let Some(d) = dst.get_mut(at..at + head_dim) {
-                d.copy_from_slice(feat);
-            }
-        }
-    }
-    Ok(())
+    transpose(src, dst, tokens, heads, head_dim, true)
 }
 
 /// `[heads, tokens, head_dim]` → `[tokens, heads, head_dim]`.
@@ -41,17 +56,5 @@ pub(crate) fn to_token_major(
     heads: usize,
     head_dim: usize,
 ) -> Result<()> {
-    check(src.len(), dst.len(), tokens, heads, head_dim)?;
-    if heads == 0 || head_dim == 0 {
-        return Ok(());
-    }
-    for (t, row) in dst.chunks_exact_mut(heads * head_dim).enumerate() {
-        for (h, feat) in row.chunks_exact_mut(head_dim).enumerate() {
-            let at = (h * tokens + t) * head_dim;
-            if let Some(s) = src.get(at..at + head_dim) {
-                feat.copy_from_slice(s);
-            }
-        }
-    }
-    Ok(())
+    transpose(src, dst, tokens, heads, head_dim, false)
 }
