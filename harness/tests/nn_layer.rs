@@ -17,6 +17,9 @@ use tessera_kernels::nn::{
 use tessera_kernels::{bf16, Element, Error, FlashTiles};
 
 const FD_TOL: f64 = 1e-2;
+
+/// The loss with one tensor (or the input) moved by `h` along the direction `u`.
+type Shifted<'a> = Box<dyn Fn(f64, &[f32]) -> f64 + 'a>;
 const FD_STEP: f64 = 1e-2;
 
 fn config() -> ModelConfig {
@@ -184,7 +187,7 @@ fn layer_backward_matches_finite_differences() {
         grads.iter_mut().for_each(|g| *g -= 0.25);
 
         // Each tensor's gradient (and the input's) along its own direction.
-        let mut groups: Vec<(String, Vec<f32>, Box<dyn Fn(f64, &[f32]) -> f64>)> = vec![(
+        let mut groups: Vec<(String, Vec<f32>, Shifted)> = vec![(
             "x".into(),
             dx.clone(),
             Box::new(|h, u: &[f32]| {
