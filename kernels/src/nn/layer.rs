@@ -1,32 +1,73 @@
-//! One pre-norm decoder layer for inference with a KV cache:
+//! One pre-norm decoder layer, wired once:
 //! `h += Wo·attn(rope(Wq·n(h)), rope(Wk·n(h)), Wv·n(h))`, then `h += mlp(n'(h))`.
+//!
+//! [`decoder_layer_forward`] runs it for inference against a KV cache;
+//! [`decoder_layer_train_forward`] runs the same wiring over a whole sequence and also saves what
+//! [`decoder_layer_backward`](crate::nn::decoder_layer_backward) needs. Both go through one
+//! internal forward whose only extras are the optional save target and the
+//! [`ActivationRounding`] hook, so with [`ActivationRounding::F32`] the training forward's output
+//! equals the inference forward's bit for bit.
 
+use super::activations::Activations;
+use super::attention_backward::attention_logsumexp;
+use super::config::{AttentionKind, LayerWeights, ModelConfig};
+use super::heads::{to_head_major, to_token_major};
 use super::linear::{linear_matmul, LinearShape};
-use super::mlp::swiglu_mlp_forward;
-use super::model::{AttentionKind, LayerWeights, ModelConfig};
+use super::mlp::swiglu_mlp_forward_rounded;
 use super::norm::rms_norm_forward;
 use super::rope::rope_forward;
-use crate::check::{length, mul, split};
+use super::rounding::ActivationRounding;
+use crate::check::{length, mul, product, split};
 use crate::{
     baseline_attention, baseline_scratch_len, flash_attention, flash_scratch_len, AttentionShape,
     Element, Error, Result,
 };
 
-/// The attention shape of `n` query tokens at positions `pos..pos + n` against a cache of
-/// capacity `max_seq`.
-fn attention_shape(c: &ModelConfig, n: usize, kv_len: usize) -> AttentionShape {
+/// The causal attention shape of `n` query tokens, the last of `kv_len` positions, against
+/// key/value heads of `capacity` rows.
+pub(crate) fn attention_shape(
+    c: &ModelConfig,
+    n: usize,
+    kv_len: usize,
+    capacity: usize,
+) -> AttentionShape {
     AttentionShape::new(1, c.heads, n, kv_len, c.head_dim())
         .with_kv_heads(c.kv_heads)
-        .with_kv_capacity(c.max_seq)
+        .with_kv_capacity(capacity)
         .with_causal(true)
 }
 
-fn attention_scratch(c: &ModelConfig, n: usize, attention: AttentionKind) -> Result<usize> {
-    let shape = attention_shape(c, n.max(1), c.max_seq);
-    match attention {
-        AttentionKind::Baseline => baseline_scratch_len(&shape),
-        AttentionKind::Flash(tiles) => flash_scratch_len(&shape, tiles),
+/// The number of tokens in `hidden` (`[n, dim]`).
+pub(crate) fn tokens(c: &ModelConfig, what: &'static str, hidden: usize) -> Result<usize> {
+    if c.dim == 0 || !hidden.is_multiple_of(c.dim) {
+        return Err(Error::LengthMismatch {
+            what,
+            expected: c.dim,
+            actual: hidden,
+        });
     }
+    Ok(hidden / c.dim)
+}
+
+/// Scratch of the forward of up to `n` tokens attending to up to `kv_len` positions.
+fn forward_scratch_len(
+    c: &ModelConfig,
+    n: usize,
+    kv_len: usize,
+    attention: AttentionKind,
+) -> Result<usize> {
+    let rows = mul(n, c.dim)?;
+    let kv = mul(n, c.kv_dim())?;
+    let ffn = mul(n, c.ffn_hidden)?;
+    let shape = attention_shape(c, n.max(1), kv_len, kv_len);
+    let attention = match attention {
+        AttentionKind::Baseline => baseline_scratch_len(&shape)?,
+        AttentionKind::Flash(tiles) => flash_scratch_len(&shape, tiles)?,
+    };
+    // normed, q, q head-major, attention out head-major; k, v; gate, up, h; attention scratch.
+    [mul(4, rows)?, mul(2, kv)?, mul(3, ffn)?, attention]
+        .iter()
+        .try_fold(0usize, |a, &b| a.checked_add(b).ok_or(Error::Overflow))
 }
 
 /// Floats of scratch [`decoder_layer_forward`] needs for up to `max_tokens` tokens.
@@ -36,43 +77,165 @@ pub fn layer_scratch_len(
     attention: AttentionKind,
 ) -> Result<usize> {
     config.validate()?;
-    let n = max_tokens;
-    let rows = mul(n, config.dim)?;
-    let kv = mul(n, config.kv_dim())?;
-    let ffn = mul(n, config.ffn_hidden)?;
-    // normed, q, q head-major, attention out head-major; k, v; gate, up, h; attention scratch.
-    [
-        mul(4, rows)?,
-        mul(2, kv)?,
-        mul(3, ffn)?,
-        attention_scratch(config, n, attention)?,
-    ]
-    .iter()
-    .try_fold(0usize, |a, &b| a.checked_add(b).ok_or(Error::Overflow))
+    forward_scratch_len(config, max_tokens, config.max_seq, attention)
 }
 
-/// `[n, heads, hd]` → `[heads, n, hd]`.
-fn to_head_major(src: &[f32], dst: &mut [f32], n: usize, heads: usize, hd: usize) {
-    for (t, row) in src.chunks_exact(heads * hd).enumerate().take(n) {
-        for (h, feat) in row.chunks_exact(hd).enumerate() {
-            let at = (h * n + t) * hd;
-            if let Some(d) = dst.get_mut(at..at + hd) {
-                d.copy_from_slice(feat);
-            }
-        }
-    }
+/// Floats of scratch [`decoder_layer_train_forward`] needs for a sequence of `tokens` tokens.
+pub fn decoder_layer_train_scratch_len(
+    config: &ModelConfig,
+    tokens: usize,
+    attention: AttentionKind,
+) -> Result<usize> {
+    config.validate()?;
+    forward_scratch_len(config, tokens, tokens, attention)
 }
 
-/// `[heads, n, hd]` → `[n, heads, hd]`.
-fn to_token_major(src: &[f32], dst: &mut [f32], n: usize, heads: usize, hd: usize) {
-    for (t, row) in dst.chunks_exact_mut(heads * hd).enumerate().take(n) {
-        for (h, feat) in row.chunks_exact_mut(hd).enumerate() {
-            let at = (h * n + t) * hd;
-            if let Some(s) = src.get(at..at + hd) {
-                feat.copy_from_slice(s);
-            }
+/// Where a forward writes keys and values: `[kv_heads, capacity, head_dim]` each.
+struct KvCache<'a> {
+    k: &'a mut [f32],
+    v: &'a mut [f32],
+    capacity: usize,
+}
+
+/// Copies `src` into the saved activation `dst`.
+fn keep(dst: &mut [f32], src: &[f32]) -> Result<()> {
+    length("saved activation", src.len(), dst.len())?;
+    dst.copy_from_slice(src);
+    Ok(())
+}
+
+/// The layer's one wiring. Runs the tokens at positions `pos..pos + n` of `hidden` (`[n, dim]`,
+/// updated in place) through the layer, writing their keys and values into `cache`, rounding
+/// every activation an op produces by `rounding`, and copying into `save` (whose `k_h`, `v_h`
+/// are unused: the cache is where those live) what the backward needs.
+#[allow(clippy::too_many_arguments)]
+fn forward<W: Element>(
+    c: &ModelConfig,
+    weights: &LayerWeights<'_, W>,
+    attention: AttentionKind,
+    rounding: ActivationRounding,
+    pos: usize,
+    hidden: &mut [f32],
+    cache: KvCache<'_>,
+    scratch: &mut [f32],
+    mut save: Option<&mut Activations<&mut [f32]>>,
+) -> Result<()> {
+    let (dim, hd, kvd) = (c.dim, c.head_dim(), c.kv_dim());
+    let n = tokens(c, "hidden", hidden.len())?;
+    let end = pos.checked_add(n).ok_or(Error::Overflow)?;
+    if end > cache.capacity {
+        return Err(Error::BadParameter(
+            "positions past max_seq (KV cache full)",
+        ));
+    }
+    let cache_len = product(&[c.kv_heads, cache.capacity, hd])?;
+    let KvCache {
+        k: k_cache,
+        v: v_cache,
+        capacity,
+    } = cache;
+    length("k_cache", k_cache.len(), cache_len)?;
+    length("v_cache", v_cache.len(), cache_len)?;
+    let rows = mul(n, dim)?;
+    let (normed, rest) = split(scratch, rows)?;
+    let (q, rest) = split(rest, rows)?;
+    let (q_heads, rest) = split(rest, rows)?;
+    let (o_heads, rest) = split(rest, rows)?;
+    let (k, rest) = split(rest, mul(n, kvd)?)?;
+    let (v, rest) = split(rest, mul(n, kvd)?)?;
+    let ffn = mul(n, c.ffn_hidden)?;
+    let (gate, rest) = split(rest, ffn)?;
+    let (up, rest) = split(rest, ffn)?;
+    let (h, attn_scratch) = split(rest, ffn)?;
+    if let Some(s) = save.as_deref_mut() {
+        keep(s.x_in, hidden)?;
+    }
+
+    // Attention block.
+    rms_norm_forward(dim, c.norm_eps, hidden, weights.attn_norm, normed)?;
+    rounding.round(normed);
+    linear_matmul(LinearShape::new(n, dim, dim), normed, weights.wq, q)?;
+    linear_matmul(LinearShape::new(n, dim, kvd), normed, weights.wk, k)?;
+    linear_matmul(LinearShape::new(n, dim, kvd), normed, weights.wv, v)?;
+    rope_forward(c.heads, hd, pos, c.rope_theta, q)?;
+    rope_forward(c.kv_heads, hd, pos, c.rope_theta, k)?;
+    for x in [&mut *q, &mut *k, &mut *v] {
+        rounding.round(x);
+    }
+    for (t, (k_row, v_row)) in k.chunks_exact(kvd).zip(v.chunks_exact(kvd)).enumerate() {
+        for (g, (kf, vf)) in k_row
+            .chunks_exact(hd)
+            .zip(v_row.chunks_exact(hd))
+            .enumerate()
+        {
+            let at = (g * capacity + pos + t) * hd;
+            let (kd, vd) = match (k_cache.get_mut(at..at + hd), v_cache.get_mut(at..at + hd)) {
+                (Some(a), Some(b)) => (a, b),
+                _ => return Err(Error::Overflow),
+            };
+            kd.copy_from_slice(kf);
+            vd.copy_from_slice(vf);
         }
     }
+    to_head_major(q, q_heads, n, c.heads, hd)?;
+    let shape = attention_shape(c, n, end, capacity);
+    match attention {
+        AttentionKind::Baseline => {
+            baseline_attention(&shape, q_heads, k_cache, v_cache, o_heads, attn_scratch)?
+        }
+        AttentionKind::Flash(tiles) => flash_attention(
+            &shape,
+            tiles,
+            q_heads,
+            k_cache,
+            v_cache,
+            o_heads,
+            attn_scratch,
+        )?,
+    }
+    rounding.round(o_heads);
+    to_token_major(o_heads, q, n, c.heads, hd)?;
+    if let Some(s) = save.as_deref_mut() {
+        keep(s.xn1, normed)?;
+        keep(s.q_h, q_heads)?;
+        keep(s.o_h, o_heads)?;
+        keep(s.o_t, q)?;
+        attention_logsumexp(&shape, q_heads, k_cache, s.lse)?;
+    }
+    linear_matmul(LinearShape::new(n, dim, dim), q, weights.wo, normed)?;
+    for (x, &a) in hidden.iter_mut().zip(normed.iter()) {
+        *x += a;
+    }
+    rounding.round(hidden);
+    if let Some(s) = save.as_deref_mut() {
+        keep(s.x_mid, hidden)?;
+    }
+
+    // MLP block.
+    rms_norm_forward(dim, c.norm_eps, hidden, weights.mlp_norm, normed)?;
+    rounding.round(normed);
+    swiglu_mlp_forward_rounded(
+        n,
+        dim,
+        c.ffn_hidden,
+        normed,
+        [weights.w_gate, weights.w_up, weights.w_down],
+        gate,
+        up,
+        h,
+        q,
+        rounding,
+    )?;
+    if let Some(s) = save {
+        keep(s.xn2, normed)?;
+        keep(s.gate, gate)?;
+        keep(s.up, up)?;
+    }
+    for (x, &a) in hidden.iter_mut().zip(q.iter()) {
+        *x += a;
+    }
+    rounding.round(hidden);
+    Ok(())
 }
 
 /// Runs one decoder layer over the hidden states `hidden` (`[n, dim]`, updated in place) of the
@@ -90,98 +253,60 @@ pub fn decoder_layer_forward<W: Element>(
     v_cache: &mut [f32],
     scratch: &mut [f32],
 ) -> Result<()> {
-    let c = config;
-    let (dim, hd, kvd) = (c.dim, c.head_dim(), c.kv_dim());
-    if dim == 0 || !hidden.len().is_multiple_of(dim) {
-        return Err(Error::LengthMismatch {
-            what: "hidden",
-            expected: dim,
-            actual: hidden.len(),
-        });
-    }
-    let n = hidden.len() / dim;
-    let end = pos.checked_add(n).ok_or(Error::Overflow)?;
-    if end > c.max_seq {
-        return Err(Error::BadParameter(
-            "positions past max_seq (KV cache full)",
-        ));
-    }
-    let cache_len = mul(c.kv_heads, mul(c.max_seq, hd)?)?;
-    length("k_cache", k_cache.len(), cache_len)?;
-    length("v_cache", v_cache.len(), cache_len)?;
-    let rows = mul(n, dim)?;
-    let (normed, rest) = split(scratch, rows)?;
-    let (q, rest) = split(rest, rows)?;
-    let (q_heads, rest) = split(rest, rows)?;
-    let (o_heads, rest) = split(rest, rows)?;
-    let (k, rest) = split(rest, mul(n, kvd)?)?;
-    let (v, rest) = split(rest, mul(n, kvd)?)?;
-    let ffn = mul(n, c.ffn_hidden)?;
-    let (gate, rest) = split(rest, ffn)?;
-    let (up, rest) = split(rest, ffn)?;
-    let (h, attn_scratch) = split(rest, ffn)?;
+    let cache = KvCache {
+        k: k_cache,
+        v: v_cache,
+        capacity: config.max_seq,
+    };
+    forward(
+        config,
+        weights,
+        attention,
+        ActivationRounding::F32,
+        pos,
+        hidden,
+        cache,
+        scratch,
+        None,
+    )
+}
 
-    // Attention block.
-    rms_norm_forward(dim, c.norm_eps, hidden, weights.attn_norm, normed)?;
-    linear_matmul(LinearShape::new(n, dim, dim), normed, weights.wq, q)?;
-    linear_matmul(LinearShape::new(n, dim, kvd), normed, weights.wk, k)?;
-    linear_matmul(LinearShape::new(n, dim, kvd), normed, weights.wv, v)?;
-    rope_forward(c.heads, hd, pos, c.rope_theta, q)?;
-    rope_forward(c.kv_heads, hd, pos, c.rope_theta, k)?;
-    for (t, (k_row, v_row)) in k.chunks_exact(kvd).zip(v.chunks_exact(kvd)).enumerate() {
-        for (g, (kf, vf)) in k_row
-            .chunks_exact(hd)
-            .zip(v_row.chunks_exact(hd))
-            .enumerate()
-        {
-            let at = (g * c.max_seq + pos + t) * hd;
-            let (kd, vd) = match (k_cache.get_mut(at..at + hd), v_cache.get_mut(at..at + hd)) {
-                (Some(a), Some(b)) => (a, b),
-                _ => return Err(Error::Overflow),
-            };
-            kd.copy_from_slice(kf);
-            vd.copy_from_slice(vf);
-        }
+/// The training forward of one decoder layer over a whole sequence: the tokens of `hidden`
+/// (`[n, dim]`, `n <= max_seq`, updated in place) at positions `0..n`, each attending causally
+/// to the tokens up to its own. Every activation an op produces is rounded by `rounding`
+/// ([`ActivationRounding::F32`]: none, and `hidden` ends up exactly as [`decoder_layer_forward`]
+/// at `pos = 0` leaves it). What the backward needs (keys and values included; there is no KV
+/// cache) is written into `activations`, of
+/// [`decoder_layer_activations_len`](crate::nn::decoder_layer_activations_len) floats for `n`
+/// tokens. `scratch` holds [`decoder_layer_train_scratch_len`] floats.
+pub fn decoder_layer_train_forward<W: Element>(
+    config: &ModelConfig,
+    weights: &LayerWeights<'_, W>,
+    attention: AttentionKind,
+    rounding: ActivationRounding,
+    hidden: &mut [f32],
+    activations: &mut [f32],
+    scratch: &mut [f32],
+) -> Result<()> {
+    let n = tokens(config, "hidden", hidden.len())?;
+    if n > config.max_seq {
+        return Err(Error::BadParameter("a sequence longer than max_seq"));
     }
-    to_head_major(q, q_heads, n, c.heads, hd);
-    let shape = attention_shape(c, n, end);
-    match attention {
-        AttentionKind::Baseline => {
-            baseline_attention(&shape, q_heads, k_cache, v_cache, o_heads, attn_scratch)?
-        }
-        AttentionKind::Flash(tiles) => flash_attention(
-            &shape,
-            tiles,
-            q_heads,
-            k_cache,
-            v_cache,
-            o_heads,
-            attn_scratch,
-        )?,
-    }
-    to_token_major(o_heads, q, n, c.heads, hd);
-    linear_matmul(LinearShape::new(n, dim, dim), q, weights.wo, normed)?;
-    for (x, &a) in hidden.iter_mut().zip(normed.iter()) {
-        *x += a;
-    }
-
-    // MLP block.
-    rms_norm_forward(dim, c.norm_eps, hidden, weights.mlp_norm, normed)?;
-    swiglu_mlp_forward(
-        n,
-        dim,
-        c.ffn_hidden,
-        normed,
-        weights.w_gate,
-        weights.w_up,
-        weights.w_down,
-        gate,
-        up,
-        h,
-        q,
-    )?;
-    for (x, &a) in hidden.iter_mut().zip(q.iter()) {
-        *x += a;
-    }
-    Ok(())
+    let mut save = Activations::split_mut(config, n, activations)?;
+    let cache = KvCache {
+        k: core::mem::take(&mut save.k_h),
+        v: core::mem::take(&mut save.v_h),
+        capacity: n,
+    };
+    forward(
+        config,
+        weights,
+        attention,
+        rounding,
+        0,
+        hidden,
+        cache,
+        scratch,
+        Some(&mut save),
+    )
 }

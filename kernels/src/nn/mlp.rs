@@ -1,6 +1,7 @@
 //! SwiGLU MLP: `y = W_down · (silu(W_gate·x) ⊙ (W_up·x))`, `silu(g) = g·sigmoid(g)`.
 
 use super::linear::{linear_backward_input, linear_backward_weight, linear_matmul, LinearShape};
+use super::rounding::ActivationRounding;
 use crate::check::{length, mul, split};
 use crate::{Element, Result};
 
@@ -63,10 +64,44 @@ pub fn swiglu_mlp_forward<W: Element>(
     h: &mut [f32],
     y: &mut [f32],
 ) -> Result<()> {
+    swiglu_mlp_forward_rounded(
+        rows,
+        dim,
+        hidden,
+        x,
+        [w_gate, w_up, w_down],
+        gate,
+        up,
+        h,
+        y,
+        ActivationRounding::F32,
+    )
+}
+
+/// [`swiglu_mlp_forward`] with its activations `gate`, `up` and `h` rounded by `rounding` right
+/// after the op that makes them (`y` is left to the caller, who adds it to the residual).
+/// `weights` is `[w_gate, w_up, w_down]`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn swiglu_mlp_forward_rounded<W: Element>(
+    rows: usize,
+    dim: usize,
+    hidden: usize,
+    x: &[f32],
+    weights: [&[W]; 3],
+    gate: &mut [f32],
+    up: &mut [f32],
+    h: &mut [f32],
+    y: &mut [f32],
+    rounding: ActivationRounding,
+) -> Result<()> {
+    let [w_gate, w_up, w_down] = weights;
     let into = LinearShape::new(rows, dim, hidden);
     linear_matmul(into, x, w_gate, gate)?;
     linear_matmul(into, x, w_up, up)?;
+    rounding.round(gate);
+    rounding.round(up);
     swiglu_forward(gate, up, h)?;
+    rounding.round(h);
     linear_matmul(LinearShape::new(rows, hidden, dim), h, w_down, y)
 }
 

@@ -1,5 +1,6 @@
-//! Transformer building blocks with forward and backward passes, a pre-norm decoder layer, an
-//! early-exit model and greedy self-speculative decoding (LayerSkip).
+//! Transformer building blocks with forward and backward passes, a pre-norm decoder layer (for
+//! inference with a KV cache, and for training with saved activations and a backward pass, both
+//! one wiring), an early-exit model and greedy self-speculative decoding (LayerSkip).
 //!
 //! Conventions shared by every block:
 //! - activations, gradients, logits and KV caches are `f32` caller slices; weights are any
@@ -12,22 +13,37 @@
 //!   which is what makes self-speculative output identical to full-model decoding;
 //! - nothing allocates or panics: bad lengths or parameters return `Err`.
 
+mod activations;
 mod attention_backward;
+mod config;
 mod embedding;
+mod heads;
 mod layer;
+mod layer_backward;
 mod linear;
 mod loss;
 mod mlp;
 mod model;
 mod norm;
+mod parts;
 mod rope;
+mod rounding;
 mod speculative;
 
+pub use activations::decoder_layer_activations_len;
 pub use attention_backward::{
     attention_backward, attention_backward_scratch_len, attention_logsumexp,
 };
+pub use config::{
+    kv_cache_len, AttentionKind, LayerGradients, LayerWeights, ModelConfig, ModelWeights, TensorId,
+    TensorKind,
+};
 pub use embedding::{embedding_backward, embedding_forward};
-pub use layer::{decoder_layer_forward, layer_scratch_len};
+pub use layer::{
+    decoder_layer_forward, decoder_layer_train_forward, decoder_layer_train_scratch_len,
+    layer_scratch_len,
+};
+pub use layer_backward::{decoder_layer_backward, decoder_layer_backward_scratch_len};
 pub use linear::{
     linear_backward_input, linear_backward_weight, linear_matmul, linear_matmul_with,
     linear_matvec, LinearShape,
@@ -37,12 +53,10 @@ pub use mlp::{
     swiglu_backward, swiglu_forward, swiglu_mlp_backward, swiglu_mlp_backward_scratch_len,
     swiglu_mlp_forward,
 };
-pub use model::{
-    embed_tokens, exit_logits, forward_layers, kv_cache_len, model_forward, model_scratch_len,
-    AttentionKind, LayerWeights, ModelConfig, ModelWeights, TensorId, TensorKind,
-};
+pub use model::{embed_tokens, exit_logits, forward_layers, model_forward, model_scratch_len};
 pub use norm::{rms_norm_backward, rms_norm_forward};
 pub use rope::{rope_backward, rope_forward, MAX_HEAD_DIM};
+pub use rounding::ActivationRounding;
 pub use speculative::{
     greedy_decode, self_speculative_decode, speculative_scratch_len, DecodeStats,
 };

@@ -15,15 +15,13 @@
 //!    rejected drafts) are overwritten before anything reads them.
 //!
 //! Every kernel computes a row the same way whether it is alone or in a batch (see
-//! [`linear_matmul`](super::linear_matmul)), so the verifier's logits equal the full model's bit
+//! [`linear_matmul`](crate::nn::linear_matmul)), so the verifier's logits equal the full model's bit
 //! for bit and the output is identical to [`greedy_decode`].
 
+use super::config::{kv_cache_len, AttentionKind, ModelConfig, ModelWeights};
 use super::layer::layer_scratch_len;
 use super::loss::argmax;
-use super::model::{
-    embed_tokens, exit_logits, forward_layers, kv_cache_len, AttentionKind, ModelConfig,
-    ModelWeights,
-};
+use super::model::{embed_tokens, exit_logits, forward_layers};
 use crate::check::{length, mul, split};
 use crate::{Element, Error, Result};
 
