@@ -10,28 +10,14 @@
 
 #[cfg(target_arch = "aarch64")]
 use super::aarch64;
+use super::isa::{Isa, LaneJob};
 #[cfg(feature = "nightly")]
 use super::portable;
 use super::scalar::Scalar;
 #[cfg(target_arch = "x86_64")]
 use super::x86;
-use super::{Backend, Lanes};
+use super::Backend;
 use crate::error::{Error, Result};
-
-/// A loop written once over [`Lanes`], for [`run_lanes`].
-pub(crate) trait LaneJob {
-    /// What the loop returns.
-    type Output;
-    /// Runs the loop on the lanes of `l`. Implementations are `#[inline(always)]` (and so is
-    /// everything they call with `l`), so that they are compiled inside [`Isa::enter`].
-    fn run<L: Lanes>(self, l: L) -> Self::Output;
-}
-
-/// A lane token that can enter code compiled for its instruction set.
-pub(crate) trait Isa: Lanes {
-    /// Runs `job` on `self` inside a function with this token's target features enabled.
-    fn enter<J: LaneJob>(self, job: J) -> J::Output;
-}
 
 /// Runs `job` on `backend` (`Auto`: [`Backend::best`]); `Err(BackendUnavailable)` when this
 /// build or CPU cannot run it.

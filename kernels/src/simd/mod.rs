@@ -22,6 +22,7 @@ pub(crate) mod aarch64;
 mod backend;
 pub(crate) mod dispatch;
 mod exp;
+pub(crate) mod isa;
 pub(crate) mod lanes;
 #[cfg(feature = "nightly")]
 pub(crate) mod portable;
@@ -32,8 +33,9 @@ mod tokens;
 pub(crate) mod x86;
 
 pub use backend::{available_backends, Backend};
-pub(crate) use dispatch::{run_lanes, LaneJob};
+pub(crate) use dispatch::run_lanes;
 pub(crate) use exp::exp;
+pub(crate) use isa::LaneJob;
 pub(crate) use lanes::{LaneElement, Lanes, LANES};
 #[cfg(test)]
 pub(crate) use tokens::{for_each_lane_token, for_each_row_token};

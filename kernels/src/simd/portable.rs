@@ -6,7 +6,7 @@
 //! [`fused_mul_add`] per lane: correctly rounded in portable `f64` arithmetic, hence bit-equal to
 //! the hardware FMA of the other backends, but several times slower.
 
-use super::dispatch::{Isa, LaneJob};
+use super::isa::{Isa, LaneJob};
 use super::lanes::{fused_mul_add, Lanes, LANES};
 use core::simd::prelude::*;
 use half::bf16;

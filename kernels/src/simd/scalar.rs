@@ -4,7 +4,7 @@
 //! against: `mul_add` is the correctly rounded fused multiply-add (`libm::fmaf`), `sqrt` the
 //! correctly rounded root, so every backend gets the same bits on the same inputs.
 
-use super::dispatch::{Isa, LaneJob};
+use super::isa::{Isa, LaneJob};
 use super::lanes::{Lanes, LANES};
 use half::bf16;
 

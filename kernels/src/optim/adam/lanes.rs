@@ -7,7 +7,9 @@
 //! `f32` lanes flushed into `f64` every 16 chunks (the blocked summation of `optim::reduce`, with
 //! its error bound).
 
-use super::{adam_element, adam_hyper_terms, adam_lagged_element, AdamScalars, HyperScalars};
+use super::scalars::{
+    adam_element, adam_hyper_terms, adam_lagged_element, AdamScalars, HyperScalars,
+};
 use crate::simd::{run_lanes, Backend, LaneJob, Lanes, LANES};
 use crate::Result;
 

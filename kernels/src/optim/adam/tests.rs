@@ -1,6 +1,7 @@
 //! Adam's tests: the step, both hypergradient passes and their lanes against scalar references.
 
 use super::lanes::AdamHyperInputs;
+use super::scalars::*;
 use super::*;
 use crate::simd::available_backends;
 use crate::Error;

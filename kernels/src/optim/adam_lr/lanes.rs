@@ -8,7 +8,7 @@
 //! `f32` lanes flushed into `f64` every `FLUSH` chunks (the blocked summation of the full
 //! hypergradient passes, with its error bound).
 
-use super::adam_direction_update;
+use super::scalars::adam_direction_update;
 use crate::optim::adam::{flush, AdamScalars, UpdateConsts, FLUSH};
 use crate::simd::{run_lanes, Backend, LaneJob, Lanes, LANES};
 use crate::Result;

@@ -18,6 +18,7 @@
 //! [`Learn::LearningRate`]: super::Learn::LearningRate
 
 mod lanes;
+mod scalars;
 
 use super::adam::{lr_hypergradient, AdamConfig, AdamScalars, HyperScalars, LANE_BLOCK};
 use super::reduce::{magnitude_bits, NON_FINITE_BITS};
@@ -88,22 +89,6 @@ fn checked_sums(grads: &[f32], q: &[f32], params: &[f32]) -> Option<[f64; 2]> {
     (max < NON_FINITE_BITS).then_some(sums)
 }
 
-/// One element's step with `now` on the direction state `(q, root = sqrt(v))` the step `last`
-/// left: the new `(p, q, root)`. `eps` is not learned: `now`'s is the one `last` used.
-#[inline(always)]
-pub(crate) fn adam_direction_update(
-    last: &AdamScalars,
-    now: &AdamScalars,
-    [p, g, q, root]: [f32; 4],
-) -> [f32; 3] {
-    let m = q * libm::fmaf(root, last.inv_sqrt_bc2, now.eps);
-    let m = libm::fmaf(now.beta1, m, now.one_minus_beta1 * g);
-    let v = libm::fmaf(now.beta2, root * root, now.one_minus_beta2 * (g * g));
-    let root = libm::sqrtf(v);
-    let q = m / libm::fmaf(root, now.inv_sqrt_bc2, now.eps);
-    [p * now.decay - now.step * q, q, root]
-}
-
 /// The step with `now` (`last`: the step that left the state; any step's scalars when the state
 /// is still zero) on the direction state `[q, root]`, putting each new parameter into `copy`, on
 /// `backend`'s lanes (`lanes::adam_lr_step`) in blocks (a multiple of the summation's flush
@@ -142,6 +127,7 @@ pub(crate) fn adam_lr_loop<B: Sink>(
 
 #[cfg(test)]
 mod tests {
+    use super::scalars::adam_direction_update;
     use super::*;
     use crate::simd::available_backends;
 

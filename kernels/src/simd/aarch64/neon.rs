@@ -1,6 +1,6 @@
 //! NEON: the 16 virtual lanes as four 128-bit registers (lanes `0..4`, `4..8`, `8..12`, `12..16`).
 
-use crate::simd::dispatch::{Isa, LaneJob};
+use crate::simd::isa::{Isa, LaneJob};
 use crate::simd::lanes::{Lanes, LANES};
 use core::arch::aarch64::*;
 use half::bf16;

@@ -1,6 +1,6 @@
 //! AVX2 + FMA: the 16 virtual lanes as two 256-bit registers (lanes `0..8` and `8..16`).
 
-use crate::simd::dispatch::{Isa, LaneJob};
+use crate::simd::isa::{Isa, LaneJob};
 use crate::simd::lanes::{Lanes, LANES};
 use core::arch::x86_64::*;
 use half::bf16;

@@ -1,7 +1,7 @@
 //! AVX-512F: the 16 virtual lanes are one 512-bit register.
 
-use crate::simd::dispatch::{Isa, LaneJob};
-use crate::simd::lanes::{Lanes, LANES};
+use crate::simd::isa::{Isa, LaneJob};
+use crate::simd::lanes::{reduce_group, Lanes, LANES};
 use core::arch::x86_64::*;
 use half::bf16;
 
@@ -159,7 +159,7 @@ impl<const BF16: bool> Lanes for Avx512<BF16> {
     fn bf16_scores(self, q: &[bf16], keys: &[bf16], scale: f32, out: &mut [f32]) -> bool {
         if BF16 {
             // `Avx512<true>` tokens come only from `Avx512Bf16::new`: this one is such a token.
-            super::avx512bf16::scores(Avx512::<true>(()), q, keys, scale, out);
+            bf16_scores(Avx512::<true>(()), q, keys, scale, out);
         }
         BF16
     }
@@ -233,6 +233,90 @@ impl<const BF16: bool> Lanes for Avx512<BF16> {
             _mm512_storeu_ps(out.as_mut_ptr(), s1);
             [out[0], out[4], out[8], out[12]]
         }
+    }
+}
+
+/// bf16 elements per `vdpbf16ps` operand.
+const PAIR_LANES: usize = 32;
+
+/// Keys whose dot products run together (independent accumulation chains).
+const KEYS_PER_GROUP: usize = 8;
+
+/// Sixteen f32 lanes holding 32 bf16 elements, as `vdpbf16ps` reads them.
+#[inline(always)]
+fn load_pairs(_: Avx512<true>, x: &[bf16; PAIR_LANES]) -> __m512bh {
+    // SAFETY: AVX-512F is present; `x` is 64 readable bytes (`bf16` is a transparent `u16`), and
+    // `__m512bh` is 32 bf16 bit patterns in the same 64 bytes as `__m512i`.
+    unsafe { core::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(x.as_ptr().cast())) }
+}
+
+/// [`load_pairs`] of fewer than 32 elements, zero-padded.
+#[inline(always)]
+fn load_pairs_partial(t: Avx512<true>, x: &[bf16]) -> __m512bh {
+    let mut buf = [bf16::ZERO; PAIR_LANES];
+    for (b, &v) in buf.iter_mut().zip(x) {
+        *b = v;
+    }
+    load_pairs(t, &buf)
+}
+
+/// The 16 lane sums of `q · key` by `vdpbf16ps`, for each of the `G` keys of length
+/// `d = q.len()` that follow one another in `keys`.
+#[inline(always)]
+fn dots<const G: usize>(t: Avx512<true>, q: &[bf16], keys: &[bf16]) -> [__m512; G] {
+    let d = q.len();
+    // SAFETY: `Avx512<true>` proves AVX-512F is present.
+    let mut acc = [unsafe { _mm512_setzero_ps() }; G];
+    let (q_chunks, q_tail) = q.as_chunks::<PAIR_LANES>();
+    for (c, qc) in q_chunks.iter().enumerate() {
+        let qv = load_pairs(t, qc);
+        for (r, a) in acc.iter_mut().enumerate() {
+            let start = r * d + c * PAIR_LANES;
+            let kc = keys
+                .get(start..start + PAIR_LANES)
+                .and_then(|k| k.try_into().ok());
+            if let Some(kc) = kc {
+                // SAFETY: `Avx512<true>` proves AVX512_BF16 is present.
+                *a = unsafe { _mm512_dpbf16_ps(*a, qv, load_pairs(t, kc)) };
+            }
+        }
+    }
+    if !q_tail.is_empty() {
+        let qv = load_pairs_partial(t, q_tail);
+        let tail_start = q_chunks.len() * PAIR_LANES;
+        for (r, a) in acc.iter_mut().enumerate() {
+            if let Some(kt) = keys.get(r * d + tail_start..(r + 1) * d) {
+                // SAFETY: `Avx512<true>` proves AVX512_BF16 is present.
+                *a = unsafe { _mm512_dpbf16_ps(*a, qv, load_pairs_partial(t, kt)) };
+            }
+        }
+    }
+    acc
+}
+
+/// Attention scores of bf16 rows (`Lanes::bf16_scores` of `Avx512Bf16`, i.e. `Avx512<true>`): the canonical
+/// grouping of keys, `vdpbf16ps` for the dot products and the canonical lane reduction.
+#[inline(always)]
+fn bf16_scores(t: Avx512<true>, q: &[bf16], keys: &[bf16], scale: f32, out: &mut [f32]) {
+    let d = q.len();
+    if d == 0 {
+        out.fill(0.0);
+        return;
+    }
+    // A group spans `KEYS_PER_GROUP·d` elements; saturated, it is still longer than any slice.
+    let group_len = d.saturating_mul(KEYS_PER_GROUP);
+    let mut groups = keys.chunks_exact(group_len);
+    let mut outs = out.chunks_exact_mut(KEYS_PER_GROUP);
+    for (group, o) in (&mut groups).zip(&mut outs) {
+        let sums = reduce_group(t, dots::<KEYS_PER_GROUP>(t, q, group));
+        for (o, s) in o.iter_mut().zip(sums) {
+            *o = s * scale;
+        }
+    }
+    let rest = groups.remainder().chunks_exact(d);
+    for (key, o) in rest.zip(outs.into_remainder()) {
+        let [acc] = dots::<1>(t, q, key);
+        *o = t.reduce_add(acc) * scale;
     }
 }
 

@@ -1,0 +1,19 @@
+//! What a lane kernel is ([`LaneJob`]) and what a token does to run one ([`Isa`]): the two traits
+//! the tokens implement and the dispatch calls, apart from both so neither imports the other.
+
+use super::lanes::Lanes;
+
+/// A loop written once over [`Lanes`], for [`run_lanes`](super::run_lanes).
+pub(crate) trait LaneJob {
+    /// What the loop returns.
+    type Output;
+    /// Runs the loop on the lanes of `l`. Implementations are `#[inline(always)]` (and so is
+    /// everything they call with `l`), so that they are compiled inside [`Isa::enter`].
+    fn run<L: Lanes>(self, l: L) -> Self::Output;
+}
+
+/// A lane token that can enter code compiled for its instruction set.
+pub(crate) trait Isa: Lanes {
+    /// Runs `job` on `self` inside a function with this token's target features enabled.
+    fn enter<J: LaneJob>(self, job: J) -> J::Output;
+}
