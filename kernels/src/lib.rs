@@ -47,16 +47,15 @@ mod error;
 pub mod nn;
 pub mod optim;
 mod rows;
-mod scratch;
 pub mod simd;
 
 pub use accumulator::{Accumulator, Bf16Acc, Bf16Mma, F16Acc, F16Mma};
 pub use attention::shape::{AttentionShape, FlashTiles, MAX_TILE};
 pub use attention::{
-    baseline_attention, baseline_attention_with, flash_attention, flash_attention_with,
+    baseline_attention, baseline_attention_with, baseline_scratch_len, flash_attention,
+    flash_attention_with, flash_scratch_len,
 };
 pub use element::{f64_to_f32_round_to_odd, Element};
 pub use error::{Error, Result};
 pub use half::bf16;
-pub use scratch::{baseline_scratch_len, flash_scratch_len};
 pub use simd::{available_backends, Backend};

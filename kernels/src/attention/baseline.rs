@@ -4,7 +4,7 @@ use super::heads::{fix_overflowed_scores, kv_head};
 use crate::check::split;
 use crate::rows::{self, Job, RowOps};
 use crate::simd::Backend;
-use crate::{baseline_scratch_len, Accumulator, AttentionShape, Element, Error, Result};
+use crate::{Accumulator, AttentionShape, Element, Error, Result};
 
 /// Attention by the textbook algorithm, on the best available backend.
 ///
@@ -62,6 +62,16 @@ pub fn baseline_attention_with<E: Element, A: Accumulator>(
             scratch,
         },
     )?
+}
+
+/// Accumulators [`baseline_attention`](baseline_attention) needs: one full row of scores
+/// (`kv_len`) and one output row (`head_dim`).
+pub fn baseline_scratch_len(shape: &AttentionShape) -> Result<usize> {
+    shape.validate()?;
+    shape
+        .kv_len
+        .checked_add(shape.head_dim)
+        .ok_or(Error::Overflow)
 }
 
 struct Baseline<'a, E, A> {

@@ -1,10 +1,10 @@
 //! Flash attention: tiles of `block_q` query rows by `block_k` keys with an online softmax.
 
 use super::heads::{fix_overflowed_scores, kv_head};
-use crate::check::split;
+use crate::check::{product, split};
 use crate::rows::{self, Job, RowOps};
 use crate::simd::Backend;
-use crate::{flash_scratch_len, Accumulator, AttentionShape, Element, Error, FlashTiles, Result};
+use crate::{Accumulator, AttentionShape, Element, Error, FlashTiles, Result};
 
 /// Attention by the tiled online-softmax algorithm (FlashAttention-2's forward), on the best
 /// available backend.
@@ -62,6 +62,19 @@ pub fn flash_attention_with<E: Element, A: Accumulator>(
             scratch,
         },
     )?
+}
+
+/// Accumulators [`flash_attention`](flash_attention) needs: for each of the `block_q` rows
+/// of a query tile an output row (`head_dim`) and its running max and sum, plus one tile of
+/// `block_k` scores.
+pub fn flash_scratch_len(shape: &AttentionShape, tiles: FlashTiles) -> Result<usize> {
+    shape.validate()?;
+    tiles.validate()?;
+    let rows = tiles.block_q.min(shape.q_len.max(1));
+    let per_row = shape.head_dim.checked_add(2).ok_or(Error::Overflow)?;
+    product(&[rows, per_row])?
+        .checked_add(tiles.block_k)
+        .ok_or(Error::Overflow)
 }
 
 struct Flash<'a, E, A> {

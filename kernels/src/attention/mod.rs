@@ -15,5 +15,5 @@ mod flash;
 mod heads;
 pub(crate) mod shape;
 
-pub use baseline::{baseline_attention, baseline_attention_with};
-pub use flash::{flash_attention, flash_attention_with};
+pub use baseline::{baseline_attention, baseline_attention_with, baseline_scratch_len};
+pub use flash::{flash_attention, flash_attention_with, flash_scratch_len};
