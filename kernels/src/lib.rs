@@ -50,7 +50,7 @@ mod rows;
 pub mod simd;
 
 pub use accumulator::{Accumulator, Bf16Acc, Bf16Mma, F16Acc, F16Mma};
-pub use attention::shape::{AttentionShape, FlashTiles, MAX_TILE};
+pub use attention::shape::{AttentionShape, FlashTiles, Layout, MAX_TILE};
 pub use attention::{
     baseline_attention, baseline_attention_with, baseline_scratch_len, flash_attention,
     flash_attention_with, flash_scratch_len,

@@ -97,18 +97,19 @@ impl<E: Element, A: Accumulator> Job<E, A> for Baseline<'_, E, A> {
             scratch,
         } = self;
         let d = shape.head_dim;
-        let head_len = shape.q_len * d;
-        if head_len == 0 {
+        if shape.q_len == 0 {
             return Ok(());
         }
         let scale = A::from_f32(shape.scale);
         let (scores, rest) = split(scratch, shape.kv_len)?;
         let (acc, _) = split(rest, d)?;
-        let heads = q.chunks_exact(head_len).zip(out.chunks_exact_mut(head_len));
-        for (bh, (q_head, out_head)) in heads.enumerate() {
+        for bh in 0..shape.batch * shape.heads {
             let (k_head, v_head) = kv_head(shape, bh, k, v)?;
-            let rows = q_head.chunks_exact(d).zip(out_head.chunks_exact_mut(d));
-            for (row, (q_row, out_row)) in rows.enumerate() {
+            let (start, stride) = shape.q_rows(bh);
+            for row in 0..shape.q_len {
+                let at = start + row * stride..start + row * stride + d;
+                let q_row = q.get(at.clone()).ok_or(Error::Overflow)?;
+                let out_row = out.get_mut(at).ok_or(Error::Overflow)?;
                 let visible = shape.visible_keys(row);
                 if visible == 0 {
                     out_row.fill(E::from_f32(0.0));

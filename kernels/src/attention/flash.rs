@@ -112,8 +112,7 @@ impl<E: Element, A: Accumulator> Job<E, A> for Flash<'_, E, A> {
             scratch,
         } = self;
         let d = shape.head_dim;
-        let head_len = shape.q_len * d;
-        if head_len == 0 {
+        if shape.q_len == 0 {
             return Ok(());
         }
         let block_q = tiles.block_q.min(shape.q_len);
@@ -124,15 +123,12 @@ impl<E: Element, A: Accumulator> Job<E, A> for Flash<'_, E, A> {
         let (sum_all, rest) = split(rest, block_q)?;
         let (scores, _) = split(rest, block_k)?;
 
-        let heads = q.chunks_exact(head_len).zip(out.chunks_exact_mut(head_len));
-        for (bh, (q_head, out_head)) in heads.enumerate() {
+        for bh in 0..shape.batch * shape.heads {
             let (k_head, v_head) = kv_head(shape, bh, k, v)?;
-            let q_tiles = q_head
-                .chunks(block_q * d)
-                .zip(out_head.chunks_mut(block_q * d));
-            for (tile, (q_tile, out_tile)) in q_tiles.enumerate() {
-                let first_row = tile * block_q;
-                let rows = q_tile.len() / d;
+            let (start, stride) = shape.q_rows(bh);
+            let row = |r: usize| start + r * stride..start + r * stride + d;
+            for first_row in (0..shape.q_len).step_by(block_q) {
+                let rows = block_q.min(shape.q_len - first_row);
                 let acc_tile = &mut acc_all[..rows * d];
                 acc_tile.fill(A::ZERO);
                 max_all[..rows].fill(A::NEG_INFINITY);
@@ -140,15 +136,15 @@ impl<E: Element, A: Accumulator> Job<E, A> for Flash<'_, E, A> {
                 // Causal visibility grows with the row, so the last row bounds the tile.
                 let tile_keys = shape.visible_keys(first_row + rows - 1);
                 for j0 in (0..tile_keys).step_by(block_k) {
-                    let states = q_tile
-                        .chunks_exact(d)
-                        .zip(acc_tile.chunks_exact_mut(d))
+                    let states = acc_tile
+                        .chunks_exact_mut(d)
                         .zip(max_all.iter_mut().zip(sum_all.iter_mut()));
-                    for (r, ((q_row, acc), (m, l))) in states.enumerate() {
+                    for (r, (acc, (m, l))) in states.enumerate() {
                         let visible = shape.visible_keys(first_row + r);
                         if visible <= j0 {
                             continue;
                         }
+                        let q_row = q.get(row(first_row + r)).ok_or(Error::Overflow)?;
                         let j1 = (j0 + block_k).min(visible);
                         let s = &mut scores[..j1 - j0];
                         let keys = &k_head[j0 * d..j1 * d];
@@ -170,18 +166,17 @@ impl<E: Element, A: Accumulator> Job<E, A> for Flash<'_, E, A> {
                         *m = m_new;
                     }
                 }
-                let finals = q_tile
-                    .chunks_exact(d)
-                    .zip(out_tile.chunks_exact_mut(d))
-                    .zip(acc_tile.chunks_exact_mut(d).zip(sum_all.iter()));
-                for (r, ((q_row, out_row), (acc, &l))) in finals.enumerate() {
+                let finals = acc_tile.chunks_exact_mut(d).zip(sum_all.iter());
+                for (r, (acc, &l)) in finals.enumerate() {
                     let visible = shape.visible_keys(first_row + r);
+                    let out_row = out.get_mut(row(first_row + r)).ok_or(Error::Overflow)?;
                     if visible == 0 {
                         out_row.fill(E::from_f32(0.0));
                         continue;
                     }
                     ops.store(out_row, acc, l);
                     if out_row.iter().any(|x| !x.to_f32().is_finite()) {
+                        let q_row = q.get(row(first_row + r)).ok_or(Error::Overflow)?;
                         let input = RowInput {
                             q: q_row,
                             keys: &k_head[..visible * d],

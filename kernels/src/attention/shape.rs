@@ -6,9 +6,21 @@ use crate::{Error, Result};
 /// Largest accepted tile size along either axis.
 pub const MAX_TILE: usize = 4096;
 
+/// How the rows of the queries and the output are laid out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// `[batch, heads, q_len, head_dim]`: each head's rows one after another.
+    #[default]
+    HeadMajor,
+    /// `[batch, q_len, heads, head_dim]`: each token's heads one after another (the layout a
+    /// projection `x·Wqᵀ` produces), read and written through a row stride of `heads·head_dim`.
+    TokenMajor,
+}
+
 /// The shape of one attention call.
 ///
-/// Tensors are row-major: queries and output `[batch, heads, q_len, head_dim]`, keys and values
+/// Tensors are row-major: queries and output `[batch, heads, q_len, head_dim]` (or, with
+/// [`Layout::TokenMajor`], `[batch, q_len, heads, head_dim]`), keys and values
 /// `[batch, kv_heads, kv_capacity, head_dim]` of which the first `kv_len` rows of each head are
 /// used (a KV cache may be allocated at full capacity and filled as decoding goes). Query head `h`
 /// reads key/value head `h / (heads / kv_heads)`: `kv_heads == heads` is multi-head attention,
@@ -37,6 +49,8 @@ pub struct AttentionShape {
     pub causal: bool,
     /// Multiplier of the logits, usually `1/sqrt(head_dim)`; finite and positive.
     pub scale: f32,
+    /// Layout of the queries and the output (keys and values are always head-major: a cache).
+    pub layout: Layout,
 }
 
 impl AttentionShape {
@@ -52,7 +66,14 @@ impl AttentionShape {
             head_dim,
             causal: false,
             scale: 1.0 / libm::sqrtf(head_dim as f32),
+            layout: Layout::HeadMajor,
         }
+    }
+
+    /// Sets the layout of the queries and the output.
+    pub fn with_layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
+        self
     }
 
     /// Sets the number of key/value heads (grouped-query or multi-query attention).
@@ -130,6 +151,20 @@ impl AttentionShape {
             }
         }
         Ok(())
+    }
+
+    /// Where row `0` of query head `bh = b * heads + h` starts in the queries and the output,
+    /// and the distance between consecutive rows of that head. The shape must be valid.
+    #[inline]
+    pub(crate) fn q_rows(&self, bh: usize) -> (usize, usize) {
+        let d = self.head_dim;
+        match self.layout {
+            Layout::HeadMajor => (bh * self.q_len * d, d),
+            Layout::TokenMajor => {
+                let (b, h) = (bh / self.heads, bh % self.heads);
+                ((b * self.q_len * self.heads + h) * d, self.heads * d)
+            }
+        }
     }
 
     /// Keys visible to query row `row`: `0..visible_keys(row)`.

@@ -11,12 +11,13 @@
 use super::activations::Activations;
 use super::attention_backward::attention_logsumexp;
 use super::config::{AttentionKind, LayerWeights, ModelConfig};
-use super::heads::{to_head_major, to_token_major};
+use super::heads::to_head_major;
 use super::linear::{linear_matmul, LinearShape};
 use super::mlp::swiglu_mlp_forward_rounded;
 use super::norm::rms_norm_forward;
 use super::rope::rope_forward;
 use super::rounding::ActivationRounding;
+use crate::attention::shape::Layout;
 use crate::check::{length, mul, product, split};
 use crate::{
     baseline_attention, baseline_scratch_len, flash_attention, flash_scratch_len, AttentionShape,
@@ -64,8 +65,8 @@ fn forward_scratch_len(
         AttentionKind::Baseline => baseline_scratch_len(&shape)?,
         AttentionKind::Flash(tiles) => flash_scratch_len(&shape, tiles)?,
     };
-    // normed, q, q head-major, attention out head-major; k, v; gate, up, h; attention scratch.
-    [mul(4, rows)?, mul(2, kv)?, mul(3, ffn)?, attention]
+    // normed, q, attention out (both token-major); k, v; gate, up, h; attention scratch.
+    [mul(3, rows)?, mul(2, kv)?, mul(3, ffn)?, attention]
         .iter()
         .try_fold(0usize, |a, &b| a.checked_add(b).ok_or(Error::Overflow))
 }
@@ -139,8 +140,7 @@ fn forward<W: Element>(
     let rows = mul(n, dim)?;
     let (normed, rest) = split(scratch, rows)?;
     let (q, rest) = split(rest, rows)?;
-    let (q_heads, rest) = split(rest, rows)?;
-    let (o_heads, rest) = split(rest, rows)?;
+    let (o, rest) = split(rest, rows)?;
     let (k, rest) = split(rest, mul(n, kvd)?)?;
     let (v, rest) = split(rest, mul(n, kvd)?)?;
     let ffn = mul(n, c.ffn_hidden)?;
@@ -177,32 +177,27 @@ fn forward<W: Element>(
             vd.copy_from_slice(vf);
         }
     }
-    to_head_major(q, q_heads, n, c.heads, hd)?;
+    // Attention reads the token-major queries and writes a token-major output (row strides):
+    // no transposes. A training forward saves head-major copies for the backward pass.
     let shape = attention_shape(c, n, end, capacity);
+    let tokens = shape.with_layout(Layout::TokenMajor);
     match attention {
         AttentionKind::Baseline => {
-            baseline_attention(&shape, q_heads, k_cache, v_cache, o_heads, attn_scratch)?
+            baseline_attention(&tokens, q, k_cache, v_cache, o, attn_scratch)?
         }
-        AttentionKind::Flash(tiles) => flash_attention(
-            &shape,
-            tiles,
-            q_heads,
-            k_cache,
-            v_cache,
-            o_heads,
-            attn_scratch,
-        )?,
+        AttentionKind::Flash(tiles) => {
+            flash_attention(&tokens, tiles, q, k_cache, v_cache, o, attn_scratch)?
+        }
     }
-    rounding.round(o_heads);
-    to_token_major(o_heads, q, n, c.heads, hd)?;
+    rounding.round(o);
     if let Some(s) = save.as_deref_mut() {
         keep(s.xn1, normed)?;
-        keep(s.q_h, q_heads)?;
-        keep(s.o_h, o_heads)?;
-        keep(s.o_t, q)?;
-        attention_logsumexp(&shape, q_heads, k_cache, s.lse)?;
+        to_head_major(q, s.q_h, n, c.heads, hd)?;
+        to_head_major(o, s.o_h, n, c.heads, hd)?;
+        keep(s.o_t, o)?;
+        attention_logsumexp(&shape, s.q_h, k_cache, s.lse)?;
     }
-    linear_matmul(LinearShape::new(n, dim, dim), q, weights.wo, normed)?;
+    linear_matmul(LinearShape::new(n, dim, dim), o, weights.wo, normed)?;
     for (x, &a) in hidden.iter_mut().zip(normed.iter()) {
         *x += a;
     }
