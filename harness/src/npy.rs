@@ -5,9 +5,8 @@
 //! an [`NpyError`] that says what was wrong: a bad magic string, an unsupported version, a
 //! malformed header, Fortran order, another dtype, or data shorter or longer than the shape says.
 //!
-//! Writes are atomic: the bytes go to a temporary file in the destination's directory, which is
-//! then renamed over the destination, so a failed write never leaves a partial file and an
-//! existing file is either untouched or wholly replaced.
+//! Writes are atomic ([`crate::fsutil::write_atomic`]): a failed write never leaves a partial
+//! file, and an existing file is either untouched or wholly replaced.
 //!
 //! ```
 //! use tessera_harness::npy::{decode_f32, encode_f32};
@@ -17,10 +16,9 @@
 //! # Ok::<(), tessera_harness::npy::NpyError>(())
 //! ```
 
+use crate::fsutil::write_atomic;
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 /// numpy pads the header so the data starts at a multiple of this.
@@ -236,53 +234,23 @@ pub fn encode_f64(shape: &[usize], data: &[f64]) -> Result<Vec<u8>, NpyError> {
     Ok(bytes)
 }
 
-/// Writes an `f32` tensor to `path` atomically (see the module docs).
+/// Writes an `f32` tensor to `path` atomically ([`write_atomic`]).
 pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), NpyError> {
-    write_atomic(path, &encode_f32(shape, data)?)
+    Ok(write_atomic(path, &encode_f32(shape, data)?)?)
 }
 
-/// Writes an `f64` tensor to `path` atomically (see the module docs).
+/// Writes an `f64` tensor to `path` atomically ([`write_atomic`]).
 pub fn write_f64(path: &Path, shape: &[usize], data: &[f64]) -> Result<(), NpyError> {
-    write_atomic(path, &encode_f64(shape, data)?)
+    Ok(write_atomic(path, &encode_f64(shape, data)?)?)
 }
 
-/// Writes `bytes` to a temporary file next to `path`, flushes it to disk, and renames it over
-/// `path`. On any failure the temporary file is removed and `path` is untouched.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NpyError> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let io = |e: std::io::Error| NpyError::Io {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
-    let name = path.file_name().ok_or_else(|| NpyError::Io {
-        path: path.to_path_buf(),
-        message: "not a file path".into(),
-    })?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let unique = format!(
-        ".{}.{}-{}.tmp",
-        name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    let tmp = dir.join(unique);
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })
+impl From<crate::fsutil::WriteError> for NpyError {
+    fn from(e: crate::fsutil::WriteError) -> NpyError {
+        NpyError::Io {
+            path: e.path,
+            message: e.reason.to_string(),
+        }
+    }
 }
 
 fn read_bytes(path: &Path) -> Result<Vec<u8>, NpyError> {

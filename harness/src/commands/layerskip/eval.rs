@@ -1,11 +1,12 @@
 //! `tessera layerskip eval`: per-exit loss, perplexity and agreement of one or more models, with an
 //! optional plot.
 
-use super::{load_corpus, print_evals, write_json};
+use super::{load_corpus, print_evals};
 use crate::commands::CliResult;
-use crate::fsutil::check_outputs;
+use crate::fsutil::{check_outputs, write_json};
 use crate::train::checkpoint;
 use crate::train::eval::{evaluate_exits, ExitEval};
+use anyhow::ensure;
 use clap::Parser;
 use std::path::{Path, PathBuf};
 
@@ -39,12 +40,11 @@ pub(super) fn run(a: EvalArgs) -> CliResult {
     let mut all = Vec::new();
     for path in &a.model {
         let ck = checkpoint::load(path)?;
-        if corpus.vocab != ck.vocab {
-            return Err(format!(
-                "the corpus's characters differ from the vocabulary of {}",
-                path.display()
-            ));
-        }
+        ensure!(
+            corpus.vocab == ck.vocab,
+            "the corpus's characters differ from the vocabulary of {}",
+            path.display()
+        );
         let evals = evaluate_exits(&ck.config, &ck.params, &corpus.val, a.seq_len, a.windows)?;
         println!("{}", path.display());
         print_evals(&evals);

@@ -1,11 +1,12 @@
 //! `tessera layerskip generate`: greedy generation with the full model against greedy
 //! self-speculative decoding, timed, with a check that both give the same text.
 
-use super::{parse_attention, write_json};
+use super::parse_attention;
 use crate::commands::CliResult;
-use crate::fsutil::check_outputs;
+use crate::fsutil::{check_outputs, write_json};
 use crate::train::checkpoint;
 use crate::train::Vocab;
+use anyhow::{bail, ensure, Context};
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -58,14 +59,14 @@ pub(super) struct GenerateArgs {
 fn timed(
     mut run: impl FnMut(&mut [u32]) -> tessera_kernels::Result<DecodeStats>,
     out: &mut [u32],
-) -> Result<(f64, DecodeStats), String> {
+) -> anyhow::Result<(f64, DecodeStats)> {
     let t = Instant::now();
-    let stats = run(out).map_err(|e| format!("decoding failed: {e}"))?;
+    let stats = run(out).context("decoding failed")?;
     Ok((t.elapsed().as_secs_f64(), stats))
 }
 
 /// The prompts of `generate`: `(text, tokens)` pairs.
-fn generate_prompts(a: &GenerateArgs, vocab: &Vocab) -> Result<Vec<(String, Vec<u32>)>, String> {
+fn generate_prompts(a: &GenerateArgs, vocab: &Vocab) -> anyhow::Result<Vec<(String, Vec<u32>)>> {
     let Some(path) = &a.prompts_from else {
         let text = match &a.prompt {
             Some(p) => p.clone(),
@@ -84,31 +85,32 @@ fn generate_prompts(a: &GenerateArgs, vocab: &Vocab) -> Result<Vec<(String, Vec<
         let tokens = vocab.encode(&text)?;
         return Ok(vec![(text, tokens)]);
     };
-    if a.prompt.is_some() {
-        return Err("give --prompt or --prompts-from, not both".into());
-    }
-    if a.prompt_count == 0 || a.prompt_chars == 0 {
-        return Err("--prompt-count and --prompt-chars must be at least 1".into());
-    }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    ensure!(
+        a.prompt.is_none(),
+        "give --prompt or --prompts-from, not both"
+    );
+    ensure!(
+        a.prompt_count != 0 && a.prompt_chars != 0,
+        "--prompt-count and --prompt-chars must be at least 1"
+    );
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let chars: Vec<char> = text.chars().collect();
     let held_out = chars.get(chars.len() - chars.len() / 10..).unwrap_or(&[]);
     let room = held_out.len().saturating_sub(a.prompt_chars);
-    if room == 0 {
-        return Err(format!(
-            "{}: its held-out tail is shorter than --prompt-chars {}",
-            path.display(),
-            a.prompt_chars
-        ));
-    }
+    ensure!(
+        room != 0,
+        "{}: its held-out tail is shorter than --prompt-chars {}",
+        path.display(),
+        a.prompt_chars
+    );
     let mut prompts = Vec::with_capacity(a.prompt_count);
     for k in 0..a.prompt_count {
         let at = k * room / a.prompt_count;
         let text: String = held_out[at..at + a.prompt_chars].iter().collect();
         let tokens = vocab
             .encode(&text)
-            .map_err(|e| format!("prompt {k} from {}: {e}", path.display()))?;
+            .with_context(|| format!("prompt {k} from {}", path.display()))?;
         prompts.push((text, tokens));
     }
     Ok(prompts)
@@ -137,32 +139,27 @@ pub(super) fn run(a: GenerateArgs) -> CliResult {
     };
     let prompts = generate_prompts(&a, &ck.vocab)?;
     for (text, prompt) in &prompts {
-        if prompt.is_empty() {
-            return Err("the prompt is empty".into());
-        }
-        if prompt.len() + tokens > c.max_seq {
-            return Err(format!(
-                "prompt {text:?} ({}) + tokens ({tokens}) exceed the model's max_seq {}",
-                prompt.len(),
-                c.max_seq
-            ));
-        }
+        ensure!(!prompt.is_empty(), "the prompt is empty");
+        ensure!(
+            prompt.len() + tokens <= c.max_seq,
+            "prompt {text:?} ({}) + tokens ({tokens}) exceed the model's max_seq {}",
+            prompt.len(),
+            c.max_seq
+        );
     }
     for &e in &a.exit_layer {
-        if e == 0 || e > c.layers {
-            return Err(format!("--exit-layer {e} is outside 1..={}", c.layers));
-        }
+        ensure!(
+            (1..=c.layers).contains(&e),
+            "--exit-layer {e} is outside 1..={}",
+            c.layers
+        );
     }
-    if a.draft.contains(&0) {
-        return Err("--draft must be at least 1".into());
-    }
-    let weights = ModelWeights::new(c, &ck.params).map_err(|e| format!("bad model: {e}"))?;
+    ensure!(!a.draft.contains(&0), "--draft must be at least 1");
+    let weights = ModelWeights::new(c, &ck.params).context("bad model")?;
     // Every buffer is allocated here, once; the decoders allocate nothing.
     let max_draft = a.draft.iter().copied().max().unwrap_or(1);
-    let kerr = |e: tessera_kernels::Error| e.to_string();
-    let mut kv = vec![0.0f32; kv_cache_len(&c).map_err(kerr)?];
-    let mut scratch =
-        vec![0.0f32; speculative_scratch_len(&c, max_draft, attention).map_err(kerr)?];
+    let mut kv = vec![0.0f32; kv_cache_len(&c)?];
+    let mut scratch = vec![0.0f32; speculative_scratch_len(&c, max_draft, attention)?];
     let mut full_outs = vec![vec![0u32; tokens]; prompts.len()];
     let mut spec_out = vec![0u32; tokens];
     // Full decoding once for the text; every configuration below is then timed against its own
@@ -247,9 +244,7 @@ pub(super) fn run(a: GenerateArgs) -> CliResult {
                 "layer_passes_saved": saved, "layers": c.layers,
             }));
             if !identical {
-                return Err(format!(
-                    "self-speculative output differs from full decoding at E={e}, d={d}"
-                ));
+                bail!("self-speculative output differs from full decoding at E={e}, d={d}");
             }
         }
     }

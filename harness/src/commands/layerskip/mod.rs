@@ -22,7 +22,7 @@ use crate::train::{synthetic_corpus, Corpus};
 use clap::Subcommand;
 use eval::EvalArgs;
 use generate::GenerateArgs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tessera_kernels::nn::AttentionKind;
 use tessera_kernels::FlashTiles;
 use train::TrainArgs;
@@ -54,7 +54,7 @@ pub fn main(args: Args) -> CliResult {
 }
 
 /// The corpus of `--corpus`, or the synthetic one, with a description of where it came from.
-fn load_corpus(path: &Option<PathBuf>) -> Result<(Corpus, String), String> {
+fn load_corpus(path: &Option<PathBuf>) -> anyhow::Result<(Corpus, String)> {
     match path {
         Some(p) => Ok((Corpus::from_file(p)?, p.display().to_string())),
         None => Ok((
@@ -65,20 +65,12 @@ fn load_corpus(path: &Option<PathBuf>) -> Result<(Corpus, String), String> {
 }
 
 /// The `--attention` flag.
-fn parse_attention(s: &str) -> Result<AttentionKind, String> {
+fn parse_attention(s: &str) -> anyhow::Result<AttentionKind> {
     match s {
         "baseline" => Ok(AttentionKind::Baseline),
         "flash" => Ok(AttentionKind::Flash(FlashTiles::new(16, 16))),
-        other => Err(format!(
-            "--attention must be baseline or flash, not {other:?}"
-        )),
+        other => anyhow::bail!("--attention must be baseline or flash, not {other:?}"),
     }
-}
-
-/// Writes `value` as pretty JSON, atomically.
-fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
-    crate::fsutil::write_atomic(path, (text + "\n").as_bytes())
 }
 
 /// Prints the per-exit table.

@@ -1,13 +1,14 @@
 //! `tessera layerskip train`: train a model with LayerSkip's recipe (or plainly) and save it.
 
-use super::{load_corpus, parse_attention, print_evals, write_json};
+use super::{load_corpus, parse_attention, print_evals};
 use crate::commands::CliResult;
-use crate::fsutil::check_outputs;
+use crate::fsutil::{check_outputs, write_json};
 use crate::train::checkpoint;
 use crate::train::eval::evaluate_exits;
 use crate::train::{
     Curriculum, EarlyExitLoss, LayerDropout, Precision, Recipe, TrainConfig, Trainer,
 };
+use anyhow::{bail, Context};
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -103,7 +104,7 @@ pub(super) fn run(a: TrainArgs) -> CliResult {
     cfg.precision = match a.precision.as_str() {
         "f32" => Precision::F32,
         "bf16" => Precision::Bf16Emulated,
-        other => return Err(format!("--precision must be f32 or bf16, not {other:?}")),
+        other => bail!("--precision must be f32 or bf16, not {other:?}"),
     };
     cfg.recipe = if a.no_recipe {
         Recipe::none()
@@ -123,10 +124,7 @@ pub(super) fn run(a: TrainArgs) -> CliResult {
         Some(path) => {
             let ck = checkpoint::load(path)?;
             if ck.vocab != corpus.vocab {
-                return Err(format!(
-                    "{} was trained on other characters",
-                    path.display()
-                ));
+                bail!("{} was trained on other characters", path.display());
             }
             cfg.model = ck.config;
             Some(ck.params)
@@ -134,7 +132,7 @@ pub(super) fn run(a: TrainArgs) -> CliResult {
         None => None,
     };
     cfg.validate()?;
-    let params = cfg.model.param_count().map_err(|e| e.to_string())?;
+    let params = cfg.model.param_count()?;
     eprintln!(
         "training {} layers x {} ({} params) on {} ({} train tokens), {} steps of {}x{}, recipe: {}",
         cfg.model.layers,
@@ -189,16 +187,14 @@ pub(super) fn run(a: TrainArgs) -> CliResult {
 }
 
 /// The `--curriculum` flag.
-fn parse_curriculum(s: &str) -> Result<Curriculum, String> {
+fn parse_curriculum(s: &str) -> anyhow::Result<Curriculum> {
     match s {
         "all" => Ok(Curriculum::All),
         "gradual" => Ok(Curriculum::Gradual),
         r if r.starts_with("rotational:") => r["rotational:".len()..]
             .parse()
             .map(|r| Curriculum::Rotational { r })
-            .map_err(|_| format!("bad rotation period in {r:?}")),
-        other => Err(format!(
-            "--curriculum must be all, gradual or rotational:R, not {other:?}"
-        )),
+            .with_context(|| format!("bad rotation period in {r:?}")),
+        other => bail!("--curriculum must be all, gradual or rotational:R, not {other:?}"),
     }
 }
