@@ -82,7 +82,7 @@ fn inputs(plan: &Plan, key: GroupKey) -> Inputs {
     let mut k = data::tensor(dist, n * d, s.wrapping_add(1));
     let mut v = data::tensor(dist, n * d, s.wrapping_add(2));
     for t in [&mut q, &mut k, &mut v] {
-        data::round_to_bf16(t);
+        crate::precision::round_bf16(t);
     }
     Inputs {
         q,

@@ -296,7 +296,7 @@ impl Trainer {
         }
         let mut params = init_params(&cfg.model, cfg.seed)?;
         if cfg.precision == Precision::Bf16Emulated {
-            network::round_bf16(&mut params);
+            crate::precision::round_bf16(&mut params);
         }
         let n = params.len();
         Ok(Trainer {
@@ -336,7 +336,7 @@ impl Trainer {
         );
         self.params.copy_from_slice(params);
         if self.cfg.precision == Precision::Bf16Emulated {
-            network::round_bf16(&mut self.params);
+            crate::precision::round_bf16(&mut self.params);
         }
         Ok(())
     }
@@ -429,7 +429,7 @@ impl Trainer {
         )
         .with_context(|| format!("adam step {}", self.step))?;
         if cfg.precision == Precision::Bf16Emulated {
-            network::round_bf16(&mut self.params);
+            crate::precision::round_bf16(&mut self.params);
         }
         Ok(StepInfo {
             step: self.step,
