@@ -28,11 +28,7 @@ pub fn read_f64(path: &Path) -> Result<Tensor<f64>, NpyError> {
 pub fn decode_f32(bytes: &[u8]) -> Result<Tensor<f32>, NpyError> {
     let raw = decode(bytes)?;
     let data = match raw.dtype {
-        Dtype::F32 => raw
-            .data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
+        Dtype::F32 => values(raw.data, f32::from_le_bytes).collect(),
         Dtype::F16 => f16_values(raw.data).map(half::f16::to_f32).collect(),
         Dtype::F64 => {
             return Err(NpyError::UnsupportedDtype {
@@ -51,15 +47,9 @@ pub fn decode_f32(bytes: &[u8]) -> Result<Tensor<f32>, NpyError> {
 pub fn decode_f64(bytes: &[u8]) -> Result<Tensor<f64>, NpyError> {
     let raw = decode(bytes)?;
     let data = match raw.dtype {
-        Dtype::F64 => raw
-            .data
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-            .collect(),
-        Dtype::F32 => raw
-            .data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+        Dtype::F64 => values(raw.data, f64::from_le_bytes).collect(),
+        Dtype::F32 => values(raw.data, f32::from_le_bytes)
+            .map(f64::from)
             .collect(),
         Dtype::F16 => f16_values(raw.data).map(half::f16::to_f64).collect(),
     };
@@ -69,9 +59,17 @@ pub fn decode_f64(bytes: &[u8]) -> Result<Tensor<f64>, NpyError> {
     })
 }
 
+/// The little-endian values of `N` bytes each in `data` (whose length [`decode`] checked).
+fn values<'a, T: 'a, const N: usize>(
+    data: &'a [u8],
+    from_le_bytes: fn([u8; N]) -> T,
+) -> impl Iterator<Item = T> + 'a {
+    data.chunks_exact(N)
+        .filter_map(move |c| c.try_into().ok().map(from_le_bytes))
+}
+
 fn f16_values(data: &[u8]) -> impl Iterator<Item = half::f16> + '_ {
-    data.chunks_exact(2)
-        .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])))
+    values(data, u16::from_le_bytes).map(half::f16::from_bits)
 }
 
 fn read_bytes(path: &Path) -> Result<Vec<u8>, NpyError> {

@@ -8,20 +8,25 @@ use std::path::Path;
 
 /// Encodes an `f32` tensor as a `'<f4'` `.npy` file.
 pub fn encode_f32(shape: &[usize], data: &[f32]) -> Result<Vec<u8>, NpyError> {
-    let mut bytes = encode_header(shape, data.len(), Dtype::F32)?;
-    bytes.reserve(data.len() * 4);
-    for x in data {
-        bytes.extend_from_slice(&x.to_le_bytes());
-    }
-    Ok(bytes)
+    encode(shape, data, Dtype::F32, f32::to_le_bytes)
 }
 
 /// Encodes an `f64` tensor as a `'<f8'` `.npy` file.
 pub fn encode_f64(shape: &[usize], data: &[f64]) -> Result<Vec<u8>, NpyError> {
-    let mut bytes = encode_header(shape, data.len(), Dtype::F64)?;
-    bytes.reserve(data.len() * 8);
-    for x in data {
-        bytes.extend_from_slice(&x.to_le_bytes());
+    encode(shape, data, Dtype::F64, f64::to_le_bytes)
+}
+
+/// The header for `dtype`, then every element's little-endian bytes.
+fn encode<T: Copy, const N: usize>(
+    shape: &[usize],
+    data: &[T],
+    dtype: Dtype,
+    le_bytes: fn(T) -> [u8; N],
+) -> Result<Vec<u8>, NpyError> {
+    let mut bytes = encode_header(shape, data.len(), dtype)?;
+    bytes.reserve(data.len() * N);
+    for &x in data {
+        bytes.extend_from_slice(&le_bytes(x));
     }
     Ok(bytes)
 }
