@@ -406,10 +406,10 @@ impl AttentionProblem {
         })
     }
 
-    /// Rounds every input to bf16 (see [`data::round_to_bf16`]).
+    /// Rounds every input to bf16 (see [`crate::precision::round_bf16`]).
     pub fn round_to_bf16(&mut self) {
         for t in [&mut self.q, &mut self.k, &mut self.v] {
-            data::round_to_bf16(t);
+            crate::precision::round_bf16(t);
         }
     }
 

@@ -1,59 +1,94 @@
-//! File writing that never leaves a partial file behind.
+//! File writing that never leaves a partial file behind, and the checks a command runs on its
+//! output paths before long work.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so
-/// readers see the old file or the whole new one, never half of it.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+/// A file or directory that cannot be written, and the operating system's reason.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {}: {reason}", path.display())]
+pub struct WriteError {
+    /// The file or directory.
+    pub path: PathBuf,
+    /// Why (the message already holds it, so it is not a separate `source`).
+    pub reason: std::io::Error,
+}
+
+impl WriteError {
+    fn new(path: &Path, reason: std::io::Error) -> WriteError {
+        WriteError {
+            path: path.to_path_buf(),
+            reason,
+        }
+    }
+}
+
+/// Writes `bytes` to `path` so that readers see the old file or the whole new one, never half of
+/// it: the bytes go to a new temporary file in the same directory (a name unique to this process
+/// and call, created exclusively), are flushed to disk, and the file is renamed over `path`; the
+/// directory is then flushed too (where the platform allows) so the rename survives a crash. On
+/// any failure the temporary file is removed and `path` is untouched.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let name = path
         .file_name()
-        .ok_or_else(|| format!("{} is not a file path", path.display()))?;
+        .ok_or_else(|| WriteError::new(path, std::io::Error::other("it is not a file path")))?;
+    let dir = parent_dir(path);
     let tmp = dir.join(format!(
-        ".{}.tmp{}",
+        ".{}.{}-{}.tmp",
         name.to_string_lossy(),
-        std::process::id()
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
         std::fs::rename(&tmp, path)
     })();
-    result.map_err(|e| {
+    if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
-        format!("cannot write {}: {e}", path.display())
-    })
+        return Err(WriteError::new(path, e));
+    }
+    // The new file is in place; flushing the directory makes the rename durable. Platforms that
+    // cannot open a directory as a file skip it.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Writes `value` as pretty-printed JSON with a final newline to `path`, atomically
+/// ([`write_atomic`]).
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    Ok(write_atomic(path, text.as_bytes())?)
 }
 
 /// Checks, before long work, that `path` can be written: it is not a directory, and its
 /// directory exists and takes a new file (a probe file is created there and removed). A mistyped
 /// or unwritable output path then fails at once, not after the work it was meant to keep; a
 /// later write can still fail (a full disk), and [`write_atomic`] then leaves no partial file.
-pub fn check_output_file(path: &Path) -> Result<(), String> {
+pub fn check_output_file(path: &Path) -> Result<(), WriteError> {
     if path.is_dir() {
-        return Err(format!(
-            "cannot write {}: it is a directory",
-            path.display()
-        ));
+        let e = std::io::Error::new(std::io::ErrorKind::IsADirectory, "it is a directory");
+        return Err(WriteError::new(path, e));
     }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    probe(dir).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    probe(parent_dir(path)).map_err(|e| WriteError::new(path, e))
 }
 
 /// Creates `dir` (and its parents) if it does not exist and checks that it takes a new file, as
 /// [`check_output_file`] does, before the long work whose results go there.
-pub fn prepare_output_dir(dir: &Path) -> Result<(), String> {
+pub fn prepare_output_dir(dir: &Path) -> Result<(), WriteError> {
     std::fs::create_dir_all(dir)
         .and_then(|_| probe(dir))
-        .map_err(|e| format!("cannot write into {}: {e}", dir.display()))
+        .map_err(|e| WriteError::new(dir, e))
 }
 
 /// [`check_output_file`] on every file of `files` and [`prepare_output_dir`] on `dir` (if any):
@@ -61,11 +96,18 @@ pub fn prepare_output_dir(dir: &Path) -> Result<(), String> {
 pub fn check_outputs<'a>(
     files: impl IntoIterator<Item = &'a Path>,
     dir: Option<&Path>,
-) -> Result<(), String> {
+) -> Result<(), WriteError> {
     for f in files {
         check_output_file(f)?;
     }
     dir.map_or(Ok(()), prepare_output_dir)
+}
+
+/// The directory `path` is in (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// Creates and removes an empty file in `dir`.
@@ -117,14 +159,38 @@ mod tests {
     fn output_checks_name_the_path_that_cannot_be_written() {
         let s = Scratch::new("bad");
         let missing = s.0.join("no/such/dir/out.json");
-        let e = check_output_file(&missing).expect_err("missing directory");
+        let e = check_output_file(&missing)
+            .expect_err("missing directory")
+            .to_string();
         assert!(e.contains("no/such/dir/out.json"), "{e}");
-        let e = check_output_file(&s.0).expect_err("a directory");
+        let e = check_output_file(&s.0)
+            .expect_err("a directory")
+            .to_string();
         assert!(e.contains("is a directory"), "{e}");
         let file = s.0.join("plain-file");
         std::fs::write(&file, b"x").expect("file");
-        let e = prepare_output_dir(&file.join("sub")).expect_err("under a file");
+        let e = prepare_output_dir(&file.join("sub"))
+            .expect_err("under a file")
+            .to_string();
         assert!(e.contains("plain-file/sub"), "{e}");
         assert!(!missing.parent().expect("parent").exists());
+    }
+
+    #[test]
+    fn atomic_writes_replace_whole_files_and_leave_no_temporary() {
+        let s = Scratch::new("atomic");
+        let path = s.0.join("out.bin");
+        write_atomic(&path, b"first").expect("new file");
+        write_atomic(&path, b"second, longer").expect("replacement");
+        assert_eq!(std::fs::read(&path).expect("read"), b"second, longer");
+        let e = write_atomic(&s.0.join("no/dir/out.bin"), b"x").expect_err("missing directory");
+        assert!(e.to_string().contains("no/dir/out.bin"), "{e}");
+        let e = write_atomic(&s.0, b"x").expect_err("a directory");
+        assert!(e.to_string().starts_with("cannot write"), "{e}");
+        let names: Vec<_> = std::fs::read_dir(&s.0)
+            .expect("listing")
+            .map(|d| d.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["out.bin"], "no temporary file is left");
     }
 }

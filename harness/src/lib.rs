@@ -3,6 +3,7 @@
 //! - [`metrics`]: deviation of a result from an exact answer (max/mean absolute, max relative, ULP);
 //! - [`data`]: seeded input generators shared by tests, studies and benches;
 //! - [`npy`]: NumPy `.npy` reading and atomic writing;
+//! - [`precision`]: rounding `f32` data to bf16 and back (one helper for inputs and training);
 //! - [`tolerance`]: the one table of tolerances, with the a-priori error bound of a row;
 //! - [`attention`]: the kernels run from `f32` data by run-time configuration, and seeded problems;
 //! - the `tessera` binary's subcommands, one module each.
@@ -16,6 +17,7 @@ pub mod hyperopt;
 pub mod metrics;
 pub mod npy;
 pub mod plot;
+pub mod precision;
 pub mod progress;
 pub mod tolerance;
 pub mod train;

@@ -38,7 +38,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
+            // `{:#}` prints the context and every cause: "cannot read --q: x.npy: ...".
+            eprintln!("error: {err:#}");
             ExitCode::from(2)
         }
     }

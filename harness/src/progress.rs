@@ -32,11 +32,11 @@ impl Progress {
         label: &'static str,
         total: u64,
         template: &str,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, indicatif::style::TemplateError> {
         let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
         let bar = if show && terminal {
             let b = ProgressBar::new(total);
-            b.set_style(ProgressStyle::with_template(template).map_err(|e| e.to_string())?);
+            b.set_style(ProgressStyle::with_template(template)?);
             b
         } else {
             ProgressBar::hidden()

@@ -6,13 +6,15 @@
 
 /// Wasserstein-1 distance between the empirical distributions of `a` and `b` (NaN values are an
 /// error: they have no place in a distribution).
-pub fn wasserstein1(a: &[f32], b: &[f32]) -> Result<f64, String> {
-    if a.is_empty() || b.is_empty() {
-        return Err("Wasserstein distance of an empty tensor".into());
-    }
-    if a.iter().chain(b).any(|x| x.is_nan()) {
-        return Err("Wasserstein distance of a tensor with NaN".into());
-    }
+pub fn wasserstein1(a: &[f32], b: &[f32]) -> anyhow::Result<f64> {
+    anyhow::ensure!(
+        !a.is_empty() && !b.is_empty(),
+        "Wasserstein distance of an empty tensor"
+    );
+    anyhow::ensure!(
+        !a.iter().chain(b).any(|x| x.is_nan()),
+        "Wasserstein distance of a tensor with NaN"
+    );
     let sorted = |x: &[f32]| {
         let mut v: Vec<f64> = x.iter().map(|&t| t as f64).collect();
         v.sort_by(f64::total_cmp);

@@ -147,9 +147,13 @@ fn checkpoints_round_trip_and_bad_files_are_clear_errors() {
     assert_eq!(back.config, c.model);
     assert_eq!(back.vocab, corpus.vocab);
     std::fs::write(&path, b"not a model").unwrap();
-    let err = checkpoint::load(&path).unwrap_err();
+    // `{:#}`: the message with its causes, as the CLI prints it.
+    let err = format!("{:#}", checkpoint::load(&path).unwrap_err());
     assert!(err.contains("not a tessera layerskip model"), "{err}");
-    let err = checkpoint::load(&dir.join("missing.safetensors")).unwrap_err();
+    let err = format!(
+        "{:#}",
+        checkpoint::load(&dir.join("missing.safetensors")).unwrap_err()
+    );
     assert!(err.contains("cannot read model"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -4,7 +4,12 @@ use core::fmt;
 
 /// Why a kernel refused its input. Kernels never panic: every problem with a shape, a slice length
 /// or a parameter comes back as one of these.
+///
+/// The enum is `#[non_exhaustive]`: a new kernel may add a reason without breaking callers, so a
+/// `match` on it needs a `_` arm. It implements [`core::error::Error`], so `?` carries it into
+/// `std` error types (`Box<dyn Error>`, `anyhow::Error`) with its message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Error {
     /// A dimension that must be positive is zero (the name says which).
     ZeroDimension(&'static str),
@@ -96,6 +101,8 @@ impl fmt::Display for Error {
         }
     }
 }
+
+impl core::error::Error for Error {}
 
 /// Shorthand for kernel results.
 pub type Result<T> = core::result::Result<T, Error>;

@@ -2,6 +2,7 @@
 
 use super::CliResult;
 use crate::deviation::{headline_table, run_plan, write_report, Plan};
+use anyhow::ensure;
 use std::path::PathBuf;
 
 /// Arguments of `tessera deviation`.
@@ -33,9 +34,7 @@ pub fn main(args: Args) -> CliResult {
         Plan::full(args.seed)
     };
     if let Some(rows) = args.rows {
-        if rows == 0 {
-            return Err("--rows must be at least 1".into());
-        }
+        ensure!(rows != 0, "--rows must be at least 1");
         plan.rows = rows;
     }
     let out_dir = args
@@ -46,8 +45,7 @@ pub fn main(args: Args) -> CliResult {
     let records = run_plan(&plan, true)?;
     println!("{}", headline_table(&records));
     if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;
-        crate::fsutil::write_atomic(path, json.as_bytes())?;
+        crate::fsutil::write_json(path, &records)?;
         eprintln!("wrote {}", path.display());
     }
     if let Some(dir) = out_dir {

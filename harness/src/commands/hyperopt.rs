@@ -10,6 +10,7 @@
 use super::CliResult;
 use crate::fsutil::check_outputs;
 use crate::hyperopt::{report, run_plan, spreads, Plan, Task};
+use anyhow::{bail, ensure, Context};
 use std::path::PathBuf;
 use tessera_kernels::optim::{AdamConfig, Learn, MomentumConfig, Optimizer, Schedule, SgdConfig};
 
@@ -49,40 +50,40 @@ pub struct Args {
     pub learn: String,
 }
 
-fn parse_learn(s: &str) -> Result<Learn, String> {
+fn parse_learn(s: &str) -> anyhow::Result<Learn> {
     match s {
         "all" => Ok(Learn::All),
         "lr" => Ok(Learn::LearningRate),
-        other => Err(format!("unknown --learn `{other}` (all, lr)")),
+        other => bail!("unknown --learn `{other}` (all, lr)"),
     }
 }
 
-fn parse_schedule(s: &str) -> Result<Schedule, String> {
+fn parse_schedule(s: &str) -> anyhow::Result<Schedule> {
     match s {
         "exact" => Ok(Schedule::Exact),
         "lagged" => Ok(Schedule::Lagged),
-        other => Err(format!("unknown schedule `{other}` (exact, lagged)")),
+        other => bail!("unknown schedule `{other}` (exact, lagged)"),
     }
 }
 
-fn parse_tasks(s: &str) -> Result<Vec<Task>, String> {
+fn parse_tasks(s: &str) -> anyhow::Result<Vec<Task>> {
     s.split(',')
         .map(|t| match t.trim() {
             "mlp" => Ok(Task::Mlp),
             "charlm" | "lm" => Ok(Task::CharLm),
-            other => Err(format!("unknown task `{other}` (mlp, charlm)")),
+            other => bail!("unknown task `{other}` (mlp, charlm)"),
         })
         .collect()
 }
 
-fn parse_hyper(s: &str) -> Result<Vec<Optimizer>, String> {
+fn parse_hyper(s: &str) -> anyhow::Result<Vec<Optimizer>> {
     s.split(',')
         .map(|spec| {
             let (kind, lr) = spec
                 .trim()
                 .split_once(':')
-                .ok_or(format!("`{spec}`: expected KIND:LR"))?;
-            let lr: f32 = lr.parse().map_err(|e| format!("`{spec}`: {e}"))?;
+                .with_context(|| format!("`{spec}`: expected KIND:LR"))?;
+            let lr: f32 = lr.parse().with_context(|| format!("`{spec}`"))?;
             let opt = match kind {
                 "sgd" => Optimizer::Sgd(SgdConfig { lr }),
                 "momentum" => Optimizer::Momentum(MomentumConfig { lr, momentum: 0.9 }),
@@ -90,9 +91,9 @@ fn parse_hyper(s: &str) -> Result<Vec<Optimizer>, String> {
                     lr,
                     ..AdamConfig::default()
                 }),
-                other => return Err(format!("unknown optimizer `{other}` (sgd, momentum, adam)")),
+                other => bail!("unknown optimizer `{other}` (sgd, momentum, adam)"),
             };
-            opt.validate().map_err(|e| format!("`{spec}`: {e}"))?;
+            opt.validate().with_context(|| format!("`{spec}`"))?;
             Ok(opt)
         })
         .collect()
@@ -113,17 +114,14 @@ pub fn main(args: Args) -> CliResult {
     }
     plan.schedule = parse_schedule(&args.schedule)?;
     plan.learn = parse_learn(&args.learn)?;
-    if args.threads == 0 {
-        return Err("--threads must be at least 1".into());
-    }
+    ensure!(args.threads != 0, "--threads must be at least 1");
     plan.threads = args.threads;
     let max_height = plan.heights.iter().copied().max().unwrap_or(0);
-    if plan.hyper.len() < max_height {
-        return Err(format!(
-            "--hyper needs {max_height} levels, got {}",
-            plan.hyper.len()
-        ));
-    }
+    ensure!(
+        plan.hyper.len() >= max_height,
+        "--hyper needs {max_height} levels, got {}",
+        plan.hyper.len()
+    );
     let out_dir = args
         .out_dir
         .clone()
@@ -141,8 +139,7 @@ pub fn main(args: Args) -> CliResult {
     println!("{}", report::results_table(&records));
     println!("{}", report::spread_table(&spread));
     if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;
-        crate::fsutil::write_atomic(path, json.as_bytes())?;
+        crate::fsutil::write_json(path, &records)?;
         eprintln!("wrote {}", path.display());
     }
     if let Some(dir) = out_dir {
@@ -198,11 +195,11 @@ mod tests {
         assert!(parse_hyper("adam").is_err());
         assert!(parse_hyper("sgd:-1").is_err());
         assert!(parse_hyper("rmsprop:0.1").is_err());
-        assert_eq!(parse_schedule("lagged"), Ok(Schedule::Lagged));
-        assert_eq!(parse_schedule("exact"), Ok(Schedule::Exact));
+        assert_eq!(parse_schedule("lagged").ok(), Some(Schedule::Lagged));
+        assert_eq!(parse_schedule("exact").ok(), Some(Schedule::Exact));
         assert!(parse_schedule("late").is_err());
-        assert_eq!(parse_learn("lr"), Ok(Learn::LearningRate));
-        assert_eq!(parse_learn("all"), Ok(Learn::All));
+        assert_eq!(parse_learn("lr").ok(), Some(Learn::LearningRate));
+        assert_eq!(parse_learn("all").ok(), Some(Learn::All));
         assert!(parse_learn("betas").is_err());
     }
 }

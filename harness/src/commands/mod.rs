@@ -1,5 +1,5 @@
-//! The `tessera` subcommands, one module each. Each returns `Err(message)` for bad input; the
-//! binary prints it and exits with status 2.
+//! The `tessera` subcommands, one module each. Each returns an error for bad input, with context
+//! that says what was being done; the binary prints the whole chain and exits with status 2.
 
 pub mod deviation;
 pub mod hyperopt;
@@ -7,5 +7,6 @@ pub mod layerskip;
 pub mod run;
 pub mod wasserstein;
 
-/// What a subcommand returns: an error is a message for the user.
-pub type CliResult = Result<(), String>;
+/// What a subcommand returns: an error is a message for the user (print it with `{:#}` to show
+/// its causes too).
+pub type CliResult = anyhow::Result<()>;

@@ -14,6 +14,7 @@
 use super::CliResult;
 use crate::attention::{self, AttentionProblem, ElementKind, Kernel, KernelConfig};
 use crate::npy::{self, NpyError, Tensor};
+use anyhow::{bail, ensure, Context};
 use std::path::{Path, PathBuf};
 use tessera_kernels::{available_backends, AttentionShape, Backend, FlashTiles, MAX_TILE};
 
@@ -80,9 +81,10 @@ pub fn main(args: Args) -> CliResult {
     let backend = parse_backend(&args.backend)?;
     let tiles = parse_tiles(args.block_q, args.block_k)?;
     if let Some(scale) = args.scale {
-        if !(scale.is_finite() && scale > 0.0) {
-            return Err(format!("--scale must be finite and positive, got {scale}"));
-        }
+        ensure!(
+            scale.is_finite() && scale > 0.0,
+            "--scale must be finite and positive, got {scale}"
+        );
     }
     let q = read(&args.q, "--q")?;
     let k = read(&args.k, "--k")?;
@@ -93,11 +95,8 @@ pub fn main(args: Args) -> CliResult {
         scale: args.scale.unwrap_or(shape.scale),
         ..shape
     };
-    shape
-        .validate()
-        .map_err(|e| format!("bad problem shape: {e}"))?;
-    let problem =
-        AttentionProblem::new(shape, q.data, k.data, v.data).map_err(|e| format!("{e}"))?;
+    shape.validate().context("bad problem shape")?;
+    let problem = AttentionProblem::new(shape, q.data, k.data, v.data)?;
     // The output's directory is checked before the kernel runs (the oracle takes minutes on
     // long sequences), not after.
     crate::fsutil::check_output_file(&args.out)?;
@@ -121,7 +120,7 @@ pub fn main(args: Args) -> CliResult {
             };
             let p = &problem;
             attention::run_f32(&config, &p.shape, &p.q, &p.k, &p.v)
-                .map_err(|e| format!("{} kernel failed: {e}", kernel.name()))?
+                .with_context(|| format!("{} kernel failed", kernel.name()))?
         }
         // The oracle's output is correctly rounded to f64; rounding once more gives float32.
         None => problem
@@ -130,7 +129,7 @@ pub fn main(args: Args) -> CliResult {
             .map(|x| x as f32)
             .collect(),
     };
-    npy::write_f32(&args.out, &q.shape, &out).map_err(|e| format!("cannot write output: {e}"))?;
+    npy::write_f32(&args.out, &q.shape, &out).context("cannot write output")?;
     eprintln!(
         "wrote {} {:?} ({:?}, {}, {})",
         args.out.display(),
@@ -142,75 +141,74 @@ pub fn main(args: Args) -> CliResult {
     Ok(())
 }
 
-fn parse_backend(name: &str) -> Result<Backend, String> {
+fn parse_backend(name: &str) -> anyhow::Result<Backend> {
     let list =
         |it: &mut dyn Iterator<Item = Backend>| it.map(|b| b.name()).collect::<Vec<_>>().join(", ");
-    let backend = Backend::from_name(name).ok_or_else(|| {
+    let backend = Backend::from_name(name).with_context(|| {
         let known = list(&mut std::iter::once(Backend::Auto).chain(Backend::ALL));
         format!("unknown backend `{name}` (known: {known})")
     })?;
     if !backend.is_available() {
         let here = list(&mut std::iter::once(Backend::Auto).chain(available_backends()));
-        return Err(format!(
-            "backend `{name}` is not available on this CPU or build (available: {here})"
-        ));
+        bail!("backend `{name}` is not available on this CPU or build (available: {here})");
     }
     Ok(backend)
 }
 
-fn parse_tiles(block_q: Option<usize>, block_k: Option<usize>) -> Result<FlashTiles, String> {
+fn parse_tiles(block_q: Option<usize>, block_k: Option<usize>) -> anyhow::Result<FlashTiles> {
     let default = FlashTiles::default();
     let tiles = FlashTiles::new(
         block_q.unwrap_or(default.block_q),
         block_k.unwrap_or(default.block_k),
     );
     for (value, flag) in [(tiles.block_q, "--block-q"), (tiles.block_k, "--block-k")] {
-        if !(1..=MAX_TILE).contains(&value) {
-            return Err(format!("{flag} must be in 1..={MAX_TILE}, got {value}"));
-        }
+        ensure!(
+            (1..=MAX_TILE).contains(&value),
+            "{flag} must be in 1..={MAX_TILE}, got {value}"
+        );
     }
     Ok(tiles)
 }
 
-fn read(path: &Path, flag: &str) -> Result<Tensor<f32>, String> {
-    npy::read_f32(path).map_err(|e| match e {
-        NpyError::Io { .. } => format!("cannot read {flag}: {e}"),
-        other => format!("bad {flag} file {}: {other}", path.display()),
+/// Reads the tensor of `flag`; the error says which flag and, for a malformed file, which file
+/// ([`NpyError::Io`] names it already).
+fn read(path: &Path, flag: &str) -> anyhow::Result<Tensor<f32>> {
+    npy::read_f32(path).map_err(|e| {
+        let context = match e {
+            NpyError::Io { .. } => format!("cannot read {flag}"),
+            _ => format!("bad {flag} file {}", path.display()),
+        };
+        anyhow::Error::new(e).context(context)
     })
 }
 
 /// The attention shape the three tensor shapes describe, or what is wrong with them.
-fn problem_shape(q: &[usize], k: &[usize], v: &[usize]) -> Result<AttentionShape, String> {
+fn problem_shape(q: &[usize], k: &[usize], v: &[usize]) -> anyhow::Result<AttentionShape> {
     for (shape, flag) in [(q, "--q"), (k, "--k"), (v, "--v")] {
-        if shape.len() != 4 {
-            return Err(format!(
-                "{flag} must have rank 4 [batch, heads, seq, head_dim], got shape {shape:?}"
-            ));
-        }
+        ensure!(
+            shape.len() == 4,
+            "{flag} must have rank 4 [batch, heads, seq, head_dim], got shape {shape:?}"
+        );
     }
-    if k != v {
-        return Err(format!(
-            "--k and --v must have the same shape, got {k:?} and {v:?}"
-        ));
-    }
+    ensure!(
+        k == v,
+        "--k and --v must have the same shape, got {k:?} and {v:?}"
+    );
     let (batch, heads, q_len, head_dim) = (q[0], q[1], q[2], q[3]);
     let (kv_heads, kv_len) = (k[1], k[2]);
-    if k[0] != batch {
-        return Err(format!(
-            "batch differs: --q has {batch}, --k/--v have {}",
-            k[0]
-        ));
-    }
-    if k[3] != head_dim {
-        return Err(format!(
-            "head_dim differs: --q has {head_dim}, --k/--v have {}",
-            k[3]
-        ));
-    }
-    if kv_heads == 0 || heads % kv_heads != 0 {
-        return Err(format!(
-            "query heads ({heads}) must be a positive multiple of key/value heads ({kv_heads})"
-        ));
-    }
+    ensure!(
+        k[0] == batch,
+        "batch differs: --q has {batch}, --k/--v have {}",
+        k[0]
+    );
+    ensure!(
+        k[3] == head_dim,
+        "head_dim differs: --q has {head_dim}, --k/--v have {}",
+        k[3]
+    );
+    ensure!(
+        kv_heads != 0 && heads % kv_heads == 0,
+        "query heads ({heads}) must be a positive multiple of key/value heads ({kv_heads})"
+    );
     Ok(AttentionShape::new(batch, heads, q_len, kv_len, head_dim).with_kv_heads(kv_heads))
 }

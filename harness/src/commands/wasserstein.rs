@@ -13,6 +13,7 @@ use super::CliResult;
 use crate::plot::{Plot, Scale, Series};
 use crate::train::{synthetic_corpus, Corpus, Precision, Recipe, TrainConfig, Trainer};
 use crate::wasserstein::wasserstein1;
+use anyhow::ensure;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -96,7 +97,7 @@ fn configs(args: &Args, vocab: usize) -> [TrainConfig; 5] {
 type Run = (Vec<Vec<f32>>, f64);
 
 /// Trains one run, returning a copy of its weights at every snapshot step, and its final loss.
-fn train(cfg: TrainConfig, data: &[u32], every: usize) -> Result<Run, String> {
+fn train(cfg: TrainConfig, data: &[u32], every: usize) -> anyhow::Result<Run> {
     let mut trainer = Trainer::new(cfg, data)?;
     let mut snapshots = Vec::new();
     let mut last_loss = f64::NAN;
@@ -118,9 +119,7 @@ pub fn main(args: Args) -> CliResult {
     let cfgs = configs(&args, corpus.vocab.len());
     let steps = cfgs[0].steps;
     let every = args.every.unwrap_or((steps / 10).max(1));
-    if every == 0 {
-        return Err("--every must be at least 1".into());
-    }
+    ensure!(every != 0, "--every must be at least 1");
     crate::fsutil::check_outputs(args.json.as_deref(), args.out_dir.as_deref())?;
     let names = crate::train::tensor_names(&cfgs[0].model);
     eprintln!(
@@ -133,7 +132,7 @@ pub fn main(args: Args) -> CliResult {
         cfgs.len() as u64,
         "{elapsed_precise} [{bar:30}] {pos}/{len} runs",
     )?;
-    let results: Vec<Result<Run, String>> = std::thread::scope(|scope| {
+    let results: Vec<anyhow::Result<Run>> = std::thread::scope(|scope| {
         let handles: Vec<_> = cfgs
             .iter()
             .map(|&cfg| {
@@ -149,7 +148,7 @@ pub fn main(args: Args) -> CliResult {
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err("a training thread panicked".into()))
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a training thread panicked")))
             })
             .collect()
     });
@@ -183,8 +182,7 @@ pub fn main(args: Args) -> CliResult {
     let table = step_table(&records);
     println!("{table}");
     if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;
-        crate::fsutil::write_atomic(path, json.as_bytes())?;
+        crate::fsutil::write_json(path, &records)?;
         eprintln!("wrote {}", path.display());
     }
     if let Some(dir) = &args.out_dir {
@@ -239,8 +237,8 @@ fn write_report(
     records: &[DistanceRecord],
     losses: &[f64],
     dir: &std::path::Path,
-) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+) -> anyhow::Result<()> {
+    crate::fsutil::prepare_output_dir(dir)?;
     let last_step = records.iter().map(|r| r.step).max().unwrap_or(0);
     let mut md = String::from("# Wasserstein study: generated tables\n\n");
     let mut command = String::from("cargo run --release -- wasserstein");
@@ -341,7 +339,7 @@ fn write_report(
             },
         ],
     };
-    let json = serde_json::to_string_pretty(records).map_err(|e| e.to_string())?;
+    let json = serde_json::to_string_pretty(records)?;
     for (name, body) in [
         ("wasserstein.md", md),
         ("wasserstein_distance.svg", distances.to_svg()),

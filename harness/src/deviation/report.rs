@@ -265,8 +265,8 @@ fn plots(records: &[Record]) -> Vec<(&'static str, Plot)> {
 
 /// Writes `deviation_tables.md`, the SVG plots and `deviation.json` into `dir`. `command` is the
 /// command line that produced the records, quoted in the Markdown.
-pub fn write_report(records: &[Record], dir: &Path, command: &str) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+pub fn write_report(records: &[Record], dir: &Path, command: &str) -> anyhow::Result<()> {
+    crate::fsutil::prepare_output_dir(dir)?;
     let mut md = String::new();
     let _ = writeln!(md, "# Deviation study: generated tables\n");
     let _ = writeln!(
@@ -284,7 +284,7 @@ pub fn write_report(records: &[Record], dir: &Path, command: &str) -> Result<(),
     for (name, plot) in plots(records) {
         files.push((name.into(), plot.to_svg()));
     }
-    let json = serde_json::to_string_pretty(records).map_err(|e| e.to_string())?;
+    let json = serde_json::to_string_pretty(records)?;
     files.push(("deviation.json".into(), json));
     for (name, body) in files {
         crate::fsutil::write_atomic(&dir.join(name), body.as_bytes())?;

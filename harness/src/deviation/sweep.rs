@@ -5,6 +5,7 @@ use crate::data::{self, InputDistribution};
 use crate::metrics::Deviation;
 use crate::progress::Progress;
 use crate::tolerance::row_bound;
+use anyhow::{ensure, Context};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -81,7 +82,7 @@ fn inputs(plan: &Plan, key: GroupKey) -> Inputs {
     let mut k = data::tensor(dist, n * d, s.wrapping_add(1));
     let mut v = data::tensor(dist, n * d, s.wrapping_add(2));
     for t in [&mut q, &mut k, &mut v] {
-        data::round_to_bf16(t);
+        crate::precision::round_bf16(t);
     }
     Inputs {
         q,
@@ -100,7 +101,7 @@ fn run_kernel<E: Element, A: Accumulator>(
     cfg: &Config,
     inp: &Inputs,
     rows: usize,
-) -> Result<(Vec<f64>, &'static str), String> {
+) -> anyhow::Result<(Vec<f64>, &'static str)> {
     let d = cfg.head_dim;
     let shape = AttentionShape::new(1, 1, rows, cfg.seq_len, d).with_scale(inp.scale);
     let conv = |x: &[f32]| -> Vec<E> { x.iter().map(|&v| E::from_f32(v)).collect() };
@@ -114,21 +115,21 @@ fn run_kernel<E: Element, A: Accumulator>(
     let result = match (cfg.algorithm, cfg.block_q, cfg.block_k) {
         (Algorithm::Flash, Some(br), Some(bc)) => {
             let tiles = FlashTiles::new(br, bc);
-            let len = flash_scratch_len(&shape, tiles).map_err(|e| e.to_string())?;
+            let len = flash_scratch_len(&shape, tiles)?;
             let mut scratch = vec![A::ZERO; len];
             flash_attention_with(backend, &shape, tiles, &q, &k, &v, &mut out, &mut scratch)
         }
         _ => {
-            let len = baseline_scratch_len(&shape).map_err(|e| e.to_string())?;
+            let len = baseline_scratch_len(&shape)?;
             let mut scratch = vec![A::ZERO; len];
             baseline_attention_with(backend, &shape, &q, &k, &v, &mut out, &mut scratch)
         }
     };
-    result.map_err(|e| format!("{cfg:?}: {e}"))?;
+    result.with_context(|| format!("{cfg:?}"))?;
     Ok((out.iter().map(|x| x.to_f64()).collect(), backend.name()))
 }
 
-fn run_config(cfg: &Config, inp: &Inputs, rows: usize) -> Result<(Vec<f64>, &'static str), String> {
+fn run_config(cfg: &Config, inp: &Inputs, rows: usize) -> anyhow::Result<(Vec<f64>, &'static str)> {
     match cfg.format {
         NumberFormat::Bf16 => run_kernel::<f32, Bf16Mma>(cfg, inp, rows),
         NumberFormat::Fp16 => run_kernel::<f32, F16Mma>(cfg, inp, rows),
@@ -170,7 +171,7 @@ fn parallel<T: Send>(count: usize, bar: &Progress, task: impl Fn(usize) -> T + S
 }
 
 /// Runs the plan, showing progress on stderr; returns one record per configuration.
-pub fn run_plan(plan: &Plan, show_progress: bool) -> Result<Vec<Record>, String> {
+pub fn run_plan(plan: &Plan, show_progress: bool) -> anyhow::Result<Vec<Record>> {
     let started = Instant::now();
     let keys: Vec<GroupKey> = {
         let mut k: Vec<GroupKey> = plan
@@ -228,12 +229,11 @@ pub fn run_plan(plan: &Plan, show_progress: bool) -> Result<Vec<Record>, String>
                 row_bound(&q, &k, &v, inp.scale as f64, cfg.block_k, u, u)
             })
             .fold(0.0, f64::max);
-        if dev.mismatched_non_finite > 0 {
-            return Err(format!(
-                "{cfg:?}: {} non-finite outputs",
-                dev.mismatched_non_finite
-            ));
-        }
+        ensure!(
+            dev.mismatched_non_finite == 0,
+            "{cfg:?}: {} non-finite outputs",
+            dev.mismatched_non_finite
+        );
         Ok(Record {
             algorithm: cfg.algorithm.name(),
             format: cfg.format.name(),

@@ -3,11 +3,12 @@
 //! public building blocks: [`init_params`], [`Network::forward_backward`] with the last exit only
 //! and no layer dropout (plain training), and [`evaluate_exits`] on the validation split.
 
-use super::Objective;
+use super::{Objective, StudyError};
 use crate::train::eval::evaluate_exits;
 use crate::train::network::Network;
 use crate::train::schedule::last_layer_only;
 use crate::train::{init_params, synthetic_corpus, Corpus, Precision};
+use anyhow::{ensure, Context};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tessera_kernels::nn::{AttentionKind, ModelConfig};
@@ -42,7 +43,7 @@ pub struct LmTask {
 
 impl LmTask {
     /// The task: corpus from `seed`, batch order from `order_seed`.
-    pub fn new(size: LmSize, seed: u64, order_seed: u64) -> Result<Self, String> {
+    pub fn new(size: LmSize, seed: u64, order_seed: u64) -> anyhow::Result<Self> {
         let corpus = Corpus::from_text(&synthetic_corpus(size.corpus_chars, seed))?;
         let model = ModelConfig {
             vocab: corpus.vocab.len(),
@@ -55,10 +56,13 @@ impl LmTask {
             rope_theta: 10000.0,
             norm_eps: 1e-5,
         };
-        let net = Network::new(model, size.seq_len, AttentionKind::Baseline, Precision::F32)?;
-        if corpus.train.len() <= size.seq_len || corpus.val.len() <= size.seq_len {
-            return Err("the corpus is too short for the sequence length".into());
-        }
+        // network.rs reports its errors as text.
+        let net = Network::new(model, size.seq_len, AttentionKind::Baseline, Precision::F32)
+            .map_err(anyhow::Error::msg)?;
+        ensure!(
+            corpus.train.len() > size.seq_len && corpus.val.len() > size.seq_len,
+            "the corpus is too short for the sequence length"
+        );
         Ok(LmTask {
             model,
             size,
@@ -76,15 +80,15 @@ impl Objective for LmTask {
         self.model.param_count().unwrap_or(0)
     }
 
-    fn init(&self, seed: u64) -> Result<Vec<f32>, String> {
-        init_params(&self.model, seed)
+    fn init(&self, seed: u64) -> Result<Vec<f32>, StudyError> {
+        Ok(init_params(&self.model, seed)?)
     }
 
     fn chance_loss(&self) -> f64 {
         (self.model.vocab as f64).ln()
     }
 
-    fn minibatch(&mut self, params: &[f32], grads: &mut [f32]) -> Result<f64, String> {
+    fn minibatch(&mut self, params: &[f32], grads: &mut [f32]) -> Result<f64, StudyError> {
         grads.fill(0.0);
         let (seq, batch) = (self.size.seq_len, self.size.batch);
         let scale = 1.0 / (seq * batch) as f32;
@@ -93,21 +97,24 @@ impl Objective for LmTask {
             let start = self.rng.random_range(0..self.corpus.train.len() - seq);
             let inputs = &self.corpus.train[start..start + seq];
             let targets = &self.corpus.train[start + 1..start + 1 + seq];
-            let out = self.net.forward_backward(
-                params,
-                grads,
-                inputs,
-                targets,
-                &self.drop,
-                &self.scales,
-                scale,
-            )?;
+            let out = self
+                .net
+                .forward_backward(
+                    params,
+                    grads,
+                    inputs,
+                    targets,
+                    &self.drop,
+                    &self.scales,
+                    scale,
+                )
+                .map_err(anyhow::Error::msg)?;
             loss += out.per_exit.last().copied().flatten().unwrap_or(f64::NAN);
         }
         Ok(loss / (seq * batch) as f64)
     }
 
-    fn evaluate(&mut self, params: &[f32]) -> Result<(f64, Option<f64>), String> {
+    fn evaluate(&mut self, params: &[f32]) -> Result<(f64, Option<f64>), StudyError> {
         let exits = evaluate_exits(
             &self.model,
             params,
@@ -115,7 +122,7 @@ impl Objective for LmTask {
             self.size.seq_len,
             self.size.eval_windows,
         )?;
-        let last = exits.last().ok_or("no exit evaluated")?;
+        let last = exits.last().context("no exit evaluated")?;
         Ok((last.loss, None))
     }
 }

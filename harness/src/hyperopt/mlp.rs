@@ -7,7 +7,7 @@
 //! with softmax cross-entropy, trained on minibatches drawn from a fixed training set and
 //! evaluated on a held-out test set.
 
-use super::Objective;
+use super::{Objective, StudyError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -229,7 +229,7 @@ impl Objective for MlpTask {
         param_count()
     }
 
-    fn init(&self, seed: u64) -> Result<Vec<f32>, String> {
+    fn init(&self, seed: u64) -> Result<Vec<f32>, StudyError> {
         Ok(init_params(seed))
     }
 
@@ -237,7 +237,7 @@ impl Objective for MlpTask {
         (CLASSES as f64).ln()
     }
 
-    fn minibatch(&mut self, params: &[f32], grads: &mut [f32]) -> Result<f64, String> {
+    fn minibatch(&mut self, params: &[f32], grads: &mut [f32]) -> Result<f64, StudyError> {
         grads.fill(0.0);
         let scale = 1.0 / self.batch as f32;
         let mut loss = 0.0;
@@ -251,7 +251,7 @@ impl Objective for MlpTask {
         Ok(loss / self.batch as f64)
     }
 
-    fn evaluate(&mut self, params: &[f32]) -> Result<(f64, Option<f64>), String> {
+    fn evaluate(&mut self, params: &[f32]) -> Result<(f64, Option<f64>), StudyError> {
         let (mut loss, mut correct) = (0.0, 0usize);
         for (i, &y) in self.test.y.iter().enumerate() {
             let (trace, l) = forward(params, &self.test.x[i * INPUTS..(i + 1) * INPUTS], y);

@@ -13,22 +13,43 @@ pub mod lm;
 pub mod mlp;
 pub mod report;
 
+use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Instant;
 use tessera_kernels::optim::{AdamConfig, Learn, Optimizer, Schedule, SgdConfig, Tower};
+
+/// Why a cell of the study could not be set up or trained. (A run that diverges is a result, not
+/// an error.)
+#[derive(Debug, thiserror::Error)]
+pub enum StudyError {
+    /// A kernel refused an optimizer setting or a length.
+    #[error(transparent)]
+    Kernel(#[from] tessera_kernels::Error),
+    /// Anything else: a task that could not be built or stepped, a tower level the plan lacks
+    /// (the message and its causes say which).
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// The message with its causes, for callers that report errors as text (the benches).
+impl From<StudyError> for String {
+    fn from(e: StudyError) -> String {
+        format!("{e:#}")
+    }
+}
 
 /// A differentiable training problem.
 pub trait Objective {
     /// Number of parameters.
     fn param_count(&self) -> usize;
     /// Initial parameters from `seed`.
-    fn init(&self, seed: u64) -> Result<Vec<f32>, String>;
+    fn init(&self, seed: u64) -> Result<Vec<f32>, StudyError>;
     /// The loss of a uniform prediction: the ceiling of a final loss.
     fn chance_loss(&self) -> f64;
     /// Loss of the next minibatch; writes its gradient into `grads`.
-    fn minibatch(&mut self, params: &[f32], grads: &mut [f32]) -> Result<f64, String>;
+    fn minibatch(&mut self, params: &[f32], grads: &mut [f32]) -> Result<f64, StudyError>;
     /// Held-out loss and, for classifiers, accuracy.
-    fn evaluate(&mut self, params: &[f32]) -> Result<(f64, Option<f64>), String>;
+    fn evaluate(&mut self, params: &[f32]) -> Result<(f64, Option<f64>), StudyError>;
 }
 
 /// Which problem.
@@ -226,7 +247,7 @@ impl Plan {
     }
 
     /// `task` at this plan's sizes, its data and minibatch order from the plan's seed.
-    pub fn objective(&self, task: Task) -> Result<Box<dyn Objective>, String> {
+    pub fn objective(&self, task: Task) -> Result<Box<dyn Objective>, StudyError> {
         let order = self.seed.wrapping_add(1);
         Ok(match task {
             Task::Mlp => Box::new(mlp::MlpTask::new(
@@ -241,26 +262,25 @@ impl Plan {
     }
 
     /// The initial weights of every cell of `objective` (from the plan's seed).
-    pub fn init(&self, objective: &dyn Objective) -> Result<Vec<f32>, String> {
+    pub fn init(&self, objective: &dyn Objective) -> Result<Vec<f32>, StudyError> {
         objective.init(self.seed.wrapping_add(2))
     }
 
     /// The tower of a cell.
-    pub fn tower(&self, family: Family, height: usize, init_lr: f32) -> Result<Tower, String> {
-        let mut tower: Tower = Tower::new(family.base(init_lr)).map_err(|e| e.to_string())?;
+    pub fn tower(&self, family: Family, height: usize, init_lr: f32) -> Result<Tower, StudyError> {
+        let mut tower: Tower = Tower::new(family.base(init_lr))?;
         for j in 0..height {
             let level = self
                 .hyper
                 .get(j)
-                .ok_or(format!("no hyperoptimizer for level {}", j + 1))?;
+                .with_context(|| format!("no hyperoptimizer for level {}", j + 1))?;
             tower = tower
                 .stacked(*level)
-                .map_err(|e| format!("level {}: {e}", j + 1))?;
+                .with_context(|| format!("level {}", j + 1))?;
         }
-        tower
+        Ok(tower
             .with_schedule(self.schedule)
-            .and_then(|t| t.with_learned(self.learn))
-            .map_err(|e| e.to_string())
+            .and_then(|t| t.with_learned(self.learn))?)
     }
 }
 
@@ -349,14 +369,14 @@ pub fn run_cell(
     height: usize,
     init_lr: f32,
     mut on_step: impl FnMut(),
-) -> Result<Record, String> {
+) -> anyhow::Result<Record> {
     let started = Instant::now();
     let mut objective = plan.objective(task)?;
     let mut tower = plan.tower(family, height, init_lr)?;
     let name = tower_name(&tower);
     let mut params = plan.init(objective.as_ref())?;
     let mut grads = vec![0.0f32; params.len()];
-    let mut state = vec![0.0f32; tower.state_len(params.len()).map_err(|e| e.to_string())?];
+    let mut state = vec![0.0f32; tower.state_len(params.len())?];
     let steps = plan.steps(task);
     let every = (steps / plan.samples.max(1)).max(1);
     let mut trajectory = vec![point(&tower, 0, f64::NAN)];
@@ -412,7 +432,7 @@ pub fn run_cell(
 /// Runs every cell of `plan` (records in the order task, family, height, learning rate) on
 /// `plan.threads` threads, with a progress bar over all training steps when `progress` (when
 /// stderr is not a terminal, where the bar does not draw, one line per finished cell instead).
-pub fn run_plan(plan: &Plan, progress: bool) -> Result<Vec<Record>, String> {
+pub fn run_plan(plan: &Plan, progress: bool) -> anyhow::Result<Vec<Record>> {
     let mut cells = Vec::with_capacity(plan.cells());
     for &task in &plan.tasks {
         for &family in &plan.families {
@@ -426,10 +446,9 @@ pub fn run_plan(plan: &Plan, progress: bool) -> Result<Vec<Record>, String> {
     let total: usize = cells.iter().map(|c| plan.steps(c.0)).sum();
     let bar = if progress {
         let b = ProgressBar::new(total as u64);
-        b.set_style(
-            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {percent}% eta {eta} {msg}")
-                .map_err(|e| e.to_string())?,
-        );
+        b.set_style(ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {percent}% eta {eta} {msg}",
+        )?);
         b
     } else {
         ProgressBar::hidden()
@@ -438,7 +457,7 @@ pub fn run_plan(plan: &Plan, progress: bool) -> Result<Vec<Record>, String> {
     let lines = progress && !std::io::IsTerminal::is_terminal(&std::io::stderr());
     let (started, finished) = (Instant::now(), std::sync::atomic::AtomicUsize::new(0));
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<Result<Record, String>>>> =
+    let results: Vec<std::sync::Mutex<Option<anyhow::Result<Record>>>> =
         cells.iter().map(|_| std::sync::Mutex::new(None)).collect();
     std::thread::scope(|scope| {
         for _ in 0..plan.threads.max(1) {
@@ -479,7 +498,7 @@ pub fn run_plan(plan: &Plan, progress: bool) -> Result<Vec<Record>, String> {
         .map(|m| {
             m.into_inner()
                 .unwrap_or_else(|e| e.into_inner())
-                .unwrap_or(Err("cell not run".into()))
+                .unwrap_or_else(|| Err(anyhow::anyhow!("cell not run")))
         })
         .collect()
 }

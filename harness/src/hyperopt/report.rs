@@ -216,8 +216,8 @@ pub fn write_report(
     records: &[Record],
     dir: &Path,
     command: &str,
-) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+) -> anyhow::Result<()> {
+    crate::fsutil::prepare_output_dir(dir)?;
     let spread = spreads(records);
     let write =
         |name: &str, text: &str| crate::fsutil::write_atomic(&dir.join(name), text.as_bytes());
@@ -245,14 +245,12 @@ pub fn write_report(
     }
     let json = serde_json::json!({ "command": command, "plan": plan, "spreads": spread, "records": records });
     // Compact: the trajectories make the pretty-printed file several megabytes.
-    write(
-        "hyperopt.json",
-        &serde_json::to_string(&json).map_err(|e| e.to_string())?,
-    )?;
+    write("hyperopt.json", &serde_json::to_string(&json)?)?;
     write(
         "hyperopt.md",
         &markdown(plan, records, &spread, command, &plots),
-    )
+    )?;
+    Ok(())
 }
 
 fn markdown(

@@ -3,6 +3,7 @@
 //! model config, the vocabulary and a free-form description in the metadata.
 
 use super::{corpus::Vocab, tensor_names};
+use anyhow::{bail, ensure, Context};
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 use std::collections::HashMap;
@@ -30,18 +31,18 @@ fn config_json(c: &ModelConfig) -> serde_json::Value {
     })
 }
 
-fn config_from_json(v: &serde_json::Value) -> Result<ModelConfig, String> {
+fn config_from_json(v: &serde_json::Value) -> anyhow::Result<ModelConfig> {
     let u = |k: &str| {
         v.get(k)
             .and_then(|x| x.as_u64())
             .map(|x| x as usize)
-            .ok_or_else(|| format!("checkpoint config lacks `{k}`"))
+            .with_context(|| format!("checkpoint config lacks `{k}`"))
     };
     let f = |k: &str| {
         v.get(k)
             .and_then(|x| x.as_f64())
             .map(|x| x as f32)
-            .ok_or_else(|| format!("checkpoint config lacks `{k}`"))
+            .with_context(|| format!("checkpoint config lacks `{k}`"))
     };
     let c = ModelConfig {
         vocab: u("vocab")?,
@@ -54,8 +55,7 @@ fn config_from_json(v: &serde_json::Value) -> Result<ModelConfig, String> {
         rope_theta: f("rope_theta")?,
         norm_eps: f("norm_eps")?,
     };
-    c.validate()
-        .map_err(|e| format!("checkpoint config is invalid: {e}"))?;
+    c.validate().context("checkpoint config is invalid")?;
     Ok(c)
 }
 
@@ -66,7 +66,7 @@ pub fn save(
     vocab: &Vocab,
     params: &[f32],
     description: &str,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     let names = tensor_names(config);
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = names
         .iter()
@@ -92,7 +92,7 @@ pub fn save(
         .map(|(n, d, s)| {
             TensorView::new(Dtype::F32, s.clone(), d)
                 .map(|v| (n.clone(), v))
-                .map_err(|e| format!("cannot build tensor {n}: {e:?}"))
+                .with_context(|| format!("cannot build tensor {n}"))
         })
         .collect::<Result<_, _>>()?;
     let mut meta = HashMap::new();
@@ -103,57 +103,51 @@ pub fn save(
     );
     meta.insert("description".to_string(), description.to_string());
     meta.insert("format".to_string(), "tessera-layerskip-v1".to_string());
-    let out = safetensors::serialize(views, &Some(meta))
-        .map_err(|e| format!("cannot serialise checkpoint: {e:?}"))?;
+    let out = safetensors::serialize(views, &Some(meta)).context("cannot serialise checkpoint")?;
     // Through a temporary file and a rename: a reader never sees half a checkpoint.
-    crate::fsutil::write_atomic(path, &out)
+    Ok(crate::fsutil::write_atomic(path, &out)?)
 }
 
 /// Reads a checkpoint written by [`save`], with a clear message for a missing, truncated or
 /// foreign file.
-pub fn load(path: &Path) -> Result<Checkpoint, String> {
+pub fn load(path: &Path) -> anyhow::Result<Checkpoint> {
     let bytes =
-        std::fs::read(path).map_err(|e| format!("cannot read model {}: {e}", path.display()))?;
-    let bad = |why: String| format!("{} is not a tessera layerskip model: {why}", path.display());
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("{e:?}")))?;
-    let meta = header
-        .metadata()
-        .as_ref()
-        .ok_or_else(|| bad("no metadata".into()))?;
-    let config_text = meta
-        .get("config")
-        .ok_or_else(|| bad("no `config` metadata".into()))?;
-    let config_value: serde_json::Value =
-        serde_json::from_str(config_text).map_err(|e| bad(format!("config: {e}")))?;
-    let config = config_from_json(&config_value).map_err(bad)?;
+        std::fs::read(path).with_context(|| format!("cannot read model {}", path.display()))?;
+    parse(&bytes).with_context(|| format!("{} is not a tessera layerskip model", path.display()))
+}
+
+/// The checkpoint in the bytes of a file.
+fn parse(bytes: &[u8]) -> anyhow::Result<Checkpoint> {
+    let (_, header) = SafeTensors::read_metadata(bytes)?;
+    let meta = header.metadata().as_ref().context("no metadata")?;
+    let config_text = meta.get("config").context("no `config` metadata")?;
+    let config_value: serde_json::Value = serde_json::from_str(config_text).context("config")?;
+    let config = config_from_json(&config_value)?;
     let vocab_text: String = meta
         .get("vocab")
         .map(|v| serde_json::from_str(v))
         .transpose()
-        .map_err(|e| bad(format!("vocab: {e}")))?
-        .ok_or_else(|| bad("no `vocab` metadata".into()))?;
+        .context("vocab")?
+        .context("no `vocab` metadata")?;
     let vocab = Vocab {
         chars: vocab_text.chars().collect(),
     };
-    if vocab.len() != config.vocab {
-        return Err(bad(format!(
-            "vocabulary has {} characters, config says {}",
-            vocab.len(),
-            config.vocab
-        )));
-    }
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("{e:?}")))?;
-    let total = config.param_count().map_err(|e| bad(e.to_string()))?;
+    ensure!(
+        vocab.len() == config.vocab,
+        "vocabulary has {} characters, config says {}",
+        vocab.len(),
+        config.vocab
+    );
+    let st = SafeTensors::deserialize(bytes)?;
+    let total = config.param_count()?;
     let mut params = vec![0.0f32; total];
     for (name, r) in tensor_names(&config) {
         let t = st
             .tensor(&name)
-            .map_err(|_| bad(format!("tensor `{name}` is missing")))?;
+            .ok()
+            .with_context(|| format!("tensor `{name}` is missing"))?;
         if t.dtype() != Dtype::F32 || t.data().len() != r.len() * 4 {
-            return Err(bad(format!(
-                "tensor `{name}` must be F32 with {} elements",
-                r.len()
-            )));
+            bail!("tensor `{name}` must be F32 with {} elements", r.len());
         }
         for (p, b) in params[r].iter_mut().zip(t.data().chunks_exact(4)) {
             *p = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);

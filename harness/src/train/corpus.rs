@@ -1,6 +1,7 @@
 //! Character-level corpora: the vocabulary, encoding, the train/validation split, and a corpus the
 //! project generates itself so training runs offline.
 
+use anyhow::Context;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -31,13 +32,12 @@ impl Vocab {
     }
 
     /// Encodes `text`; a character outside the vocabulary is an error naming it.
-    pub fn encode(&self, text: &str) -> Result<Vec<u32>, String> {
+    pub fn encode(&self, text: &str) -> anyhow::Result<Vec<u32>> {
         text.chars()
             .map(|c| {
-                self.chars
-                    .binary_search(&c)
-                    .map(|i| i as u32)
-                    .map_err(|_| format!("character {c:?} is not in the model's vocabulary"))
+                let i = self.chars.binary_search(&c).ok();
+                i.map(|i| i as u32)
+                    .with_context(|| format!("character {c:?} is not in the model's vocabulary"))
             })
             .collect()
     }
@@ -69,15 +69,14 @@ pub struct Corpus {
 
 impl Corpus {
     /// Builds a corpus from text; at least 100 characters.
-    pub fn from_text(text: &str) -> Result<Corpus, String> {
+    pub fn from_text(text: &str) -> anyhow::Result<Corpus> {
         let vocab = Vocab::from_text(text);
         let tokens = vocab.encode(text)?;
-        if tokens.len() < 100 {
-            return Err(format!(
-                "the corpus has {} characters; at least 100 are needed",
-                tokens.len()
-            ));
-        }
+        anyhow::ensure!(
+            tokens.len() >= 100,
+            "the corpus has {} characters; at least 100 are needed",
+            tokens.len()
+        );
         let split = tokens.len() * 9 / 10;
         Ok(Corpus {
             vocab,
@@ -87,10 +86,10 @@ impl Corpus {
     }
 
     /// Reads a UTF-8 text file.
-    pub fn from_file(path: &std::path::Path) -> Result<Corpus, String> {
+    pub fn from_file(path: &std::path::Path) -> anyhow::Result<Corpus> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read corpus {}: {e}", path.display()))?;
-        Corpus::from_text(&text).map_err(|e| format!("{}: {e}", path.display()))
+            .with_context(|| format!("cannot read corpus {}", path.display()))?;
+        Corpus::from_text(&text).with_context(|| path.display().to_string())
     }
 }
 
@@ -141,7 +140,7 @@ mod tests {
         let v = Vocab::from_text("hello world");
         let t = v.encode("low").unwrap();
         assert_eq!(v.decode(&t), "low");
-        assert!(v.encode("z").unwrap_err().contains("'z'"));
+        assert!(v.encode("z").unwrap_err().to_string().contains("'z'"));
     }
 
     #[test]

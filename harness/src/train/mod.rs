@@ -18,7 +18,7 @@
 //!         for (name, values) in model.tensors() { let _ = (name, values.len()); }
 //!     }
 //! })?;
-//! # Ok::<(), String>(())
+//! # Ok::<(), anyhow::Error>(())
 //! ```
 //!
 //! - [`TrainConfig`] picks the model size, the forward attention algorithm
@@ -45,6 +45,7 @@ pub mod schedule;
 pub use corpus::{synthetic_corpus, Corpus, Vocab};
 pub use schedule::{Curriculum, EarlyExitLoss, LayerDropout};
 
+use anyhow::{ensure, Context};
 use network::Network;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -182,19 +183,20 @@ impl TrainConfig {
     }
 
     /// Checks the sizes.
-    pub fn validate(&self) -> Result<(), String> {
-        self.model
-            .validate()
-            .map_err(|e| format!("bad model config: {e}"))?;
-        if self.seq_len == 0 || self.batch == 0 || self.steps == 0 {
-            return Err("seq_len, batch and steps must be positive".into());
-        }
-        if self.seq_len > self.model.max_seq {
-            return Err("seq_len must not exceed the model's max_seq".into());
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err("the learning rate must be positive".into());
-        }
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.model.validate().context("bad model config")?;
+        ensure!(
+            self.seq_len != 0 && self.batch != 0 && self.steps != 0,
+            "seq_len, batch and steps must be positive"
+        );
+        ensure!(
+            self.seq_len <= self.model.max_seq,
+            "seq_len must not exceed the model's max_seq"
+        );
+        ensure!(
+            self.lr.is_finite() && self.lr > 0.0,
+            "the learning rate must be positive"
+        );
         Ok(())
     }
 
@@ -242,15 +244,13 @@ pub fn tensor_names(c: &ModelConfig) -> Vec<(String, std::ops::Range<usize>)> {
 
 /// Initial weights: norm gains 1, matrices normal with std 0.02 (output projections `wo` and
 /// `w_down` scaled by `1/sqrt(2L)`), all from `seed`.
-pub fn init_params(c: &ModelConfig, seed: u64) -> Result<Vec<f32>, String> {
-    let n = c
-        .param_count()
-        .map_err(|e| format!("bad model config: {e}"))?;
+pub fn init_params(c: &ModelConfig, seed: u64) -> anyhow::Result<Vec<f32>> {
+    let n = c.param_count().context("bad model config")?;
     let mut p = vec![0.0f32; n];
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x1A7E_5EED);
     for i in 0..c.tensor_count() {
         let Some(id) = c.tensor_at(i) else { continue };
-        let r = c.tensor_range(id).map_err(|e| e.to_string())?;
+        let r = c.tensor_range(id)?;
         let std = match id.kind {
             TensorKind::AttnNorm | TensorKind::MlpNorm | TensorKind::FinalNorm => {
                 p[r].fill(1.0);
@@ -259,7 +259,7 @@ pub fn init_params(c: &ModelConfig, seed: u64) -> Result<Vec<f32>, String> {
             TensorKind::Wo | TensorKind::WDown => 0.02 / (2.0 * c.layers as f32).sqrt(),
             _ => 0.02,
         };
-        let normal = Normal::new(0.0f32, std).map_err(|e| e.to_string())?;
+        let normal = Normal::new(0.0f32, std)?;
         for x in &mut p[r] {
             *x = normal.sample(&mut rng);
         }
@@ -283,25 +283,26 @@ pub struct Trainer {
 
 impl Trainer {
     /// A fresh run on the training tokens `data` (at least `seq_len + 1` of them).
-    pub fn new(cfg: TrainConfig, data: &[u32]) -> Result<Trainer, String> {
+    pub fn new(cfg: TrainConfig, data: &[u32]) -> anyhow::Result<Trainer> {
         cfg.validate()?;
-        if data.len() <= cfg.seq_len {
-            return Err(format!(
-                "the corpus has {} tokens; a sequence needs {}",
-                data.len(),
-                cfg.seq_len + 1
-            ));
-        }
+        ensure!(
+            data.len() > cfg.seq_len,
+            "the corpus has {} tokens; a sequence needs {}",
+            data.len(),
+            cfg.seq_len + 1
+        );
         if let Some(&bad) = data.iter().find(|&&t| t as usize >= cfg.model.vocab) {
-            return Err(format!("token {bad} is outside the vocabulary"));
+            anyhow::bail!("token {bad} is outside the vocabulary");
         }
         let mut params = init_params(&cfg.model, cfg.seed)?;
         if cfg.precision == Precision::Bf16Emulated {
-            network::round_bf16(&mut params);
+            crate::precision::round_bf16(&mut params);
         }
         let n = params.len();
         Ok(Trainer {
-            net: Network::new(cfg.model, cfg.seq_len, cfg.attention, cfg.precision)?,
+            // network.rs reports its errors as text.
+            net: Network::new(cfg.model, cfg.seq_len, cfg.attention, cfg.precision)
+                .map_err(anyhow::Error::msg)?,
             names: tensor_names(&cfg.model),
             params,
             grads: vec![0.0; n],
@@ -326,17 +327,16 @@ impl Trainer {
 
     /// Starts from `params` (e.g. a checkpoint's) instead of the random initialisation; Adam's
     /// state stays zero. The length must match the config's model.
-    pub fn set_params(&mut self, params: &[f32]) -> Result<(), String> {
-        if params.len() != self.params.len() {
-            return Err(format!(
-                "the initial weights have {} values, the model needs {}",
-                params.len(),
-                self.params.len()
-            ));
-        }
+    pub fn set_params(&mut self, params: &[f32]) -> anyhow::Result<()> {
+        ensure!(
+            params.len() == self.params.len(),
+            "the initial weights have {} values, the model needs {}",
+            params.len(),
+            self.params.len()
+        );
         self.params.copy_from_slice(params);
         if self.cfg.precision == Precision::Bf16Emulated {
-            network::round_bf16(&mut self.params);
+            crate::precision::round_bf16(&mut self.params);
         }
         Ok(())
     }
@@ -354,7 +354,7 @@ impl Trainer {
     }
 
     /// One Adam step on a fresh batch.
-    pub fn step(&mut self) -> Result<StepInfo, String> {
+    pub fn step(&mut self) -> anyhow::Result<StepInfo> {
         let cfg = self.cfg;
         let (l_count, t, steps) = (cfg.model.layers, self.step, cfg.steps);
         let scales = match cfg.recipe.early_exit {
@@ -375,15 +375,18 @@ impl Trainer {
             for (d, &p) in drop.iter_mut().zip(&rates) {
                 *d = p > 0.0 && self.rng.random_bool(p);
             }
-            let out = self.net.forward_backward(
-                &self.params,
-                &mut self.grads,
-                inputs,
-                targets,
-                &drop,
-                &scales,
-                loss_scale,
-            )?;
+            let out = self
+                .net
+                .forward_backward(
+                    &self.params,
+                    &mut self.grads,
+                    inputs,
+                    targets,
+                    &drop,
+                    &scales,
+                    loss_scale,
+                )
+                .map_err(anyhow::Error::msg)?;
             dropped += out.dropped;
             for (l, loss) in out.per_exit.iter().enumerate() {
                 if let Some(x) = loss {
@@ -424,9 +427,9 @@ impl Trainer {
             &mut self.m,
             &mut self.v,
         )
-        .map_err(|e| format!("adam step {}: {e}", self.step))?;
+        .with_context(|| format!("adam step {}", self.step))?;
         if cfg.precision == Precision::Bf16Emulated {
-            network::round_bf16(&mut self.params);
+            crate::precision::round_bf16(&mut self.params);
         }
         Ok(StepInfo {
             step: self.step,
@@ -443,7 +446,7 @@ impl Trainer {
         &mut self,
         progress: bool,
         mut after_step: impl FnMut(&StepInfo, &Trainer),
-    ) -> Result<(), String> {
+    ) -> anyhow::Result<()> {
         let bar = crate::progress::Progress::new(
             progress,
             "train",

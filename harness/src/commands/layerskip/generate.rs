@@ -1,0 +1,259 @@
+//! `tessera layerskip generate`: greedy generation with the full model against greedy
+//! self-speculative decoding, timed, with a check that both give the same text.
+
+use super::parse_attention;
+use crate::commands::CliResult;
+use crate::fsutil::{check_outputs, write_json};
+use crate::train::checkpoint;
+use crate::train::Vocab;
+use anyhow::{bail, ensure, Context};
+use clap::Parser;
+use std::path::PathBuf;
+use std::time::Instant;
+use tessera_kernels::nn::{
+    greedy_decode, kv_cache_len, self_speculative_decode, speculative_scratch_len, DecodeStats,
+    ModelWeights,
+};
+
+#[derive(Parser, Debug)]
+pub(super) struct GenerateArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// Layers the draft runs (E); a comma-separated list sweeps.
+    #[arg(long, value_delimiter = ',', required = true)]
+    exit_layer: Vec<usize>,
+    /// Tokens drafted per round (d); a comma-separated list sweeps.
+    #[arg(long, value_delimiter = ',', required = true)]
+    draft: Vec<usize>,
+    /// Prompt text (default: a line that fits the model's vocabulary).
+    #[arg(long)]
+    prompt: Option<String>,
+    /// Tokens to generate.
+    #[arg(long, default_value_t = 256)]
+    tokens: usize,
+    /// Timed repetitions; the fastest counts.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Forward attention: baseline or flash.
+    #[arg(long, default_value = "baseline")]
+    attention: String,
+    /// Quick run: 64 tokens, one repetition.
+    #[arg(long)]
+    quick: bool,
+    /// Draw the prompts from the held-out tail (the last 10%, the validation split) of this text
+    /// file instead of `--prompt`: `--prompt-count` windows of `--prompt-chars` characters, evenly
+    /// spaced; each is continued by `--tokens` tokens and the times are summed.
+    #[arg(long)]
+    prompts_from: Option<PathBuf>,
+    /// Prompts drawn by `--prompts-from`.
+    #[arg(long, default_value_t = 16)]
+    prompt_count: usize,
+    /// Characters per prompt drawn by `--prompts-from`.
+    #[arg(long, default_value_t = 32)]
+    prompt_chars: usize,
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// Times `run` once, returning seconds and its stats.
+fn timed(
+    mut run: impl FnMut(&mut [u32]) -> tessera_kernels::Result<DecodeStats>,
+    out: &mut [u32],
+) -> anyhow::Result<(f64, DecodeStats)> {
+    let t = Instant::now();
+    let stats = run(out).context("decoding failed")?;
+    Ok((t.elapsed().as_secs_f64(), stats))
+}
+
+/// The prompts of `generate`: `(text, tokens)` pairs.
+fn generate_prompts(a: &GenerateArgs, vocab: &Vocab) -> anyhow::Result<Vec<(String, Vec<u32>)>> {
+    let Some(path) = &a.prompts_from else {
+        let text = match &a.prompt {
+            Some(p) => p.clone(),
+            None => ["ROMEO:\n", "the king said ", "the "]
+                .iter()
+                .find(|p| vocab.encode(p).is_ok())
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| {
+                    vocab
+                        .chars
+                        .first()
+                        .map(|c| c.to_string())
+                        .unwrap_or_default()
+                }),
+        };
+        let tokens = vocab.encode(&text)?;
+        return Ok(vec![(text, tokens)]);
+    };
+    ensure!(
+        a.prompt.is_none(),
+        "give --prompt or --prompts-from, not both"
+    );
+    ensure!(
+        a.prompt_count != 0 && a.prompt_chars != 0,
+        "--prompt-count and --prompt-chars must be at least 1"
+    );
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let chars: Vec<char> = text.chars().collect();
+    let held_out = chars.get(chars.len() - chars.len() / 10..).unwrap_or(&[]);
+    let room = held_out.len().saturating_sub(a.prompt_chars);
+    ensure!(
+        room != 0,
+        "{}: its held-out tail is shorter than --prompt-chars {}",
+        path.display(),
+        a.prompt_chars
+    );
+    let mut prompts = Vec::with_capacity(a.prompt_count);
+    for k in 0..a.prompt_count {
+        let at = k * room / a.prompt_count;
+        let text: String = held_out[at..at + a.prompt_chars].iter().collect();
+        let tokens = vocab
+            .encode(&text)
+            .with_context(|| format!("prompt {k} from {}", path.display()))?;
+        prompts.push((text, tokens));
+    }
+    Ok(prompts)
+}
+
+/// Adds `b`'s counts to `a`.
+fn add_stats(a: &mut DecodeStats, b: &DecodeStats) {
+    a.generated += b.generated;
+    a.rounds += b.rounds;
+    a.drafted += b.drafted;
+    a.accepted += b.accepted;
+    a.layer_passes += b.layer_passes;
+    a.token_layer_evals += b.token_layer_evals;
+}
+
+/// Runs `tessera layerskip generate`.
+pub(super) fn run(a: GenerateArgs) -> CliResult {
+    check_outputs(a.json.as_deref(), None)?;
+    let ck = checkpoint::load(&a.model)?;
+    let c = ck.config;
+    let attention = parse_attention(&a.attention)?;
+    let (tokens, repeats) = if a.quick {
+        (64, 1)
+    } else {
+        (a.tokens, a.repeats)
+    };
+    let prompts = generate_prompts(&a, &ck.vocab)?;
+    for (text, prompt) in &prompts {
+        ensure!(!prompt.is_empty(), "the prompt is empty");
+        ensure!(
+            prompt.len() + tokens <= c.max_seq,
+            "prompt {text:?} ({}) + tokens ({tokens}) exceed the model's max_seq {}",
+            prompt.len(),
+            c.max_seq
+        );
+    }
+    for &e in &a.exit_layer {
+        ensure!(
+            (1..=c.layers).contains(&e),
+            "--exit-layer {e} is outside 1..={}",
+            c.layers
+        );
+    }
+    ensure!(!a.draft.contains(&0), "--draft must be at least 1");
+    let weights = ModelWeights::new(c, &ck.params).context("bad model")?;
+    // Every buffer is allocated here, once; the decoders allocate nothing.
+    let max_draft = a.draft.iter().copied().max().unwrap_or(1);
+    let mut kv = vec![0.0f32; kv_cache_len(&c)?];
+    let mut scratch = vec![0.0f32; speculative_scratch_len(&c, max_draft, attention)?];
+    let mut full_outs = vec![vec![0u32; tokens]; prompts.len()];
+    let mut spec_out = vec![0u32; tokens];
+    // Full decoding once for the text; every configuration below is then timed against its own
+    // full-decoding runs, alternating the two prompt by prompt, and the fastest repetition of
+    // each counts (the machine is shared, so interleaving keeps load changes from favouring
+    // either side).
+    let mut first_s = 0.0;
+    for ((_, prompt), out) in prompts.iter().zip(full_outs.iter_mut()) {
+        first_s += timed(
+            |out| greedy_decode(&weights, prompt, attention, &mut kv, &mut scratch, out),
+            out,
+        )?
+        .0;
+    }
+    let total = tokens * prompts.len();
+    println!(
+        "{} prompt(s), {tokens} tokens each; full model: {:.1} tokens/s (first run)",
+        prompts.len(),
+        total as f64 / first_s
+    );
+    for ((text, _), out) in prompts.iter().zip(&full_outs).take(3) {
+        println!("{text}{}", ck.vocab.decode(out));
+        println!("---");
+    }
+    let mut rows = Vec::new();
+    println!("\n  E   d  accept  full tok/s  spec tok/s  speedup  layer-passes-saved  identical");
+    for &e in &a.exit_layer {
+        for &d in &a.draft {
+            let (mut full_s, mut spec_s) = (f64::INFINITY, f64::INFINITY);
+            let mut stats = DecodeStats::default();
+            let mut identical = true;
+            for _ in 0..repeats.max(1) {
+                let (mut f, mut sp) = (0.0, 0.0);
+                stats = DecodeStats::default();
+                for ((_, prompt), full_out) in prompts.iter().zip(full_outs.iter_mut()) {
+                    let (fi, _) = timed(
+                        |out| {
+                            greedy_decode(&weights, prompt, attention, &mut kv, &mut scratch, out)
+                        },
+                        full_out,
+                    )?;
+                    let (si, st) = timed(
+                        |out| {
+                            self_speculative_decode(
+                                &weights,
+                                prompt,
+                                e,
+                                d,
+                                attention,
+                                &mut kv,
+                                &mut scratch,
+                                out,
+                            )
+                        },
+                        &mut spec_out,
+                    )?;
+                    identical &= spec_out == *full_out;
+                    f += fi;
+                    sp += si;
+                    add_stats(&mut stats, &st);
+                }
+                full_s = full_s.min(f);
+                spec_s = spec_s.min(sp);
+            }
+            let full_tps = total as f64 / full_s;
+            let spec_tps = total as f64 / spec_s;
+            let full_passes = total * c.layers;
+            let saved = 1.0 - stats.layer_passes as f64 / full_passes as f64;
+            println!(
+                "{e:>3} {d:>3}  {:.3}   {full_tps:>9.1}  {spec_tps:>10.1}  {:.3}x   {:>6.1}%             {identical}",
+                stats.acceptance(),
+                spec_tps / full_tps,
+                100.0 * saved
+            );
+            rows.push(serde_json::json!({
+                "exit_layer": e, "draft": d, "acceptance": stats.acceptance(),
+                "full_tokens_per_s": full_tps, "spec_tokens_per_s": spec_tps,
+                "speedup": spec_tps / full_tps, "identical": identical,
+                "tokens": total, "prompts": prompts.len(), "rounds": stats.rounds,
+                "layer_passes": stats.layer_passes, "full_layer_passes": full_passes,
+                "token_layer_evals": stats.token_layer_evals,
+                "layer_passes_saved": saved, "layers": c.layers,
+            }));
+            if !identical {
+                bail!("self-speculative output differs from full decoding at E={e}, d={d}");
+            }
+        }
+    }
+    if let Some(path) = a.json {
+        let value = match rows.len() {
+            1 => rows.pop().unwrap_or_default(),
+            _ => serde_json::Value::Array(rows),
+        };
+        write_json(&path, &value)?;
+    }
+    Ok(())
+}
