@@ -7,7 +7,8 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::time::Duration;
-use tessera_harness::data::{round_to_bf16, tensor, InputDistribution};
+use tessera_harness::data::{tensor, InputDistribution};
+use tessera_harness::precision::round_bf16;
 use tessera_kernels::{
     bf16, flash_attention_with, flash_scratch_len, AttentionShape, Backend, Element, FlashTiles,
 };
@@ -21,7 +22,7 @@ fn bench_flash<E: Element>(c: &mut Criterion, group_name: &str, backends: &[Back
     let tiles = FlashTiles::default();
     let [q, k, v] = [1u64, 2, 3].map(|seed| {
         let mut x = tensor(InputDistribution::Normal, N * D, seed);
-        round_to_bf16(&mut x); // the same inputs for both element types
+        round_bf16(&mut x); // the same inputs for both element types
         x.into_iter().map(E::from_f32).collect::<Vec<E>>()
     });
     let mut out = vec![E::from_f32(0.0); N * D];

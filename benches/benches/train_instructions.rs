@@ -41,7 +41,7 @@ const WARM: u32 = 2;
 const TASKS: [(&str, Task, u32); 2] = [("mlp", Task::Mlp, 8), ("charlm", Task::CharLm, 2)];
 
 /// Runs `steps` training steps of one case (under callgrind, from `main`).
-fn run_case(task: Task, optimizer: Option<Optim>, steps: u32) -> Result<(), String> {
+fn run_case(task: Task, optimizer: Option<Optim>, steps: u32) -> anyhow::Result<()> {
     let plan = Plan::full(0);
     let mut objective = plan.objective(task)?;
     let start = plan.init(objective.as_ref())?;
@@ -59,14 +59,14 @@ fn run_case(task: Task, optimizer: Option<Optim>, steps: u32) -> Result<(), Stri
         None => None,
     };
     let state_len = match &tower {
-        Some(t) => t.state_len(p.len()).map_err(|e| e.to_string())?,
+        Some(t) => t.state_len(p.len())?,
         None => 0,
     };
     let mut state = vec![0.0f32; state_len];
     for _ in 0..WARM + steps {
         objective.minibatch(&start, &mut g)?;
         if let Some(t) = tower.as_mut() {
-            t.step(&mut p, &g, &mut state).map_err(|e| e.to_string())?;
+            t.step(&mut p, &g, &mut state)?;
         }
     }
     Ok(())

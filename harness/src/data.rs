@@ -52,8 +52,3 @@ pub fn tensor(dist: InputDistribution, len: usize, seed: u64) -> Vec<f32> {
         }
     }
 }
-
-/// Rounds every value to the nearest bf16, so the tensor is exact in bf16, f16 (within its range),
-/// f32 and f64 alike and every format starts from the same inputs: [`crate::precision::round_bf16`]
-/// under the name the benches use.
-pub use crate::precision::round_bf16 as round_to_bf16;

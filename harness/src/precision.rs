@@ -1,7 +1,10 @@
 //! Rounding `f32` data to a narrower number format and back: the one place the harness does it.
 //!
-//! The rounding is `half`'s conversion, round to nearest with ties to even (CONVENTIONS 6), so
-//! the harness rounds exactly as the kernels' `bf16` element type does.
+//! The rounding is the kernels' own ([`ActivationRounding::Bf16`], `half`'s conversion: round to
+//! nearest with ties to even, CONVENTIONS 6), so the harness rounds exactly as the kernels' `bf16`
+//! element type and their bf16-emulated layers do.
+
+use tessera_kernels::nn::ActivationRounding;
 
 /// Rounds every value to the nearest bf16 (ties to even; NaN stays NaN, values past bf16's range
 /// become infinite) and widens it back to `f32`, in place. The result is exact in bf16, f16
@@ -9,9 +12,7 @@
 /// `tessera run --dtype bf16`, and it is the rounding of bf16-emulated training (weights after
 /// every update, activations after every op).
 pub fn round_bf16(x: &mut [f32]) {
-    for v in x {
-        *v = half::bf16::from_f32(*v).to_f32();
-    }
+    ActivationRounding::Bf16.round(x);
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use std::sync::Mutex;
-use tessera_harness::data::{round_to_bf16, tensor, InputDistribution};
+use tessera_harness::data::{tensor, InputDistribution};
+use tessera_harness::precision::round_bf16;
 use tessera_harness::tolerance::{gamma, key_tiles, U_F32};
 use tessera_kernels::{
     available_backends, baseline_attention_with, baseline_scratch_len, bf16, flash_attention_with,
@@ -104,7 +105,7 @@ fn inputs<E: Element>(case: &Case) -> [Vec<E>; 3] {
     [(q_len, 0), (kv_len, 1), (kv_len, 2)].map(|(len, k)| {
         let mut x = tensor(case.dist, len, case.seed.wrapping_add(k));
         if E::PRECISION < 24 {
-            round_to_bf16(&mut x);
+            round_bf16(&mut x);
         }
         x.into_iter().map(E::from_f32).collect()
     })

@@ -1,5 +1,6 @@
 //! The one error type every public kernel returns.
 
+use crate::limits::MAX_TILE;
 use core::fmt;
 
 /// Why a kernel refused its input. Kernels never panic: every problem with a shape, a slice length
@@ -85,7 +86,7 @@ impl fmt::Display for Error {
                 write!(f, "scratch has length {actual}, the kernel needs {needed}")
             }
             Error::BadScale => write!(f, "scale must be finite and positive"),
-            Error::BadTile(name) => write!(f, "tile size `{name}` must be in 1..=4096"),
+            Error::BadTile(name) => write!(f, "tile size `{name}` must be in 1..={MAX_TILE}"),
             Error::Overflow => write!(f, "shape sizes overflow usize"),
             Error::BackendUnavailable(b) => {
                 write!(f, "backend `{}` is not available here", b.name())

@@ -44,6 +44,7 @@ pub mod attention;
 pub(crate) mod check;
 mod element;
 mod error;
+mod limits;
 pub mod nn;
 pub mod optim;
 mod rows;

@@ -57,8 +57,7 @@ impl LmTask {
             norm_eps: 1e-5,
         };
         // network.rs reports its errors as text.
-        let net = Network::new(model, size.seq_len, AttentionKind::Baseline, Precision::F32)
-            .map_err(anyhow::Error::msg)?;
+        let net = Network::new(model, size.seq_len, AttentionKind::Baseline, Precision::F32)?;
         ensure!(
             corpus.train.len() > size.seq_len && corpus.val.len() > size.seq_len,
             "the corpus is too short for the sequence length"
@@ -97,18 +96,15 @@ impl Objective for LmTask {
             let start = self.rng.random_range(0..self.corpus.train.len() - seq);
             let inputs = &self.corpus.train[start..start + seq];
             let targets = &self.corpus.train[start + 1..start + 1 + seq];
-            let out = self
-                .net
-                .forward_backward(
-                    params,
-                    grads,
-                    inputs,
-                    targets,
-                    &self.drop,
-                    &self.scales,
-                    scale,
-                )
-                .map_err(anyhow::Error::msg)?;
+            let out = self.net.forward_backward(
+                params,
+                grads,
+                inputs,
+                targets,
+                &self.drop,
+                &self.scales,
+                scale,
+            )?;
             loss += out.per_exit.last().copied().flatten().unwrap_or(f64::NAN);
         }
         Ok(loss / (seq * batch) as f64)

@@ -31,13 +31,6 @@ pub enum StudyError {
     Other(#[from] anyhow::Error),
 }
 
-/// The message with its causes, for callers that report errors as text (the benches).
-impl From<StudyError> for String {
-    fn from(e: StudyError) -> String {
-        format!("{e:#}")
-    }
-}
-
 /// A differentiable training problem.
 pub trait Objective {
     /// Number of parameters.

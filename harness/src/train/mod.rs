@@ -301,8 +301,7 @@ impl Trainer {
         let n = params.len();
         Ok(Trainer {
             // network.rs reports its errors as text.
-            net: Network::new(cfg.model, cfg.seq_len, cfg.attention, cfg.precision)
-                .map_err(anyhow::Error::msg)?,
+            net: Network::new(cfg.model, cfg.seq_len, cfg.attention, cfg.precision)?,
             names: tensor_names(&cfg.model),
             params,
             grads: vec![0.0; n],
@@ -375,18 +374,15 @@ impl Trainer {
             for (d, &p) in drop.iter_mut().zip(&rates) {
                 *d = p > 0.0 && self.rng.random_bool(p);
             }
-            let out = self
-                .net
-                .forward_backward(
-                    &self.params,
-                    &mut self.grads,
-                    inputs,
-                    targets,
-                    &drop,
-                    &scales,
-                    loss_scale,
-                )
-                .map_err(anyhow::Error::msg)?;
+            let out = self.net.forward_backward(
+                &self.params,
+                &mut self.grads,
+                inputs,
+                targets,
+                &drop,
+                &scales,
+                loss_scale,
+            )?;
             dropped += out.dropped;
             for (l, loss) in out.per_exit.iter().enumerate() {
                 if let Some(x) = loss {

@@ -14,22 +14,13 @@ use tessera_kernels::nn::{
     LayerGradients, LinearShape, ModelConfig, ModelWeights, TensorId, TensorKind,
 };
 
-type R<T> = Result<T, String>;
-
-fn k<T>(r: tessera_kernels::Result<T>) -> R<T> {
-    r.map_err(|e| format!("kernel error: {e}"))
-}
-
-/// Rounds every value to the nearest bf16 (kept as `f32`).
-pub fn round_bf16(x: &mut [f32]) {
-    ActivationRounding::Bf16.round(x);
-}
+use anyhow::{anyhow, bail, Result as R};
 
 /// A tensor of the flat parameter vector.
 pub fn tensor<'a>(c: &ModelConfig, p: &'a [f32], kind: TensorKind, layer: usize) -> R<&'a [f32]> {
-    let r = k(c.tensor_range(TensorId { kind, layer }))?;
+    let r = c.tensor_range(TensorId { kind, layer })?;
     p.get(r)
-        .ok_or_else(|| "parameter vector too short".to_string())
+        .ok_or_else(|| anyhow!("parameter vector too short"))
 }
 
 /// A mutable tensor of the flat gradient vector.
@@ -39,9 +30,9 @@ pub fn tensor_mut<'a>(
     kind: TensorKind,
     layer: usize,
 ) -> R<&'a mut [f32]> {
-    let r = k(c.tensor_range(TensorId { kind, layer }))?;
+    let r = c.tensor_range(TensorId { kind, layer })?;
     p.get_mut(r)
-        .ok_or_else(|| "gradient vector too short".to_string())
+        .ok_or_else(|| anyhow!("gradient vector too short"))
 }
 
 /// What one layer's forward keeps for its backward.
@@ -92,11 +83,11 @@ impl Network {
         attention: AttentionKind,
         precision: Precision,
     ) -> R<Self> {
-        k(c.validate())?;
+        c.validate()?;
         let (d, v) = (c.dim, c.vocab);
-        let scratch = k(decoder_layer_train_scratch_len(&c, seq, attention))?
-            .max(k(decoder_layer_backward_scratch_len(&c, seq))?);
-        let activations = k(decoder_layer_activations_len(&c, seq))?;
+        let scratch = decoder_layer_train_scratch_len(&c, seq, attention)?
+            .max(decoder_layer_backward_scratch_len(&c, seq)?);
+        let activations = decoder_layer_activations_len(&c, seq)?;
         let z = |n: usize| vec![0.0f32; n];
         let rounding = match precision {
             Precision::F32 => ActivationRounding::F32,
@@ -143,30 +134,30 @@ impl Network {
     ) -> R<SequenceLoss> {
         let c = self.c;
         if inputs.len() != self.seq || targets.len() != self.seq {
-            return Err(format!("sequences must have {} tokens", self.seq));
+            bail!("sequences must have {} tokens", self.seq);
         }
-        let weights = k(ModelWeights::new(c, params))?;
-        k(embedding_forward(
+        let weights = ModelWeights::new(c, params)?;
+        embedding_forward(
             c.vocab,
             c.dim,
             tensor(&c, params, TensorKind::Embedding, 0)?,
             inputs,
             &mut self.x,
-        ))?;
+        )?;
         self.rounding.round(&mut self.x);
         for (l, saved) in self.saved.iter_mut().enumerate() {
             saved.dropped = drop.get(l).copied().unwrap_or(false);
             saved.input.copy_from_slice(&self.x);
             if !saved.dropped {
-                k(decoder_layer_train_forward(
+                decoder_layer_train_forward(
                     &c,
-                    &k(weights.layer(l))?,
+                    &weights.layer(l)?,
                     self.attention,
                     self.rounding,
                     &mut self.x,
                     &mut saved.activations,
                     &mut self.scratch,
-                ))?;
+                )?;
             }
         }
         // Backward, from the top: the exit after layer l reads the input of layer l + 1.
@@ -192,23 +183,23 @@ impl Network {
             }
             let saved = &self.saved[l];
             if !saved.dropped {
-                k(decoder_layer_backward(
+                decoder_layer_backward(
                     &c,
-                    &k(weights.layer(l))?,
+                    &weights.layer(l)?,
                     &saved.activations,
                     &mut self.dx,
-                    &mut k(LayerGradients::new(&c, grads, l))?,
+                    &mut LayerGradients::new(&c, grads, l)?,
                     &mut self.scratch,
-                ))?;
+                )?;
             }
         }
-        k(embedding_backward(
+        embedding_backward(
             c.vocab,
             c.dim,
             inputs,
             &self.dx,
             tensor_mut(&c, grads, TensorKind::Embedding, 0)?,
-        ))?;
+        )?;
         let dropped = self.saved.iter().filter(|s| s.dropped).count();
         Ok(SequenceLoss { per_exit, dropped })
     }
@@ -234,28 +225,23 @@ impl ExitBuffers {
         let norm = tensor(c, params, TensorKind::FinalNorm, 0)?;
         let head = tensor(c, params, TensorKind::LmHead, 0)?;
         let xn = &mut self.normed;
-        k(rms_norm_forward(d, c.norm_eps, h, norm, xn))?;
+        rms_norm_forward(d, c.norm_eps, h, norm, xn)?;
         rounding.round(xn);
         let shape = LinearShape::new(n, d, v);
-        k(linear_matmul(shape, xn, head, &mut self.logits))?;
+        linear_matmul(shape, xn, head, &mut self.logits)?;
         rounding.round(&mut self.logits);
-        let loss = k(softmax_cross_entropy(
-            v,
-            &self.logits,
-            targets,
-            scale,
-            Some(&mut self.d_logits),
-        ))?;
-        k(linear_backward_weight(
+        let loss =
+            softmax_cross_entropy(v, &self.logits, targets, scale, Some(&mut self.d_logits))?;
+        linear_backward_weight(
             shape,
             xn,
             &self.d_logits,
             tensor_mut(c, grads, TensorKind::LmHead, 0)?,
-        ))?;
+        )?;
         let dxn = &mut self.d_normed;
-        k(linear_backward_input(shape, &self.d_logits, head, dxn))?;
+        linear_backward_input(shape, &self.d_logits, head, dxn)?;
         let dh = &mut self.d_hidden;
-        k(rms_norm_backward(
+        rms_norm_backward(
             d,
             c.norm_eps,
             h,
@@ -263,7 +249,7 @@ impl ExitBuffers {
             dxn,
             dh,
             tensor_mut(c, grads, TensorKind::FinalNorm, 0)?,
-        ))?;
+        )?;
         for (a, &b) in dx.iter_mut().zip(dh.iter()) {
             *a += b;
         }

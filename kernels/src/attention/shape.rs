@@ -3,8 +3,7 @@
 use crate::check::product;
 use crate::{Error, Result};
 
-/// Largest accepted tile size along either axis.
-pub const MAX_TILE: usize = 4096;
+pub use crate::limits::MAX_TILE;
 
 /// How the rows of the queries and the output are laid out.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
