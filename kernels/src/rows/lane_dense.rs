@@ -5,7 +5,7 @@
 //! the weights); the grouping never changes an output's operations, so a row gives the same bits
 //! alone or in a batch, on every SIMD backend.
 
-use crate::simd::lanes::reduce_group;
+use crate::simd::lanes::{reduce_group, Columns};
 use crate::simd::{LaneElement, Lanes, LANES};
 
 /// `y[r·n + o] = Σ_i x[r·k + i]·w[o·k + i]` for `k = in_dim`, `n = w.len() / k` outputs and
@@ -53,8 +53,12 @@ fn rows_by<L: Lanes, W: LaneElement, const R: usize>(
 ) {
     let n = w.len() / k;
     let xs: [&[f32]; R] = core::array::from_fn(|r| x.get(r * k..(r + 1) * k).unwrap_or(&[]));
+    // The rows' whole chunks, checked once for every weight row.
+    let Some(columns) = Columns::new(xs, k / LANES) else {
+        return; // never happens: `linear` hands out rows of `k` elements
+    };
     for (o, w_row) in w.chunks_exact(k).enumerate() {
-        let sums = reduce_group(l, dots::<L, W, R>(l, xs, w_row));
+        let sums = reduce_group(l, dots::<L, W, R>(l, columns, xs, w_row));
         for (r, s) in sums.into_iter().enumerate() {
             if let Some(yo) = y.get_mut(r * n + o) {
                 *yo = s;
@@ -63,26 +67,24 @@ fn rows_by<L: Lanes, W: LaneElement, const R: usize>(
     }
 }
 
-/// The 16 lane sums of `x[r] · w` for `R` input rows of the length of `w`, every chain in chunk
-/// order, each weight chunk loaded once for the `R` rows.
+/// The 16 lane sums of `x[r] · w` for `R` input rows of the length of `w` (`columns`: their whole
+/// chunks), every chain in chunk order, each weight chunk loaded once for the `R` rows.
 #[inline(always)]
-fn dots<L: Lanes, W: LaneElement, const R: usize>(l: L, x: [&[f32]; R], w: &[W]) -> [L::F; R] {
+fn dots<L: Lanes, W: LaneElement, const R: usize>(
+    l: L,
+    columns: Columns<'_, R>,
+    x: [&[f32]; R],
+    w: &[W],
+) -> [L::F; R] {
     let k = w.len();
     let mut acc = [l.splat(0.0); R];
     let (w_chunks, w_tail) = w.as_chunks::<LANES>();
-    if x.iter().any(|x_r| x_r.len() < k) {
-        return acc; // never happens: `rows_by` hands out rows of `k` elements
-    }
-    // Each row as whole chunks: at least as many as `w` has (checked above).
-    let xc: [&[[f32; LANES]]; R] = x.map(|x_r| x_r.as_chunks::<LANES>().0);
-    for (c, wc) in w_chunks.iter().enumerate() {
+    columns.zip_for_each(w_chunks, |wc, xs| {
         let wv = W::load(l, wc);
-        for (a, x_r) in acc.iter_mut().zip(xc) {
-            if let Some(xk) = x_r.get(c) {
-                *a = l.mul_add(l.load(xk), wv, *a);
-            }
+        for (a, xk) in acc.iter_mut().zip(xs) {
+            *a = l.mul_add(l.load(xk), wv, *a);
         }
-    }
+    });
     if !w_tail.is_empty() {
         let wv = W::load_partial(l, w_tail);
         let tail = k - w_tail.len();

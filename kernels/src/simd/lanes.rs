@@ -134,6 +134,47 @@ pub(crate) fn reduce_group<L: Lanes, const G: usize>(l: L, acc: [L::F; G]) -> [f
     out
 }
 
+/// The whole chunks of `R` rows side by side, walked together with another slice: for each `c`,
+/// chunk `c` of every row, handed out without a bounds check per row (`new` checked every row
+/// once). The dense kernel streams a weight row past up to four input rows with it.
+#[derive(Clone, Copy)]
+pub(crate) struct Columns<'a, const R: usize> {
+    rows: [*const f32; R],
+    chunks: usize,
+    _rows: core::marker::PhantomData<&'a [f32]>,
+}
+
+impl<'a, const R: usize> Columns<'a, R> {
+    /// The first `chunks` whole chunks of each row; `None` if a row holds fewer.
+    #[inline(always)]
+    pub(crate) fn new(rows: [&'a [f32]; R], chunks: usize) -> Option<Self> {
+        if rows.iter().any(|r| r.len() / LANES < chunks) {
+            return None;
+        }
+        Some(Columns {
+            rows: rows.map(<[f32]>::as_ptr),
+            chunks,
+            _rows: core::marker::PhantomData,
+        })
+    }
+
+    /// `f(&other[c], [chunk c of each row])` for `c < min(other.len(), chunks)`, in order.
+    #[inline(always)]
+    pub(crate) fn zip_for_each<T>(self, other: &[T], mut f: impl FnMut(&T, [&'a [f32; LANES]; R])) {
+        // One bound for the loop: `other` cut to `chunks` if it is longer.
+        let other = other.get(..self.chunks).unwrap_or(other);
+        for (c, t) in other.iter().enumerate() {
+            // SAFETY: `c < chunks` and `new` checked that every row holds at least `chunks` whole
+            // chunks, so `p + 16 c .. p + 16 c + 16` lies inside the row (borrowed for `'a`);
+            // `[f32; 16]` has the alignment of `f32`.
+            let xs = self
+                .rows
+                .map(|p| unsafe { &*p.add(c * LANES).cast::<[f32; LANES]>() });
+            f(t, xs);
+        }
+    }
+}
+
 /// The canonical sum of 16 lanes: halve the width four times, lane `i` plus lane `i + w`
 /// (`w = 8, 4, 2, 1`), the lower lane always the left operand.
 #[inline(always)]
