@@ -150,8 +150,7 @@ impl<E: Element, A: Accumulator> Job<E, A> for Flash<'_, E, A> {
                         let keys = &k_head[j0 * d..j1 * d];
                         ops.scores(q_row, keys, scale, s);
                         fix_overflowed_scores(q_row, keys, shape.scale, s);
-                        let m_new = m.max(ops.max(s));
-                        let p_sum = ops.exp_sum(s, m_new);
+                        let (m_new, p_sum) = ops.max_exp_sum(s, *m);
                         if *m == A::NEG_INFINITY {
                             // First tile: the state is still zero, nothing to rescale.
                             *l = p_sum;
@@ -212,8 +211,7 @@ fn normalized_row<E: Element, A: Accumulator, O: RowOps<E, A>>(
         let s = &mut scores[..keys.len() / d];
         ops.scores(row.q, keys, row.scale, s);
         fix_overflowed_scores(row.q, keys, row.scale_f32, s);
-        let m_new = m.max(ops.max(s));
-        let p_sum = ops.exp_sum(s, m_new);
+        let (m_new, p_sum) = ops.max_exp_sum(s, m);
         l = l.mul(m.sub(m_new).exp()).add(p_sum);
         m = m_new;
     }

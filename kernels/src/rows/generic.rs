@@ -31,6 +31,12 @@ impl<E: Element, A: Accumulator> RowOps<E, A> for Generic {
     }
 
     #[inline]
+    fn max_exp_sum(self, s: &mut [A], m: A) -> (A, A) {
+        let m = m.max(RowOps::<E, A>::max(self, s));
+        (m, RowOps::<E, A>::exp_sum(self, s, m))
+    }
+
+    #[inline]
     fn exp_sum(self, s: &mut [A], m: A) -> A {
         let mut sum = A::Wide::ZERO;
         for x in s.iter_mut() {

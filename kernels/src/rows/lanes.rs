@@ -18,44 +18,125 @@
 use super::lane_dense;
 use super::ops::{Job, Routed, RowOps};
 use crate::simd::lanes::{keep_max, reduce_group};
-use crate::simd::{exp, run_lanes, Backend, LaneElement, LaneJob, Lanes, LANES};
+use crate::simd::{exp, with_token, Backend, Isa, LaneElement, LaneJob, Lanes, LANES};
 
-/// The row primitives on the lanes of token `L`.
+/// The row primitives on the lanes of token `L`: each call enters the token's target features
+/// once (`Isa::enter`) and runs the primitive's loop inside them.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LaneOps<L>(pub(crate) L);
 
-impl<L: Lanes, E: ScoreElement> RowOps<E, f32> for LaneOps<L> {
-    #[inline(always)]
+impl<L: Isa, E: ScoreElement> RowOps<E, f32> for LaneOps<L> {
+    #[inline]
     fn scores(self, q: &[E], keys: &[E], scale: f32, out: &mut [f32]) {
-        E::scores(self.0, q, keys, scale, out)
+        self.0.enter(Scores(q, keys, scale, out))
     }
-    #[inline(always)]
+    #[inline]
     fn max(self, s: &[f32]) -> f32 {
-        max(self.0, s)
+        self.0.enter(Max(s))
     }
-    #[inline(always)]
+    #[inline]
+    fn max_exp_sum(self, s: &mut [f32], m: f32) -> (f32, f32) {
+        self.0.enter(MaxExpSum(s, m))
+    }
+    #[inline]
     fn exp_sum(self, s: &mut [f32], m: f32) -> f32 {
-        exp_sum(self.0, s, m)
+        self.0.enter(ExpSum(s, m))
     }
-    #[inline(always)]
+    #[inline]
     fn normalize(self, s: &mut [f32], l: f32) {
-        normalize(self.0, s, l)
+        self.0.enter(Normalize(s, l))
     }
-    #[inline(always)]
+    #[inline]
     fn scale(self, acc: &mut [f32], alpha: f32) {
-        scale(self.0, acc, alpha)
+        self.0.enter(Scale(acc, alpha))
     }
-    #[inline(always)]
+    #[inline]
     fn accumulate(self, acc: &mut [f32], p: &[f32], values: &[E]) {
-        accumulate(self.0, acc, p, values)
+        self.0.enter(Accumulate(acc, p, values))
     }
-    #[inline(always)]
+    #[inline]
     fn store(self, out: &mut [E], acc: &[f32], denom: f32) {
-        store(self.0, out, acc, denom)
+        self.0.enter(Store(out, acc, denom))
     }
-    #[inline(always)]
+    #[inline]
     fn linear(self, in_dim: usize, x: &[f32], w: &[E], y: &mut [f32]) {
-        lane_dense::linear(self.0, in_dim, x, w, y)
+        self.0.enter(Linear(in_dim, x, w, y))
+    }
+}
+
+/// Each primitive as a lane job: its arguments, and its body on the token it is given.
+struct Scores<'a, E>(&'a [E], &'a [E], f32, &'a mut [f32]);
+struct Max<'a>(&'a [f32]);
+struct MaxExpSum<'a>(&'a mut [f32], f32);
+struct ExpSum<'a>(&'a mut [f32], f32);
+struct Normalize<'a>(&'a mut [f32], f32);
+struct Scale<'a>(&'a mut [f32], f32);
+struct Accumulate<'a, E>(&'a mut [f32], &'a [f32], &'a [E]);
+struct Store<'a, E>(&'a mut [E], &'a [f32], f32);
+struct Linear<'a, E>(usize, &'a [f32], &'a [E], &'a mut [f32]);
+
+impl<E: ScoreElement> LaneJob for Scores<'_, E> {
+    type Output = ();
+    #[inline(always)]
+    fn run<L: Lanes>(self, l: L) {
+        E::scores(l, self.0, self.1, self.2, self.3)
+    }
+}
+impl LaneJob for Max<'_> {
+    type Output = f32;
+    #[inline(always)]
+    fn run<L: Lanes>(self, l: L) -> f32 {
+        max(l, self.0)
+    }
+}
+impl LaneJob for MaxExpSum<'_> {
+    type Output = (f32, f32);
+    #[inline(always)]
+    fn run<L: Lanes>(self, l: L) -> (f32, f32) {
+        let m = f32::max(self.1, max(l, self.0));
+        (m, exp_sum(l, self.0, m))
+    }
+}
+impl LaneJob for ExpSum<'_> {
+    type Output = f32;
+    #[inline(always)]
+    fn run<L: Lanes>(self, l: L) -> f32 {
+        exp_sum(l, self.0, self.1)
+    }
+}
+impl LaneJob for Normalize<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<L: Lanes>(self, l: L) {
+        normalize(l, self.0, self.1)
+    }
+}
+impl LaneJob for Scale<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<L: Lanes>(self, l: L) {
+        scale(l, self.0, self.1)
+    }
+}
+impl<E: LaneElement> LaneJob for Accumulate<'_, E> {
+    type Output = ();
+    #[inline(always)]
+    fn run<L: Lanes>(self, l: L) {
+        accumulate(l, self.0, self.1, self.2)
+    }
+}
+impl<E: LaneElement> LaneJob for Store<'_, E> {
+    type Output = ();
+    #[inline(always)]
+    fn run<L: Lanes>(self, l: L) {
+        store(l, self.0, self.1, self.2)
+    }
+}
+impl<E: LaneElement> LaneJob for Linear<'_, E> {
+    type Output = ();
+    #[inline(always)]
+    fn run<L: Lanes>(self, l: L) {
+        lane_dense::linear(l, self.0, self.1, self.2, self.3)
     }
 }
 
@@ -82,13 +163,13 @@ impl ScoreElement for half::bf16 {
     }
 }
 
-/// A row job as a lane job.
+/// A row job handed a lane token: its primitives enter the token's features call by call.
 struct RowJob<J, E>(J, core::marker::PhantomData<E>);
 
 impl<E: ScoreElement, J: Job<E, f32>> LaneJob for RowJob<J, E> {
     type Output = J::Output;
-    #[inline(always)]
-    fn run<L: Lanes>(self, l: L) -> J::Output {
+    #[inline]
+    fn run<L: Isa>(self, l: L) -> J::Output {
         self.0.run(LaneOps(l))
     }
 }
@@ -102,7 +183,7 @@ pub(crate) fn run_rows<E: ScoreElement, J: Job<E, f32>>(
 ) -> Routed<J, E, f32> {
     match backend.resolve() {
         Backend::Generic => Routed::Generic(job),
-        chosen => Routed::Done(run_lanes(chosen, RowJob(job, core::marker::PhantomData))),
+        chosen => Routed::Done(with_token(chosen, RowJob(job, core::marker::PhantomData))),
     }
 }
 

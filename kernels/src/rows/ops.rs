@@ -14,6 +14,10 @@ pub trait RowOps<E, A>: Copy {
     fn scores(self, q: &[E], keys: &[E], scale: A, out: &mut [A]);
     /// The largest value of `s` (NaN ignored), or `NEG_INFINITY` for an empty or all-NaN slice.
     fn max(self, s: &[A]) -> A;
+    /// The running max `m' = max(m, max(s))` (NaN ignored, as `f32::max`), then
+    /// `s[j] = exp(s[j] - m')` in place; returns `(m', Σ s[j])`. One call for flash's per-tile
+    /// softmax step (the same operations as `max` then `exp_sum`).
+    fn max_exp_sum(self, s: &mut [A], m: A) -> (A, A);
     /// `s[j] = exp(s[j] - m)` in place; returns the sum of the new values.
     fn exp_sum(self, s: &mut [A], m: A) -> A;
     /// `s[j] = s[j] / l` in place.

@@ -13,7 +13,7 @@ use super::lanes::{LaneOps, ScoreElement};
 use super::ops::RowOps;
 use crate::simd::lanes::{fused_mul_add, max_tree, sum_tree};
 use crate::simd::scalar::Scalar;
-use crate::simd::{Lanes, LANES};
+use crate::simd::{Isa, Lanes, LANES};
 use half::bf16;
 use std::vec::Vec;
 use std::{eprintln, vec};
@@ -198,7 +198,7 @@ fn check_linear<E: ScoreElement + crate::Element, T: RowOps<E, f32>>(
     }
 }
 
-fn check_rows<L: Lanes>(name: &str, l: L) {
+fn check_rows<L: Isa>(name: &str, l: L) {
     eprintln!("checking {name} against the lane model");
     let t = LaneOps(l);
     rows_match_model::<f32, _>(name, t, true);
@@ -290,7 +290,7 @@ fn exp_is_within_two_ulp_over_the_f32_range() {
         worst.1
     );
 
-    fn check<L: Lanes>(name: &str, l: L, xs: &[f32], want: &[f32]) {
+    fn check<L: Isa>(name: &str, l: L, xs: &[f32], want: &[f32]) {
         assert_same("exp", name, &exp_of(LaneOps(l), xs), want);
     }
     for_each_lane_token!(check, &xs, &ys);

@@ -9,7 +9,7 @@ pub(crate) trait LaneJob {
     type Output;
     /// Runs the loop on the lanes of `l`. Implementations are `#[inline(always)]` (and so is
     /// everything they call with `l`), so that they are compiled inside [`Isa::enter`].
-    fn run<L: Lanes>(self, l: L) -> Self::Output;
+    fn run<L: Isa>(self, l: L) -> Self::Output;
 }
 
 /// A lane token that can enter code compiled for its instruction set.

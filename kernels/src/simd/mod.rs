@@ -33,9 +33,9 @@ mod tokens;
 pub(crate) mod x86;
 
 pub use backend::{available_backends, Backend};
-pub(crate) use dispatch::run_lanes;
+pub(crate) use dispatch::{run_lanes, with_token};
 pub(crate) use exp::exp;
-pub(crate) use isa::LaneJob;
+pub(crate) use isa::{Isa, LaneJob};
 pub(crate) use lanes::{LaneElement, Lanes, LANES};
 #[cfg(test)]
 pub(crate) use tokens::{for_each_lane_token, for_each_row_token};
