@@ -72,7 +72,7 @@ fn rows_by<L: Lanes, W: LaneElement, const R: usize>(
 #[inline(always)]
 fn dots<L: Lanes, W: LaneElement, const R: usize>(
     l: L,
-    columns: Columns<'_, R>,
+    columns: Columns<'_, f32, R>,
     x: [&[f32]; R],
     w: &[W],
 ) -> [L::F; R] {

@@ -17,11 +17,12 @@
 
 use super::lane_dense;
 use super::ops::{Job, Routed, RowOps};
-use crate::simd::lanes::{keep_max, reduce_group};
+use crate::simd::lanes::{keep_max, reduce_group, Columns};
 use crate::simd::{exp, with_token, Backend, Isa, LaneElement, LaneJob, Lanes, LANES};
 
 /// The row primitives on the lanes of token `L`: each call enters the token's target features
-/// once (`Isa::enter`) and runs the primitive's loop inside them.
+/// once (`Isa::enter`) and runs the primitive's loop inside them; all but `scores` (the one
+/// with bf16 instructions of its own) on the token's plain ISA (`Isa::Plain`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LaneOps<L>(pub(crate) L);
 
@@ -32,35 +33,35 @@ impl<L: Isa, E: ScoreElement> RowOps<E, f32> for LaneOps<L> {
     }
     #[inline]
     fn max(self, s: &[f32]) -> f32 {
-        self.0.enter(Max(s))
+        self.0.plain().enter(Max(s))
     }
     #[inline]
     fn max_exp_sum(self, s: &mut [f32], m: f32) -> (f32, f32) {
-        self.0.enter(MaxExpSum(s, m))
+        self.0.plain().enter(MaxExpSum(s, m))
     }
     #[inline]
     fn exp_sum(self, s: &mut [f32], m: f32) -> f32 {
-        self.0.enter(ExpSum(s, m))
+        self.0.plain().enter(ExpSum(s, m))
     }
     #[inline]
     fn normalize(self, s: &mut [f32], l: f32) {
-        self.0.enter(Normalize(s, l))
+        self.0.plain().enter(Normalize(s, l))
     }
     #[inline]
     fn scale(self, acc: &mut [f32], alpha: f32) {
-        self.0.enter(Scale(acc, alpha))
+        self.0.plain().enter(Scale(acc, alpha))
     }
     #[inline]
     fn accumulate(self, acc: &mut [f32], p: &[f32], values: &[E]) {
-        self.0.enter(Accumulate(acc, p, values))
+        self.0.plain().enter(Accumulate(acc, p, values))
     }
     #[inline]
     fn store(self, out: &mut [E], acc: &[f32], denom: f32) {
-        self.0.enter(Store(out, acc, denom))
+        self.0.plain().enter(Store(out, acc, denom))
     }
     #[inline]
     fn linear(self, in_dim: usize, x: &[f32], w: &[E], y: &mut [f32]) {
-        self.0.enter(Linear(in_dim, x, w, y))
+        self.0.plain().enter(Linear(in_dim, x, w, y))
     }
 }
 
@@ -242,30 +243,26 @@ fn dots<L: Lanes, E: LaneElement, const G: usize>(l: L, q: &[E], keys: &[E]) -> 
     let d = q.len();
     let mut acc = [l.splat(0.0); G];
     let (q_chunks, q_tail) = q.as_chunks::<LANES>();
-    for (c, qc) in q_chunks.iter().enumerate() {
-        let qv = E::load(l, qc);
-        for (r, a) in acc.iter_mut().enumerate() {
-            if let Some(kc) = chunk_at(keys, r * d + c * LANES) {
+    let rows: [&[E]; G] = core::array::from_fn(|r| keys.get(r * d..(r + 1) * d).unwrap_or(&[]));
+    // Every key's chunks beside the query's, checked once (never `None`: `keys` holds `G` rows).
+    if let Some(columns) = Columns::new(rows, q_chunks.len()) {
+        columns.zip_for_each(q_chunks, |qc, kcs| {
+            let qv = E::load(l, qc);
+            for (a, kc) in acc.iter_mut().zip(kcs) {
                 *a = l.mul_add(qv, E::load(l, kc), *a);
             }
-        }
+        });
     }
     if !q_tail.is_empty() {
         let qv = E::load_partial(l, q_tail);
         let tail_start = q_chunks.len() * LANES;
-        for (r, a) in acc.iter_mut().enumerate() {
-            if let Some(kt) = keys.get(r * d + tail_start..(r + 1) * d) {
+        for (a, row) in acc.iter_mut().zip(rows) {
+            if let Some(kt) = row.get(tail_start..) {
                 *a = l.mul_add(qv, E::load_partial(l, kt), *a);
             }
         }
     }
     acc
-}
-
-/// The 16 elements of `x` from `start`, if they are all there.
-#[inline(always)]
-pub(crate) fn chunk_at<T>(x: &[T], start: usize) -> Option<&[T; LANES]> {
-    x.get(start..start.checked_add(LANES)?)?.try_into().ok()
 }
 
 /// The largest value of `s`, NaN ignored; `-inf` if `s` is empty or all NaN.

@@ -14,6 +14,12 @@ pub(crate) trait LaneJob {
 
 /// A lane token that can enter code compiled for its instruction set.
 pub(crate) trait Isa: Lanes {
+    /// The token for jobs that use none of this one's extra instructions (AVX-512F for the
+    /// AVX512_BF16 token, whose extra features only serve bf16 attention scores; `Self` for every
+    /// other token). Such jobs are compiled as on that token, instruction for instruction.
+    type Plain: Isa;
+    /// This token's [`Isa::Plain`] token.
+    fn plain(self) -> Self::Plain;
     /// Runs `job` on `self` inside a function with this token's target features enabled.
     fn enter<J: LaneJob>(self, job: J) -> J::Output;
 }

@@ -138,21 +138,21 @@ pub(crate) fn reduce_group<L: Lanes, const G: usize>(l: L, acc: [L::F; G]) -> [f
 /// chunk `c` of every row, handed out without a bounds check per row (`new` checked every row
 /// once). The dense kernel streams a weight row past up to four input rows with it.
 #[derive(Clone, Copy)]
-pub(crate) struct Columns<'a, const R: usize> {
-    rows: [*const f32; R],
+pub(crate) struct Columns<'a, T, const R: usize, const N: usize = LANES> {
+    rows: [*const T; R],
     chunks: usize,
-    _rows: core::marker::PhantomData<&'a [f32]>,
+    _rows: core::marker::PhantomData<&'a [T]>,
 }
 
-impl<'a, const R: usize> Columns<'a, R> {
-    /// The first `chunks` whole chunks of each row; `None` if a row holds fewer.
+impl<'a, T, const R: usize, const N: usize> Columns<'a, T, R, N> {
+    /// The first `chunks` whole chunks (of `N` elements) of each row; `None` if a row holds fewer.
     #[inline(always)]
-    pub(crate) fn new(rows: [&'a [f32]; R], chunks: usize) -> Option<Self> {
-        if rows.iter().any(|r| r.len() / LANES < chunks) {
+    pub(crate) fn new(rows: [&'a [T]; R], chunks: usize) -> Option<Self> {
+        if N == 0 || rows.iter().any(|r| r.len() / N < chunks) {
             return None;
         }
         Some(Columns {
-            rows: rows.map(<[f32]>::as_ptr),
+            rows: rows.map(<[T]>::as_ptr),
             chunks,
             _rows: core::marker::PhantomData,
         })
@@ -160,16 +160,16 @@ impl<'a, const R: usize> Columns<'a, R> {
 
     /// `f(&other[c], [chunk c of each row])` for `c < min(other.len(), chunks)`, in order.
     #[inline(always)]
-    pub(crate) fn zip_for_each<T>(self, other: &[T], mut f: impl FnMut(&T, [&'a [f32; LANES]; R])) {
+    pub(crate) fn zip_for_each<U>(self, other: &[U], mut f: impl FnMut(&U, [&'a [T; N]; R])) {
         // One bound for the loop: `other` cut to `chunks` if it is longer.
         let other = other.get(..self.chunks).unwrap_or(other);
         for (c, t) in other.iter().enumerate() {
             // SAFETY: `c < chunks` and `new` checked that every row holds at least `chunks` whole
-            // chunks, so `p + 16 c .. p + 16 c + 16` lies inside the row (borrowed for `'a`);
-            // `[f32; 16]` has the alignment of `f32`.
+            // chunks, so `p + N c .. p + N c + N` lies inside the row (borrowed for `'a`);
+            // `[T; N]` has the alignment of `T`.
             let xs = self
                 .rows
-                .map(|p| unsafe { &*p.add(c * LANES).cast::<[f32; LANES]>() });
+                .map(|p| unsafe { &*p.add(c * N).cast::<[T; N]>() });
             f(t, xs);
         }
     }

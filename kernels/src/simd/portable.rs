@@ -24,6 +24,11 @@ impl Portable {
 }
 
 impl Isa for Portable {
+    type Plain = Self;
+    #[inline(always)]
+    fn plain(self) -> Self {
+        self
+    }
     #[inline(always)]
     fn enter<J: LaneJob>(self, job: J) -> J::Output {
         job.run(self)

@@ -13,6 +13,11 @@ use half::bf16;
 pub(crate) struct Scalar;
 
 impl Isa for Scalar {
+    type Plain = Self;
+    #[inline(always)]
+    fn plain(self) -> Self {
+        self
+    }
     #[inline(always)]
     fn enter<J: LaneJob>(self, job: J) -> J::Output {
         job.run(self)

@@ -28,6 +28,11 @@ impl Neon {
 }
 
 impl Isa for Neon {
+    type Plain = Self;
+    #[inline(always)]
+    fn plain(self) -> Self {
+        self
+    }
     #[inline]
     fn enter<J: LaneJob>(self, job: J) -> J::Output {
         #[target_feature(enable = "neon")]

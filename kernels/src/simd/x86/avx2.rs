@@ -27,6 +27,11 @@ impl Avx2 {
 }
 
 impl Isa for Avx2 {
+    type Plain = Self;
+    #[inline(always)]
+    fn plain(self) -> Self {
+        self
+    }
     #[inline]
     fn enter<J: LaneJob>(self, job: J) -> J::Output {
         #[target_feature(enable = "avx2,fma")]

@@ -1,7 +1,7 @@
 //! AVX-512F: the 16 virtual lanes are one 512-bit register.
 
 use crate::simd::isa::{Isa, LaneJob};
-use crate::simd::lanes::{reduce_group, Lanes, LANES};
+use crate::simd::lanes::{reduce_group, Columns, Lanes, LANES};
 use core::arch::x86_64::*;
 use half::bf16;
 
@@ -33,6 +33,11 @@ impl Avx512 {
 }
 
 impl Isa for Avx512 {
+    type Plain = Self;
+    #[inline(always)]
+    fn plain(self) -> Self {
+        self
+    }
     #[inline]
     fn enter<J: LaneJob>(self, job: J) -> J::Output {
         #[target_feature(enable = "avx512f")]
@@ -268,24 +273,22 @@ fn dots<const G: usize>(t: Avx512<true>, q: &[bf16], keys: &[bf16]) -> [__m512; 
     // SAFETY: `Avx512<true>` proves AVX-512F is present.
     let mut acc = [unsafe { _mm512_setzero_ps() }; G];
     let (q_chunks, q_tail) = q.as_chunks::<PAIR_LANES>();
-    for (c, qc) in q_chunks.iter().enumerate() {
-        let qv = load_pairs(t, qc);
-        for (r, a) in acc.iter_mut().enumerate() {
-            let start = r * d + c * PAIR_LANES;
-            let kc = keys
-                .get(start..start + PAIR_LANES)
-                .and_then(|k| k.try_into().ok());
-            if let Some(kc) = kc {
+    let rows: [&[bf16]; G] = core::array::from_fn(|r| keys.get(r * d..(r + 1) * d).unwrap_or(&[]));
+    // Every key's pairs beside the query's, checked once (never `None`: `keys` holds `G` rows).
+    if let Some(columns) = Columns::<bf16, G, PAIR_LANES>::new(rows, q_chunks.len()) {
+        columns.zip_for_each(q_chunks, |qc, kcs| {
+            let qv = load_pairs(t, qc);
+            for (a, kc) in acc.iter_mut().zip(kcs) {
                 // SAFETY: `Avx512<true>` proves AVX512_BF16 is present.
                 *a = unsafe { _mm512_dpbf16_ps(*a, qv, load_pairs(t, kc)) };
             }
-        }
+        });
     }
     if !q_tail.is_empty() {
         let qv = load_pairs_partial(t, q_tail);
         let tail_start = q_chunks.len() * PAIR_LANES;
-        for (r, a) in acc.iter_mut().enumerate() {
-            if let Some(kt) = keys.get(r * d + tail_start..(r + 1) * d) {
+        for (a, row) in acc.iter_mut().zip(rows) {
+            if let Some(kt) = row.get(tail_start..) {
                 // SAFETY: `Avx512<true>` proves AVX512_BF16 is present.
                 *a = unsafe { _mm512_dpbf16_ps(*a, qv, load_pairs_partial(t, kt)) };
             }

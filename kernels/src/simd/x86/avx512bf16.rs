@@ -43,6 +43,11 @@ impl Avx512Bf16 {
 }
 
 impl Isa for Avx512Bf16 {
+    type Plain = Avx512;
+    #[inline(always)]
+    fn plain(self) -> Avx512 {
+        Avx512(())
+    }
     #[inline]
     fn enter<J: LaneJob>(self, job: J) -> J::Output {
         #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
