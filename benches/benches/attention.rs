@@ -9,9 +9,11 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use std::time::Duration;
 use tessera_harness::data::{tensor, InputDistribution};
 use tessera_harness::precision::round_bf16;
-use tessera_kernels::{
-    bf16, flash_attention_with, flash_scratch_len, AttentionShape, Backend, Element, FlashTiles,
+use tessera_kernels::attention::{
+    flash_attention_with, flash_scratch_len, AttentionShape, FlashTiles,
 };
+use tessera_kernels::simd::Backend;
+use tessera_kernels::{bf16, Element};
 
 const N: usize = 1024;
 const D: usize = 64;

@@ -12,7 +12,7 @@
 //! ```
 //! use tessera_harness::attention::{AttentionProblem, ElementKind, KernelConfig};
 //! use tessera_harness::data::InputDistribution;
-//! use tessera_kernels::{AttentionShape, FlashTiles};
+//! use tessera_kernels::attention::{AttentionShape, FlashTiles};
 //! let shape = AttentionShape::new(1, 2, 8, 8, 4).with_causal(true);
 //! let p = AttentionProblem::seeded(shape, InputDistribution::Normal, 7)?;
 //! let flash = p.run(&KernelConfig::flash(FlashTiles::new(4, 2)).with_element(ElementKind::Bf16))?;
@@ -23,18 +23,19 @@
 
 use crate::data::{self, InputDistribution};
 use crate::tolerance;
-use tessera_kernels::{
-    baseline_attention_with, baseline_scratch_len, bf16, flash_attention_with, flash_scratch_len,
-    Accumulator, AttentionShape, Backend, Bf16Acc, Bf16Mma, Element, Error, F16Acc, F16Mma,
-    FlashTiles,
+use tessera_kernels::attention::{
+    baseline_attention_with, baseline_scratch_len, flash_attention_with, flash_scratch_len,
+    AttentionShape, FlashTiles,
 };
+use tessera_kernels::simd::Backend;
+use tessera_kernels::{bf16, Accumulator, Bf16Acc, Bf16Mma, Element, Error, F16Acc, F16Mma};
 
 /// Which attention algorithm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    /// Tiled online softmax ([`tessera_kernels::flash_attention`]).
+    /// Tiled online softmax ([`tessera_kernels::attention::flash_attention`]).
     Flash,
-    /// Materialised logits, then softmax, then `p·V` ([`tessera_kernels::baseline_attention`]).
+    /// Materialised logits, then softmax, then `p·V` ([`tessera_kernels::attention::baseline_attention`]).
     Baseline,
 }
 

@@ -13,7 +13,8 @@ use tessera_harness::attention::{
 };
 use tessera_harness::data::InputDistribution;
 use tessera_harness::tolerance::{self, F64_ACCUMULATOR_REL, SYMMETRY_BOUND_FACTOR};
-use tessera_kernels::{available_backends, AttentionShape, Backend, FlashTiles};
+use tessera_kernels::attention::{AttentionShape, FlashTiles};
+use tessera_kernels::simd::{available_backends, Backend};
 
 /// A random problem and flash tiling: batch ≤ 2, kv_heads ≤ 3 with groups ≤ 3, q_len ≤ 12,
 /// kv_len ≤ `max_kv` (decode when it exceeds q_len; fully masked causal rows when below),

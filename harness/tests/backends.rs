@@ -17,10 +17,12 @@ use std::sync::Mutex;
 use tessera_harness::data::{tensor, InputDistribution};
 use tessera_harness::precision::round_bf16;
 use tessera_harness::tolerance::{gamma, key_tiles, U_F32};
-use tessera_kernels::{
-    available_backends, baseline_attention_with, baseline_scratch_len, bf16, flash_attention_with,
-    flash_scratch_len, AttentionShape, Backend, Element, Error, FlashTiles,
+use tessera_kernels::attention::{
+    baseline_attention_with, baseline_scratch_len, flash_attention_with, flash_scratch_len,
+    AttentionShape, FlashTiles,
 };
+use tessera_kernels::simd::{available_backends, Backend};
+use tessera_kernels::{bf16, Element, Error};
 
 /// The backends that ran and were compared, by any test in this binary.
 static EXERCISED: Mutex<Vec<Backend>> = Mutex::new(Vec::new());

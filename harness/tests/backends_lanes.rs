@@ -13,7 +13,8 @@ use tessera_kernels::optim::{
     sgd_step_mixed_with, sgd_step_with, AdamConfig, Learn, MomentumConfig, Optimizer, Schedule,
     SgdConfig, Tower,
 };
-use tessera_kernels::{available_backends, bf16, Backend, Error};
+use tessera_kernels::simd::{available_backends, Backend};
+use tessera_kernels::{bf16, Error};
 
 /// Parameters: whole blocks of 1024, chunks of 16 and a tail.
 const N: usize = 2 * 1024 + 16 * 3 + 7;

@@ -4,11 +4,12 @@
 //! backend is an `Err` (never a panic).
 
 use tessera_harness::tolerance::{key_tiles, output_magnitude_limit};
-use tessera_kernels::{
-    baseline_attention_with, baseline_scratch_len, bf16, flash_attention_with, flash_scratch_len,
-    Accumulator, AttentionShape, Backend, Bf16Acc, Bf16Mma, Element, Error, F16Acc, F16Mma,
-    FlashTiles, MAX_TILE,
+use tessera_kernels::attention::{
+    baseline_attention_with, baseline_scratch_len, flash_attention_with, flash_scratch_len,
+    AttentionShape, FlashTiles, MAX_TILE,
 };
+use tessera_kernels::simd::Backend;
+use tessera_kernels::{bf16, Accumulator, Bf16Acc, Bf16Mma, Element, Error, F16Acc, F16Mma};
 
 /// Runs `$check::<E, A>()` for every accumulator `A`.
 macro_rules! for_each_accumulator {

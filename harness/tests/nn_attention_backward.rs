@@ -4,10 +4,10 @@
 //! `2e-4·(1+|ref|)` (f32 sums of at most a few hundred O(1) terms; f64 differences with step 1e-5).
 
 use proptest::prelude::*;
+use tessera_kernels::attention::{baseline_attention, baseline_scratch_len, AttentionShape};
 use tessera_kernels::nn::{
     attention_backward, attention_backward_scratch_len, attention_logsumexp,
 };
-use tessera_kernels::{baseline_attention, baseline_scratch_len, AttentionShape};
 
 const VALUE_TOL: f64 = 1e-4;
 const GRAD_TOL: f64 = 2e-4;

@@ -147,7 +147,7 @@ proptest! {
         // Each row of the matrix-matrix product equals the matrix-vector product, bit for bit.
         for r in 0..rows {
             let mut yr = vec![f32::NAN; n_out];
-            linear_matvec(n_in, n_out, &x[r * n_in..(r + 1) * n_in], &w, &mut yr).unwrap();
+            linear_matvec(LinearShape::new(1, n_in, n_out), &x[r * n_in..(r + 1) * n_in], &w, &mut yr).unwrap();
             prop_assert_eq!(&yr[..], &y[r * n_out..(r + 1) * n_out]);
         }
         // Gradients of L = sum(dy · y) by finite differences of the f64 reference.
@@ -168,8 +168,8 @@ proptest! {
         let wb: Vec<tessera_kernels::bf16> = w.iter().map(|&v| tessera_kernels::bf16::from_f32(v)).collect();
         let wr: Vec<f32> = wb.iter().map(|v| v.to_f32()).collect();
         let (mut a, mut b) = (vec![0.0; 3], vec![0.0; 3]);
-        linear_matvec(24, 3, &x, &wb, &mut a).unwrap();
-        linear_matvec(24, 3, &x, &wr, &mut b).unwrap();
+        linear_matvec(LinearShape::new(1, 24, 3), &x, &wb, &mut a).unwrap();
+        linear_matvec(LinearShape::new(1, 24, 3), &x, &wr, &mut b).unwrap();
         prop_assert_eq!(a, b);
     }
 
@@ -221,14 +221,19 @@ proptest! {
         let mut it = pool.iter().map(|v| v * 0.7);
         let mut take = |n: usize| -> Vec<f32> { (0..n).map(|_| it.next().unwrap()).collect() };
         let (x, wg, wu, wd, dy) = (take(rows * d), take(f * d), take(f * d), take(d * f), take(rows * d));
-        let (mut gate, mut up, mut h, mut y) = (vec![0.0; rows * f], vec![0.0; rows * f], vec![0.0; rows * f], vec![f32::NAN; rows * d]);
-        swiglu_mlp_forward(rows, d, f, &x, &wg, &wu, &wd, &mut gate, &mut up, &mut h, &mut y).unwrap();
+        let shape = MlpShape::new(rows, d, f);
+        let weights = MlpWeights { gate: &wg[..], up: &wu[..], down: &wd[..] };
+        let mut y = vec![f32::NAN; rows * d];
+        let mut fwd = vec![f32::NAN; swiglu_mlp_scratch_len(shape).unwrap()];
+        swiglu_mlp_forward(shape, &weights, &x, &mut y, &mut fwd).unwrap();
+        let (gate, up) = fwd[..2 * rows * f].split_at(rows * f);
         let (xd, wgd, wud, wdd, dyd) = (wide(&x), wide(&wg), wide(&wu), wide(&wd), wide(&dy));
         close("y", &y, &ref_mlp(&xd, &wgd, &wud, &wdd, rows, d, f), VALUE_TOL)?;
         let mut dx = vec![f32::NAN; x.len()];
         let (mut dwg, mut dwu, mut dwd) = (vec![0.0; wg.len()], vec![0.0; wu.len()], vec![0.0; wd.len()]);
-        let mut scratch = vec![0.0; swiglu_mlp_backward_scratch_len(rows, d, f).unwrap()];
-        swiglu_mlp_backward(rows, d, f, &x, &wg, &wu, &wd, &gate, &up, &dy, &mut dx, &mut dwg, &mut dwu, &mut dwd, &mut scratch).unwrap();
+        let mut scratch = vec![0.0; swiglu_mlp_backward_scratch_len(shape).unwrap()];
+        let mut grads = MlpGradients { gate: &mut dwg, up: &mut dwu, down: &mut dwd };
+        swiglu_mlp_backward(shape, &weights, &x, (gate, up), &dy, &mut dx, &mut grads, &mut scratch).unwrap();
         close("dx", &dx, &fd_grad(&|v| dot(&dyd, &ref_mlp(v, &wgd, &wud, &wdd, rows, d, f)), &xd), GRAD_TOL)?;
         close("dw_gate", &dwg, &fd_grad(&|v| dot(&dyd, &ref_mlp(&xd, v, &wud, &wdd, rows, d, f)), &wgd), GRAD_TOL)?;
         close("dw_up", &dwu, &fd_grad(&|v| dot(&dyd, &ref_mlp(&xd, &wgd, v, &wdd, rows, d, f)), &wud), GRAD_TOL)?;
@@ -272,7 +277,14 @@ proptest! {
 #[test]
 fn bad_inputs_are_errors_not_panics() {
     let mut y = [0.0f32; 2];
-    assert!(linear_matvec(3, 2, &[1.0; 2], &[0.0f32; 6], &mut y).is_err());
+    assert!(linear_matvec(LinearShape::new(1, 3, 2), &[1.0; 2], &[0.0f32; 6], &mut y).is_err());
+    assert!(linear_matvec(
+        LinearShape::new(2, 3, 2),
+        &[1.0; 6],
+        &[0.0f32; 6],
+        &mut [0.0; 4]
+    )
+    .is_err());
     assert!(embedding_forward(2, 1, &[0.0f32; 2], &[5], &mut [0.0]).is_err());
     assert!(rope_forward(1, 3, 0, 10000.0, &mut [0.0; 3]).is_err());
     assert!(rms_norm_forward(0, 1e-5, &[], &[0.0f32; 0], &mut []).is_err());

@@ -8,13 +8,14 @@
 //! O(h²) truncation error dominates: up to ~1e-3 relative through the softmax (the `wq`, `wk`
 //! directions). We allow 1% relative.
 
+use tessera_kernels::attention::FlashTiles;
 use tessera_kernels::nn::{
     decoder_layer_activations_len, decoder_layer_backward, decoder_layer_backward_scratch_len,
     decoder_layer_forward, decoder_layer_train_forward, decoder_layer_train_scratch_len,
     layer_scratch_len, ActivationRounding, AttentionKind, LayerGradients, ModelConfig,
     ModelWeights, TensorId, TensorKind,
 };
-use tessera_kernels::{bf16, Element, Error, FlashTiles};
+use tessera_kernels::{bf16, Element, Error};
 
 const FD_TOL: f64 = 1e-2;
 

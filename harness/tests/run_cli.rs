@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tessera_harness::tolerance::{self, NAIVE_F32_ABS, REFERENCE_VS_NAIVE_F64_ABS};
-use tessera_kernels::{available_backends, Backend};
+use tessera_kernels::simd::{available_backends, Backend};
 
 /// A fresh directory under the system temp dir, removed when dropped.
 struct TempDir(PathBuf);

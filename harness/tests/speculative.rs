@@ -6,8 +6,9 @@
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use tessera_kernels::attention::FlashTiles;
+use tessera_kernels::bf16;
 use tessera_kernels::nn::*;
-use tessera_kernels::{bf16, FlashTiles};
 
 fn random_model(c: &ModelConfig, seed: u64, std: f32) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);

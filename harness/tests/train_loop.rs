@@ -4,8 +4,8 @@ use tessera_harness::train::network::Network;
 use tessera_harness::train::{
     checkpoint, init_params, synthetic_corpus, Corpus, Precision, TrainConfig, Trainer,
 };
+use tessera_kernels::attention::FlashTiles;
 use tessera_kernels::nn::AttentionKind;
-use tessera_kernels::FlashTiles;
 
 fn corpus() -> Corpus {
     Corpus::from_text(&synthetic_corpus(30_000, 11)).unwrap()

@@ -1,11 +1,21 @@
-//! Tessera's kernels: `no_std`, allocation-free, panic-free transformer kernels.
+//! Tessera's kernels: `no_std`, allocation-free, panic-free transformer kernels in three families:
+//!
+//! - [`attention`]: flash and baseline attention (GQA, KV caches, causal masks, head- or
+//!   token-major queries), generic over the storage element and the accumulator;
+//! - [`nn`]: linear, RMSNorm, RoPE, SwiGLU, embedding, loss, the pre-norm decoder layer (forward
+//!   with a KV cache, training forward and backward), early-exit models and self-speculative
+//!   decoding;
+//! - [`optim`]: SGD, momentum, Adam/AdamW and hyperoptimizer towers ([`optim::Tower`]).
+//!
+//! [`simd`] holds the instruction sets and [`simd::Backend`]; every kernel family has a
+//! `*_with(backend, ..)` form. [`prelude`] brings the common names of all of them.
 //!
 //! Every kernel takes its inputs as slices with an explicit shape, writes a caller-owned output
 //! slice, works in a caller-owned scratch slice sized by a `*_scratch_len` function, and returns
 //! `Err` for any bad shape, length or parameter.
 //!
 //! ```
-//! use tessera_kernels::{flash_attention, flash_scratch_len, AttentionShape, FlashTiles};
+//! use tessera_kernels::attention::{flash_attention, flash_scratch_len, AttentionShape, FlashTiles};
 //! // batch 1, 4 query heads sharing 2 KV heads (GQA), 16 positions, head_dim 8, causal
 //! let shape = AttentionShape::new(1, 4, 16, 16, 8).with_kv_heads(2).with_causal(true);
 //! let q: Vec<f32> = (0..4 * 16 * 8).map(|i| (i as f32 * 0.37).sin()).collect();
@@ -47,16 +57,11 @@ mod error;
 mod limits;
 pub mod nn;
 pub mod optim;
+pub mod prelude;
 mod rows;
 pub mod simd;
 
 pub use accumulator::{Accumulator, Bf16Acc, Bf16Mma, F16Acc, F16Mma};
-pub use attention::shape::{AttentionShape, FlashTiles, Layout, MAX_TILE};
-pub use attention::{
-    baseline_attention, baseline_attention_with, baseline_scratch_len, flash_attention,
-    flash_attention_with, flash_scratch_len,
-};
 pub use element::{f64_to_f32_round_to_odd, Element};
 pub use error::{Error, Result};
 pub use half::bf16;
-pub use simd::{available_backends, Backend};

@@ -1,10 +1,12 @@
 //! Token-major queries and output (`Layout::TokenMajor`, read through a row stride) give the
 //! head-major results bit for bit, on every backend, for both algorithms and both element types.
 
-use tessera_kernels::{
-    available_backends, baseline_attention_with, baseline_scratch_len, bf16, flash_attention_with,
-    flash_scratch_len, AttentionShape, Element, FlashTiles, Layout,
+use tessera_kernels::attention::{
+    baseline_attention_with, baseline_scratch_len, flash_attention_with, flash_scratch_len,
+    AttentionShape, FlashTiles, Layout,
 };
+use tessera_kernels::simd::available_backends;
+use tessera_kernels::{bf16, Element};
 
 /// `[batch, heads, seq, d]` -> `[batch, seq, heads, d]`, or back with `back`.
 fn transpose<T: Copy>(

@@ -1,7 +1,7 @@
 //! The kernels against a naive f64 attention written here, independent of the kernel code: a quick
 //! check that lives with the kernel crate (the full property suites are in harness/tests).
 
-use tessera_kernels::{
+use tessera_kernels::attention::{
     baseline_attention, baseline_scratch_len, flash_attention, flash_scratch_len, AttentionShape,
     FlashTiles,
 };

@@ -16,7 +16,8 @@ use crate::attention::{self, AttentionProblem, ElementKind, Kernel, KernelConfig
 use crate::npy::{self, NpyError, Tensor};
 use anyhow::{bail, ensure, Context};
 use std::path::{Path, PathBuf};
-use tessera_kernels::{available_backends, AttentionShape, Backend, FlashTiles, MAX_TILE};
+use tessera_kernels::attention::{AttentionShape, FlashTiles, MAX_TILE};
+use tessera_kernels::simd::{available_backends, Backend};
 
 /// Which computation `tessera run` does.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,8 +17,8 @@ use anyhow::ensure;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use tessera_kernels::attention::FlashTiles;
 use tessera_kernels::nn::AttentionKind;
-use tessera_kernels::FlashTiles;
 
 /// Arguments of `tessera wasserstein`.
 #[derive(clap::Args, Debug)]

@@ -11,10 +11,12 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
-use tessera_kernels::{
+use tessera_kernels::attention::{
     baseline_attention_with, baseline_scratch_len, flash_attention_with, flash_scratch_len,
-    Accumulator, AttentionShape, Backend, Bf16Acc, Bf16Mma, Element, F16Acc, F16Mma, FlashTiles,
+    AttentionShape, FlashTiles,
 };
+use tessera_kernels::simd::Backend;
+use tessera_kernels::{Accumulator, Bf16Acc, Bf16Mma, Element, F16Acc, F16Mma};
 
 /// One measured configuration: the JSON record of the study.
 #[derive(Clone, Debug, Serialize)]

@@ -6,7 +6,7 @@
 //! ```no_run
 //! use tessera_harness::train::{Trainer, TrainConfig, Precision, Corpus, synthetic_corpus};
 //! use tessera_kernels::nn::AttentionKind;
-//! use tessera_kernels::FlashTiles;
+//! use tessera_kernels::attention::FlashTiles;
 //! let corpus = Corpus::from_text(&synthetic_corpus(20_000, 7))?;
 //! let mut cfg = TrainConfig::quick(corpus.vocab.len());
 //! cfg.seed = 1;                                            // init, batches and dropout

@@ -1,10 +1,11 @@
 //! Baseline attention: materialise a row of logits, softmax it, then multiply by V.
 
 use super::heads::{fix_overflowed_scores, kv_head};
+use crate::attention::AttentionShape;
 use crate::check::split;
 use crate::rows::{self, Job, RowOps};
 use crate::simd::Backend;
-use crate::{Accumulator, AttentionShape, Element, Error, Result};
+use crate::{Accumulator, Element, Error, Result};
 
 /// Attention by the textbook algorithm, on the best available backend.
 ///
@@ -13,7 +14,7 @@ use crate::{Accumulator, AttentionShape, Element, Error, Result};
 /// least [`baseline_scratch_len`] accumulators. See [`AttentionShape`] for the layout.
 ///
 /// ```
-/// use tessera_kernels::{baseline_attention, baseline_scratch_len, AttentionShape};
+/// use tessera_kernels::attention::{baseline_attention, baseline_scratch_len, AttentionShape};
 /// let shape = AttentionShape::new(1, 1, 2, 2, 4).with_causal(true);
 /// let (q, k, v) = ([0.5f32; 8], [0.25f32; 8], [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
 /// let mut out = [0.0f32; 8];

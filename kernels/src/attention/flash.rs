@@ -1,10 +1,11 @@
 //! Flash attention: tiles of `block_q` query rows by `block_k` keys with an online softmax.
 
 use super::heads::{fix_overflowed_scores, kv_head};
+use crate::attention::{AttentionShape, FlashTiles};
 use crate::check::{product, split};
 use crate::rows::{self, Job, RowOps};
 use crate::simd::Backend;
-use crate::{Accumulator, AttentionShape, Element, Error, FlashTiles, Result};
+use crate::{Accumulator, Element, Error, Result};
 
 /// Attention by the tiled online-softmax algorithm (FlashAttention-2's forward), on the best
 /// available backend.

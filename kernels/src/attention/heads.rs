@@ -1,6 +1,7 @@
 //! Pieces both attention algorithms share: per-head slicing and the overflow fix-up of logits.
 
-use crate::{Accumulator, AttentionShape, Element, Error, Result};
+use crate::attention::AttentionShape;
+use crate::{Accumulator, Element, Error, Result};
 
 /// The key and value rows of the KV head that query head `(b, h)` reads, given the flat index
 /// `bh = b * heads + h`.

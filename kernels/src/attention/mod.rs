@@ -17,3 +17,4 @@ pub(crate) mod shape;
 
 pub use baseline::{baseline_attention, baseline_attention_with, baseline_scratch_len};
 pub use flash::{flash_attention, flash_attention_with, flash_scratch_len};
+pub use shape::{AttentionShape, FlashTiles, Layout, MAX_TILE};

@@ -5,9 +5,10 @@
 //! `dK_j += scale·ds_ij·Q_i`. Layouts and masking are those of [`AttentionShape`]; `f32` only.
 
 use super::linear::axpy;
+use crate::attention::AttentionShape;
 use crate::check::{length, product, split};
 use crate::rows::dense::dot;
-use crate::{AttentionShape, Error, Result};
+use crate::{Error, Result};
 
 /// Keys per recomputed score tile.
 const TILE: usize = 64;

@@ -13,16 +13,17 @@
 
 use super::parts::split_parts_mut;
 use super::rope::MAX_HEAD_DIM;
+use crate::attention::FlashTiles;
 use crate::check::{length, mul, product};
-use crate::{Element, Error, FlashTiles, Result};
+use crate::{Element, Error, Result};
 use core::ops::Range;
 
 /// Which forward attention algorithm a model runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttentionKind {
-    /// [`baseline_attention`](crate::baseline_attention): materialised scores.
+    /// [`baseline_attention`](crate::attention::baseline_attention): materialised scores.
     Baseline,
-    /// [`flash_attention`](crate::flash_attention) with these tiles.
+    /// [`flash_attention`](crate::attention::flash_attention) with these tiles.
     Flash(FlashTiles),
 }
 

@@ -13,16 +13,16 @@ use super::attention_backward::attention_logsumexp;
 use super::config::{AttentionKind, LayerWeights, ModelConfig};
 use super::heads::to_head_major;
 use super::linear::{linear_matmul, LinearShape};
-use super::mlp::swiglu_mlp_forward_rounded;
+use super::mlp::{swiglu_mlp_forward_rounded, MlpShape, MlpWeights};
 use super::norm::rms_norm_forward;
 use super::rope::rope_forward;
 use super::rounding::ActivationRounding;
 use crate::attention::shape::Layout;
-use crate::check::{length, mul, product, split};
-use crate::{
+use crate::attention::{
     baseline_attention, baseline_scratch_len, flash_attention, flash_scratch_len, AttentionShape,
-    Element, Error, Result,
 };
+use crate::check::{length, mul, product, split};
+use crate::{Element, Error, Result};
 
 /// The causal attention shape of `n` query tokens, the last of `kv_len` positions, against
 /// key/value heads of `capacity` rows.
@@ -209,18 +209,13 @@ fn forward<W: Element>(
     // MLP block.
     rms_norm_forward(dim, c.norm_eps, hidden, weights.mlp_norm, normed)?;
     rounding.round(normed);
-    swiglu_mlp_forward_rounded(
-        n,
-        dim,
-        c.ffn_hidden,
-        normed,
-        [weights.w_gate, weights.w_up, weights.w_down],
-        gate,
-        up,
-        h,
-        q,
-        rounding,
-    )?;
+    let mlp = MlpWeights {
+        gate: weights.w_gate,
+        up: weights.w_up,
+        down: weights.w_down,
+    };
+    let shape = MlpShape::new(n, dim, c.ffn_hidden);
+    swiglu_mlp_forward_rounded(shape, &mlp, normed, [gate, up, h], q, rounding)?;
     if let Some(s) = save {
         keep(s.xn2, normed)?;
         keep(s.gate, gate)?;

@@ -10,7 +10,9 @@ use super::config::{LayerGradients, LayerWeights, ModelConfig};
 use super::heads::{to_head_major, to_token_major};
 use super::layer::{attention_shape, tokens};
 use super::linear::{linear_backward_input, linear_backward_weight, LinearShape};
-use super::mlp::{swiglu_mlp_backward, swiglu_mlp_backward_scratch_len};
+use super::mlp::{
+    swiglu_mlp_backward, swiglu_mlp_backward_scratch_len, MlpGradients, MlpShape, MlpWeights,
+};
 use super::norm::rms_norm_backward;
 use super::parts::total;
 use super::rope::rope_backward;
@@ -34,7 +36,7 @@ pub fn decoder_layer_backward_scratch_len(config: &ModelConfig, tokens: usize) -
     total(&[
         mul(3, rows)?,
         mul(4, kv)?,
-        swiglu_mlp_backward_scratch_len(tokens, config.dim, config.ffn_hidden)?,
+        swiglu_mlp_backward_scratch_len(MlpShape::new(tokens, config.dim, config.ffn_hidden))?,
         attention_backward_scratch_len(&shape)?,
     ])
 }
@@ -65,25 +67,30 @@ pub fn decoder_layer_backward<W: Element>(
     let (dv_h, rest) = split(rest, kv)?;
     let (dk, rest) = split(rest, kv)?;
     let (dv, rest) = split(rest, kv)?;
-    let (mlp_scratch, attn_scratch) = split(rest, swiglu_mlp_backward_scratch_len(n, d, f)?)?;
+    let mlp = MlpShape::new(n, d, f);
+    let (mlp_scratch, attn_scratch) = split(rest, swiglu_mlp_backward_scratch_len(mlp)?)?;
 
     // MLP block: x_out = x_mid + mlp(norm2(x_mid)).
     let dxn2 = &mut *rows_a;
+    let mlp_weights = MlpWeights {
+        gate: weights.w_gate,
+        up: weights.w_up,
+        down: weights.w_down,
+    };
+    let mut mlp_grads = MlpGradients {
+        gate: &mut *grads.w_gate,
+        up: &mut *grads.w_up,
+        down: &mut *grads.w_down,
+    };
+    let saved = (s.gate, s.up);
     swiglu_mlp_backward(
-        n,
-        d,
-        f,
+        mlp,
+        &mlp_weights,
         s.xn2,
-        weights.w_gate,
-        weights.w_up,
-        weights.w_down,
-        s.gate,
-        s.up,
+        saved,
         dx,
         dxn2,
-        grads.w_gate,
-        grads.w_up,
-        grads.w_down,
+        &mut mlp_grads,
         mlp_scratch,
     )?;
     let dmid = &mut *rows_b;

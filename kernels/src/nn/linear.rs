@@ -50,16 +50,19 @@ pub(crate) fn axpy<W: Element>(y: &mut [f32], a: f32, w: &[W]) {
     }
 }
 
-/// Matrix-vector product for one token: `y[o] = x·W[o]`, `x` of `in_dim`, `y` of `out_dim`, on
-/// the best backend (see [`linear_matmul_with`]).
+/// Matrix-vector product for one token: `y[o] = x·W[o]`, `x` of `in_dim`, `y` of `out_dim`
+/// (`shape.rows` must be 1: `Err(BadParameter)` otherwise), on the best backend (see
+/// [`linear_matmul_with`]).
 pub fn linear_matvec<W: Element>(
-    in_dim: usize,
-    out_dim: usize,
+    shape: LinearShape,
     x: &[f32],
     w: &[W],
     y: &mut [f32],
 ) -> Result<()> {
-    linear_matmul_with(Backend::Auto, LinearShape::new(1, in_dim, out_dim), x, w, y)
+    if shape.rows != 1 {
+        return Err(crate::Error::BadParameter("linear_matvec takes one row"));
+    }
+    linear_matmul_with(Backend::Auto, shape, x, w, y)
 }
 
 /// Matrix-matrix product `y = x·Wᵀ` for `rows` tokens (`x` is `[rows, in]`, `y` is

@@ -46,94 +46,120 @@ pub fn swiglu_backward(
     Ok(())
 }
 
-/// The SwiGLU MLP over `rows` tokens of `dim` features with `hidden` features inside.
-/// `w_gate`, `w_up` are `[hidden, dim]`, `w_down` is `[dim, hidden]`. The caller keeps the
-/// pre-activations `gate` and `up` (`[rows, hidden]` each, written here) for the backward pass;
-/// `h` (`[rows, hidden]`) is working space.
-#[allow(clippy::too_many_arguments)]
-pub fn swiglu_mlp_forward<W: Element>(
-    rows: usize,
-    dim: usize,
-    hidden: usize,
-    x: &[f32],
-    w_gate: &[W],
-    w_up: &[W],
-    w_down: &[W],
-    gate: &mut [f32],
-    up: &mut [f32],
-    h: &mut [f32],
-    y: &mut [f32],
-) -> Result<()> {
-    swiglu_mlp_forward_rounded(
-        rows,
-        dim,
-        hidden,
-        x,
-        [w_gate, w_up, w_down],
-        gate,
-        up,
-        h,
-        y,
-        ActivationRounding::F32,
-    )
+/// The sizes of a SwiGLU MLP applied to `rows` tokens of `dim` features with `hidden` inside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MlpShape {
+    /// Tokens.
+    pub rows: usize,
+    /// Features in and out.
+    pub dim: usize,
+    /// Features inside (the gate and up projections' outputs).
+    pub hidden: usize,
 }
 
-/// [`swiglu_mlp_forward`] with its activations `gate`, `up` and `h` rounded by `rounding` right
-/// after the op that makes them (`y` is left to the caller, who adds it to the residual).
-/// `weights` is `[w_gate, w_up, w_down]`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn swiglu_mlp_forward_rounded<W: Element>(
-    rows: usize,
-    dim: usize,
-    hidden: usize,
+impl MlpShape {
+    /// `rows` tokens of `dim` features through `hidden` inner features.
+    pub const fn new(rows: usize, dim: usize, hidden: usize) -> Self {
+        MlpShape { rows, dim, hidden }
+    }
+
+    /// `rows · hidden`: the length of each inner activation.
+    fn inner(&self) -> Result<usize> {
+        mul(self.rows, self.hidden)
+    }
+}
+
+/// The three weight matrices: `gate` and `up` are `[hidden, dim]`, `down` is `[dim, hidden]`.
+#[derive(Clone, Copy, Debug)]
+pub struct MlpWeights<'a, W> {
+    /// `W_gate`.
+    pub gate: &'a [W],
+    /// `W_up`.
+    pub up: &'a [W],
+    /// `W_down`.
+    pub down: &'a [W],
+}
+
+/// The weight gradients the backward pass *adds* into, shaped as [`MlpWeights`].
+#[derive(Debug)]
+pub struct MlpGradients<'a> {
+    /// `dW_gate`.
+    pub gate: &'a mut [f32],
+    /// `dW_up`.
+    pub up: &'a mut [f32],
+    /// `dW_down`.
+    pub down: &'a mut [f32],
+}
+
+/// Floats of scratch [`swiglu_mlp_forward`] needs: `3·rows·hidden` (the pre-activations `gate`
+/// and `up`, then `h`).
+pub fn swiglu_mlp_scratch_len(shape: MlpShape) -> Result<usize> {
+    mul(3, shape.inner()?)
+}
+
+/// The SwiGLU MLP `y = W_down · (silu(W_gate·x) ⊙ (W_up·x))` over `shape.rows` tokens (`x` and
+/// `y` are `[rows, dim]`). `scratch` holds at least [`swiglu_mlp_scratch_len`] floats; afterwards
+/// its first `rows·hidden` floats are the pre-activation `gate` and the next `rows·hidden` are
+/// `up`, which [`swiglu_mlp_backward`] takes.
+pub fn swiglu_mlp_forward<W: Element>(
+    shape: MlpShape,
+    weights: &MlpWeights<'_, W>,
     x: &[f32],
-    weights: [&[W]; 3],
-    gate: &mut [f32],
-    up: &mut [f32],
-    h: &mut [f32],
+    y: &mut [f32],
+    scratch: &mut [f32],
+) -> Result<()> {
+    let n = shape.inner()?;
+    let (gate, rest) = split(scratch, n)?;
+    let (up, rest) = split(rest, n)?;
+    let (h, _) = split(rest, n)?;
+    swiglu_mlp_forward_rounded(shape, weights, x, [gate, up, h], y, ActivationRounding::F32)
+}
+
+/// [`swiglu_mlp_forward`] into carved activations `[gate, up, h]` (`[rows, hidden]` each), with
+/// `gate`, `up` and `h` rounded by `rounding` right after the op that makes them (`y` is left to
+/// the caller, who adds it to the residual).
+pub(crate) fn swiglu_mlp_forward_rounded<W: Element>(
+    shape: MlpShape,
+    weights: &MlpWeights<'_, W>,
+    x: &[f32],
+    [gate, up, h]: [&mut [f32]; 3],
     y: &mut [f32],
     rounding: ActivationRounding,
 ) -> Result<()> {
-    let [w_gate, w_up, w_down] = weights;
+    let MlpShape { rows, dim, hidden } = shape;
     let into = LinearShape::new(rows, dim, hidden);
-    linear_matmul(into, x, w_gate, gate)?;
-    linear_matmul(into, x, w_up, up)?;
+    linear_matmul(into, x, weights.gate, gate)?;
+    linear_matmul(into, x, weights.up, up)?;
     rounding.round(gate);
     rounding.round(up);
     swiglu_forward(gate, up, h)?;
     rounding.round(h);
-    linear_matmul(LinearShape::new(rows, hidden, dim), h, w_down, y)
+    linear_matmul(LinearShape::new(rows, hidden, dim), h, weights.down, y)
 }
 
 /// Floats of scratch [`swiglu_mlp_backward`] needs: `3·rows·hidden + rows·dim`.
-pub fn swiglu_mlp_backward_scratch_len(rows: usize, dim: usize, hidden: usize) -> Result<usize> {
-    mul(3, mul(rows, hidden)?)?
-        .checked_add(mul(rows, dim)?)
+pub fn swiglu_mlp_backward_scratch_len(shape: MlpShape) -> Result<usize> {
+    mul(3, shape.inner()?)?
+        .checked_add(mul(shape.rows, shape.dim)?)
         .ok_or(crate::Error::Overflow)
 }
 
-/// Backward of [`swiglu_mlp_forward`] from its input `x` and saved `gate`, `up`: `dx` is
-/// overwritten, weight gradients are *added* into `dw_gate`, `dw_up`, `dw_down`. `scratch` holds
-/// at least [`swiglu_mlp_backward_scratch_len`] floats.
+/// Backward of [`swiglu_mlp_forward`] from its input `x` and saved `(gate, up)`: `dx` is
+/// overwritten, weight gradients are *added* into `grads`. `scratch` holds at least
+/// [`swiglu_mlp_backward_scratch_len`] floats.
 #[allow(clippy::too_many_arguments)]
 pub fn swiglu_mlp_backward<W: Element>(
-    rows: usize,
-    dim: usize,
-    hidden: usize,
+    shape: MlpShape,
+    weights: &MlpWeights<'_, W>,
     x: &[f32],
-    w_gate: &[W],
-    w_up: &[W],
-    w_down: &[W],
-    gate: &[f32],
-    up: &[f32],
+    (gate, up): (&[f32], &[f32]),
     dy: &[f32],
     dx: &mut [f32],
-    dw_gate: &mut [f32],
-    dw_up: &mut [f32],
-    dw_down: &mut [f32],
+    grads: &mut MlpGradients<'_>,
     scratch: &mut [f32],
 ) -> Result<()> {
-    let n = mul(rows, hidden)?;
+    let MlpShape { rows, dim, hidden } = shape;
+    let n = shape.inner()?;
     length("gate", gate.len(), n)?;
     let (h, rest) = split(scratch, n)?;
     let (dh, rest) = split(rest, n)?;
@@ -141,16 +167,16 @@ pub fn swiglu_mlp_backward<W: Element>(
     let (dx_up, _) = split(rest, mul(rows, dim)?)?;
     swiglu_forward(gate, up, h)?;
     let down = LinearShape::new(rows, hidden, dim);
-    linear_backward_weight(down, h, dy, dw_down)?;
-    linear_backward_input(down, dy, w_down, dh)?;
+    linear_backward_weight(down, h, dy, grads.down)?;
+    linear_backward_input(down, dy, weights.down, dh)?;
     // `h` is no longer needed: it becomes d_up.
     let dup = h;
     swiglu_backward(gate, up, dh, dgate, dup)?;
     let into = LinearShape::new(rows, dim, hidden);
-    linear_backward_weight(into, x, dgate, dw_gate)?;
-    linear_backward_weight(into, x, dup, dw_up)?;
-    linear_backward_input(into, dgate, w_gate, dx)?;
-    linear_backward_input(into, dup, w_up, dx_up)?;
+    linear_backward_weight(into, x, dgate, grads.gate)?;
+    linear_backward_weight(into, x, dup, grads.up)?;
+    linear_backward_input(into, dgate, weights.gate, dx)?;
+    linear_backward_input(into, dup, weights.up, dx_up)?;
     for (a, &b) in dx.iter_mut().zip(dx_up.iter()) {
         *a += b;
     }

@@ -51,7 +51,7 @@ pub use linear::{
 pub use loss::{argmax, softmax_cross_entropy};
 pub use mlp::{
     swiglu_backward, swiglu_forward, swiglu_mlp_backward, swiglu_mlp_backward_scratch_len,
-    swiglu_mlp_forward,
+    swiglu_mlp_forward, swiglu_mlp_scratch_len, MlpGradients, MlpShape, MlpWeights,
 };
 pub use model::{embed_tokens, exit_logits, forward_layers, model_forward, model_scratch_len};
 pub use norm::{rms_norm_backward, rms_norm_forward};

@@ -26,14 +26,15 @@ pub(crate) fn run_lanes<J: LaneJob>(backend: Backend, job: J) -> Result<J::Outpu
     with_token(backend, Entered(job))
 }
 
-/// A job run inside its token's target features.
+/// A job run inside its token's target features (those of its plain ISA: only attention's bf16
+/// scores use the extra ones, and they enter their own token per call).
 struct Entered<J>(J);
 
 impl<J: LaneJob> LaneJob for Entered<J> {
     type Output = J::Output;
     #[inline(always)]
     fn run<L: Isa>(self, l: L) -> J::Output {
-        l.enter(self.0)
+        l.plain().enter(self.0)
     }
 }
 

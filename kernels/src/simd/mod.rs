@@ -1,8 +1,8 @@
-//! Instruction sets, and nothing else: sixteen virtual `f32` lanes ([`Lanes`]) implemented once
+//! Instruction sets, and nothing else: sixteen virtual `f32` lanes (`Lanes`) implemented once
 //! per ISA by a zero-sized capability token, the backend names, and the one dispatch that runs a
 //! kernel's loop on a token inside a function compiled for its features.
 //!
-//! Tokens: [`Scalar`](scalar::Scalar) (always; the generic backend of lane kernels and the model
+//! Tokens: `Scalar` (always; the generic backend of lane kernels and the model
 //! the others are tested against), `x86/` AVX2 + FMA, AVX-512F and AVX-512F with AVX512_BF16,
 //! `aarch64/` NEON, and `core::simd` with the `nightly` feature. A token can be made only where
 //! its instructions run, so the lane methods are safe. Every token performs the same IEEE-754
@@ -10,11 +10,11 @@
 //! canonical reduction tree, one exp polynomial), so all backends agree bit for bit, except
 //! `avx512bf16`'s bf16 attention scores (`vdpbf16ps`).
 //!
-//! Backend choice is decided here and nowhere else ([`dispatch::run_lanes`]): a forced backend is
+//! Backend choice is decided here and nowhere else (`dispatch::run_lanes`): a forced backend is
 //! checked against the CPU; [`Backend::Auto`] picks the best available one (compile-time target
 //! features first, then runtime detection when the `std` feature is on, then the generic path).
 //! The kernels' loops live beside their algorithms (`rows/`, `optim/`, `nn/`), written over
-//! [`Lanes`].
+//! `Lanes`.
 
 // Arch code is gated here, at the `mod` line.
 #[cfg(target_arch = "aarch64")]

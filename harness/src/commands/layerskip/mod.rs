@@ -23,8 +23,8 @@ use clap::Subcommand;
 use eval::EvalArgs;
 use generate::GenerateArgs;
 use std::path::PathBuf;
+use tessera_kernels::attention::FlashTiles;
 use tessera_kernels::nn::AttentionKind;
-use tessera_kernels::FlashTiles;
 use train::TrainArgs;
 
 /// Arguments of `tessera layerskip`.
