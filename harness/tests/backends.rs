@@ -11,6 +11,9 @@
 //!   if a backend named in `TESSERA_REQUIRE_BACKENDS` (comma-separated names, e.g.
 //!   `avx2,avx512,avx512bf16`) is missing.
 
+mod backend_probe;
+
+use backend_probe::{probed_backends, required_backends};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use std::sync::Mutex;
@@ -324,31 +327,6 @@ proptest! {
     }
 }
 
-/// Backends this CPU supports by a probe independent of the kernel crate's detection.
-fn probed_backends() -> Vec<Backend> {
-    #[allow(unused_mut)]
-    let mut backends = vec![Backend::Generic];
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            backends.push(Backend::Avx2);
-        }
-        if is_x86_feature_detected!("avx512f") {
-            backends.push(Backend::Avx512);
-            if is_x86_feature_detected!("avx512bf16") {
-                backends.push(Backend::Avx512Bf16);
-            }
-        }
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        if std::arch::is_aarch64_feature_detected!("neon") {
-            backends.push(Backend::Neon);
-        }
-    }
-    backends
-}
-
 /// A few fixed cases that touch every code path (tails, groups, decode, causal, GQA).
 fn fixed_cases() -> Vec<Case> {
     let shapes = [
@@ -408,22 +386,16 @@ fn every_supported_backend_is_exercised() {
             b.name()
         );
     }
-    if let Ok(required) = std::env::var("TESSERA_REQUIRE_BACKENDS") {
-        for name in required.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let backend = Backend::from_name(name).filter(|&b| b != Backend::Auto);
-            let Some(backend) = backend else {
-                let names: Vec<&str> = Backend::ALL.iter().map(|b| b.name()).collect();
-                panic!("TESSERA_REQUIRE_BACKENDS names `{name}`; known backends: {names:?}");
-            };
-            assert!(
-                available.contains(&backend),
-                "TESSERA_REQUIRE_BACKENDS requires `{name}`, which is not available here"
-            );
-            assert!(
-                ran.contains(&backend),
-                "TESSERA_REQUIRE_BACKENDS requires `{name}`, which was not exercised"
-            );
-        }
+    for backend in required_backends() {
+        let name = backend.name();
+        assert!(
+            available.contains(&backend),
+            "TESSERA_REQUIRE_BACKENDS requires `{name}`, which is not available here"
+        );
+        assert!(
+            ran.contains(&backend),
+            "TESSERA_REQUIRE_BACKENDS requires `{name}`, which was not exercised"
+        );
     }
 }
 

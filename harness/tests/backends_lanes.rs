@@ -7,6 +7,9 @@
 //! backend this CPU supports (by an independent probe) or one named in
 //! `TESSERA_REQUIRE_BACKENDS` did not run every family.
 
+mod backend_probe;
+
+use backend_probe::{probed_backends, required_backends};
 use tessera_kernels::nn::{linear_matmul_with, LinearShape};
 use tessera_kernels::optim::{
     adam_step_mixed_with, adam_step_with, momentum_step_mixed_with, momentum_step_with,
@@ -171,31 +174,6 @@ fn check_all() -> Vec<Backend> {
     ran
 }
 
-/// Backends this CPU supports by a probe independent of the kernel crate's detection.
-fn probed_backends() -> Vec<Backend> {
-    #[allow(unused_mut)]
-    let mut backends = vec![Backend::Generic];
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            backends.push(Backend::Avx2);
-        }
-        if is_x86_feature_detected!("avx512f") {
-            backends.push(Backend::Avx512);
-            if is_x86_feature_detected!("avx512bf16") {
-                backends.push(Backend::Avx512Bf16);
-            }
-        }
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        if std::arch::is_aarch64_feature_detected!("neon") {
-            backends.push(Backend::Neon);
-        }
-    }
-    backends
-}
-
 #[test]
 fn every_backend_runs_every_lane_kernel() {
     let ran = check_all();
@@ -210,15 +188,12 @@ fn every_backend_runs_every_lane_kernel() {
             b.name()
         );
     }
-    if let Ok(required) = std::env::var("TESSERA_REQUIRE_BACKENDS") {
-        for name in required.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let backend = Backend::from_name(name).filter(|&b| b != Backend::Auto);
-            let backend = backend.unwrap_or_else(|| panic!("unknown backend `{name}`"));
-            assert!(
-                ran.contains(&backend),
-                "TESSERA_REQUIRE_BACKENDS requires `{name}`, which did not run"
-            );
-        }
+    for backend in required_backends() {
+        assert!(
+            ran.contains(&backend),
+            "TESSERA_REQUIRE_BACKENDS requires `{}`, which did not run",
+            backend.name()
+        );
     }
 }
 

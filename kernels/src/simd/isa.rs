@@ -23,3 +23,30 @@ pub(crate) trait Isa: Lanes {
     /// Runs `job` on `self` inside a function with this token's target features enabled.
     fn enter<J: LaneJob>(self, job: J) -> J::Output;
 }
+
+/// Implements [`Isa`] for a token that is its own plain ISA: one `#[target_feature]` function,
+/// entered with the token as the proof that the features are present. The only `unsafe` of the
+/// dispatch, written once for every instruction set.
+#[allow(unused_macros)] // unused on targets with no SIMD backend
+macro_rules! isa_with_features {
+    ($token:ty, $features:literal) => {
+        impl $crate::simd::isa::Isa for $token {
+            type Plain = Self;
+            #[inline(always)]
+            fn plain(self) -> Self {
+                self
+            }
+            #[inline]
+            fn enter<J: $crate::simd::isa::LaneJob>(self, job: J) -> J::Output {
+                #[target_feature(enable = $features)]
+                fn wrapper<J: $crate::simd::isa::LaneJob>(t: $token, job: J) -> J::Output {
+                    job.run(t)
+                }
+                // SAFETY: the token exists only where these target features are present.
+                unsafe { wrapper(self, job) }
+            }
+        }
+    };
+}
+#[allow(unused_imports)] // unused on targets with no SIMD backend
+pub(crate) use isa_with_features;

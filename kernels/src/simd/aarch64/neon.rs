@@ -1,6 +1,6 @@
 //! NEON: the 16 virtual lanes as four 128-bit registers (lanes `0..4`, `4..8`, `8..12`, `12..16`).
 
-use crate::simd::isa::{Isa, LaneJob};
+use crate::simd::isa::isa_with_features;
 use crate::simd::lanes::{Lanes, LANES};
 use core::arch::aarch64::*;
 use half::bf16;
@@ -27,22 +27,7 @@ impl Neon {
     }
 }
 
-impl Isa for Neon {
-    type Plain = Self;
-    #[inline(always)]
-    fn plain(self) -> Self {
-        self
-    }
-    #[inline]
-    fn enter<J: LaneJob>(self, job: J) -> J::Output {
-        #[target_feature(enable = "neon")]
-        fn wrapper<J: LaneJob>(t: Neon, job: J) -> J::Output {
-            job.run(t)
-        }
-        // SAFETY: the token exists only where NEON is present.
-        unsafe { wrapper(self, job) }
-    }
-}
+isa_with_features!(Neon, "neon");
 
 /// Sixteen `f32` in four registers.
 #[derive(Clone, Copy)]

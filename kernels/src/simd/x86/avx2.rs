@@ -1,6 +1,6 @@
 //! AVX2 + FMA: the 16 virtual lanes as two 256-bit registers (lanes `0..8` and `8..16`).
 
-use crate::simd::isa::{Isa, LaneJob};
+use crate::simd::isa::isa_with_features;
 use crate::simd::lanes::{Lanes, LANES};
 use core::arch::x86_64::*;
 use half::bf16;
@@ -26,22 +26,7 @@ impl Avx2 {
     }
 }
 
-impl Isa for Avx2 {
-    type Plain = Self;
-    #[inline(always)]
-    fn plain(self) -> Self {
-        self
-    }
-    #[inline]
-    fn enter<J: LaneJob>(self, job: J) -> J::Output {
-        #[target_feature(enable = "avx2,fma")]
-        fn wrapper<J: LaneJob>(t: Avx2, job: J) -> J::Output {
-            job.run(t)
-        }
-        // SAFETY: the token exists only where AVX2 and FMA are present.
-        unsafe { wrapper(self, job) }
-    }
-}
+isa_with_features!(Avx2, "avx2,fma");
 
 /// Sixteen `f32` in two registers.
 #[derive(Clone, Copy)]

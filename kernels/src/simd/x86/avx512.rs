@@ -1,6 +1,6 @@
 //! AVX-512F: the 16 virtual lanes are one 512-bit register.
 
-use crate::simd::isa::{Isa, LaneJob};
+use crate::simd::isa::isa_with_features;
 use crate::simd::lanes::{reduce_group, Columns, Lanes, LANES};
 use core::arch::x86_64::*;
 use half::bf16;
@@ -32,22 +32,7 @@ impl Avx512 {
     }
 }
 
-impl Isa for Avx512 {
-    type Plain = Self;
-    #[inline(always)]
-    fn plain(self) -> Self {
-        self
-    }
-    #[inline]
-    fn enter<J: LaneJob>(self, job: J) -> J::Output {
-        #[target_feature(enable = "avx512f")]
-        fn wrapper<J: LaneJob>(t: Avx512, job: J) -> J::Output {
-            job.run(t)
-        }
-        // SAFETY: the token exists only where AVX-512F is present.
-        unsafe { wrapper(self, job) }
-    }
-}
+isa_with_features!(Avx512, "avx512f");
 
 /// The mask of lanes `0..min(n, 16)`.
 #[inline(always)]
