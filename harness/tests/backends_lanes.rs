@@ -1,4 +1,5 @@
-//! The lane kernels (every optimizer step, the dense layer) on every backend the machine has.
+//! The lane kernels (every optimizer step, the dense layer, RMSNorm) on every backend the machine
+//! has.
 //!
 //! Every backend runs the same loop over its lanes ([`Backend::Generic`] on the scalar lanes), so
 //! every step must leave the same weights, copies and state, bit for bit, as the generic
@@ -10,7 +11,9 @@
 mod backend_probe;
 
 use backend_probe::{probed_backends, required_backends};
-use tessera_kernels::nn::{linear_matmul_with, LinearShape};
+use tessera_kernels::nn::{
+    linear_matmul_with, rms_norm_backward_with, rms_norm_forward_with, LinearShape,
+};
 use tessera_kernels::optim::{
     adam_step_mixed_with, adam_step_with, momentum_step_mixed_with, momentum_step_with,
     sgd_step_mixed_with, sgd_step_with, AdamConfig, Learn, MomentumConfig, Optimizer, Schedule,
@@ -145,6 +148,19 @@ fn dense(backend: Backend) -> Result<Vec<u32>, Error> {
     Ok(bits(&y))
 }
 
+/// RMSNorm forward and backward on `backend`: 3 rows of 16·2 + 5 features, bf16 gains.
+fn norm(backend: Backend) -> Result<Vec<u32>, Error> {
+    let (rows, dim) = (3, 37);
+    let x: Vec<f32> = (0..rows * dim).map(|i| val(i, 9)).collect();
+    let g: Vec<bf16> = (0..dim).map(|i| bf16::from_f32(1.0 + val(i, 10))).collect();
+    let dy: Vec<f32> = (0..rows * dim).map(|i| val(i, 11)).collect();
+    let mut y = vec![f32::NAN; rows * dim];
+    rms_norm_forward_with(backend, dim, 1e-5, &x, &g, &mut y)?;
+    let (mut dx, mut dg) = (vec![f32::NAN; rows * dim], vec![0.25f32; dim]);
+    rms_norm_backward_with(backend, dim, 1e-5, &x, &g, &dy, &mut dx, &mut dg)?;
+    Ok(bits(&[y, dx, dg].concat()))
+}
+
 /// Runs every family on every available backend against the generic backend; returns the
 /// backends that ran every family.
 fn check_all() -> Vec<Backend> {
@@ -157,6 +173,13 @@ fn check_all() -> Vec<Backend> {
             assert_eq!(got.1, want.1, "{family} copy on {}", backend.name());
             assert_eq!(got.2, want.2, "{family} state on {}", backend.name());
         }
+        let want = norm(Backend::Generic).expect("generic");
+        assert_eq!(
+            norm(backend).expect("available"),
+            want,
+            "norm on {}",
+            backend.name()
+        );
         // The SIMD backends share one order (a fused multiply-add chain); the generic one
         // rounds products and sums separately, so only SIMD backends are compared with each
         // other here (the attention tests bound generic against them).
@@ -208,6 +231,7 @@ fn unavailable_backends_are_refused_and_nothing_changes() {
                 backend.name()
             );
         }
+        assert_eq!(norm(backend), Err(Error::BackendUnavailable(backend)));
         // Nothing is written before the refusal.
         let mut p = vec![1.0f32; 40];
         let g = vec![0.5f32; 40];

@@ -54,7 +54,9 @@ pub use mlp::{
     swiglu_mlp_forward, swiglu_mlp_scratch_len, MlpGradients, MlpShape, MlpWeights,
 };
 pub use model::{embed_tokens, exit_logits, forward_layers, model_forward, model_scratch_len};
-pub use norm::{rms_norm_backward, rms_norm_forward};
+pub use norm::{
+    rms_norm_backward, rms_norm_backward_with, rms_norm_forward, rms_norm_forward_with,
+};
 pub use rope::{rope_backward, rope_forward, MAX_HEAD_DIM};
 pub use rounding::ActivationRounding;
 pub use speculative::{
