@@ -446,32 +446,24 @@ fn hyperparameter_updates(levels: &mut [Level], lr_only: bool) -> Result<()> {
         let before = below.coords;
         let (x, g) = (&mut below.coords[..k], &below.hypergradient[..k]);
         let (f, s) = (&mut level.first[..k], &mut level.second[..k]);
-        if j < height {
-            let saved = Some(&mut level.prev[..k]);
-            let saved = (saved, Keep::Grad);
-            level_step(
-                Backend::Generic,
-                &level.opt,
-                level.steps,
-                x,
-                g,
-                (f, s),
-                saved,
-                nowhere(),
-            )?;
+        // Every level below the top saves its gradient for its own hypergradient.
+        let saved = if j < height {
+            Some(&mut level.prev[..k])
         } else {
-            let saved = (None, Keep::Grad);
-            level_step(
-                Backend::Generic,
-                &level.opt,
-                level.steps,
-                x,
-                g,
-                (f, s),
-                saved,
-                nowhere(),
-            )?;
-        }
+            None
+        };
+        let opt = &level.opt;
+        let st = (f, s);
+        level_step(
+            Backend::Generic,
+            opt,
+            level.steps,
+            x,
+            g,
+            st,
+            (saved, Keep::Grad),
+            nowhere(),
+        )?;
         if below.coords != before {
             below.opt = below.opt.with_learned_coordinates(below.coords, k)?;
         }

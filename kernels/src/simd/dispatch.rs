@@ -48,15 +48,15 @@ pub(crate) fn with_token<J: LaneJob>(backend: Backend, job: J) -> Result<J::Outp
     match chosen {
         Backend::Generic => Ok(job.run(Scalar)),
         #[cfg(target_arch = "x86_64")]
-        Backend::Avx2 => enter(x86::Avx2::new(), chosen, job),
+        Backend::Avx2 => run_on(x86::Avx2::new(), chosen, job),
         #[cfg(target_arch = "x86_64")]
-        Backend::Avx512 => enter(x86::Avx512::<false>::new(), chosen, job),
+        Backend::Avx512 => run_on(x86::Avx512::<false>::new(), chosen, job),
         #[cfg(target_arch = "x86_64")]
-        Backend::Avx512Bf16 => enter(x86::Avx512Bf16::new(), chosen, job),
+        Backend::Avx512Bf16 => run_on(x86::Avx512Bf16::new(), chosen, job),
         #[cfg(target_arch = "aarch64")]
-        Backend::Neon => enter(aarch64::Neon::new(), chosen, job),
+        Backend::Neon => run_on(aarch64::Neon::new(), chosen, job),
         #[cfg(feature = "nightly")]
-        Backend::Portable => enter(portable::Portable::new(), chosen, job),
+        Backend::Portable => run_on(portable::Portable::new(), chosen, job),
         other => Err(Error::BackendUnavailable(other)),
     }
 }
@@ -64,7 +64,7 @@ pub(crate) fn with_token<J: LaneJob>(backend: Backend, job: J) -> Result<J::Outp
 /// Runs `job` with `token`, if its constructor found the CPU's features.
 #[allow(dead_code)] // unused on targets with no SIMD backend
 #[inline(always)]
-fn enter<T: Isa, J: LaneJob>(token: Option<T>, backend: Backend, job: J) -> Result<J::Output> {
+fn run_on<T: Isa, J: LaneJob>(token: Option<T>, backend: Backend, job: J) -> Result<J::Output> {
     match token {
         Some(t) => Ok(job.run(t)),
         None => Err(Error::BackendUnavailable(backend)),
