@@ -3,9 +3,21 @@
 
 use crate::{Error, Result};
 
+/// `?` for `const fn`s (where the `?` operator is not allowed yet): the `Ok` value, or returns
+/// the `Err`.
+macro_rules! try_const {
+    ($e:expr) => {
+        match $e {
+            Ok(value) => value,
+            Err(error) => return Err(error),
+        }
+    };
+}
+pub(crate) use try_const;
+
 /// `Err(LengthMismatch)` unless `actual == expected`.
 #[inline]
-pub(crate) fn length(what: &'static str, actual: usize, expected: usize) -> Result<()> {
+pub(crate) const fn length(what: &'static str, actual: usize, expected: usize) -> Result<()> {
     if actual == expected {
         Ok(())
     } else {
@@ -19,14 +31,48 @@ pub(crate) fn length(what: &'static str, actual: usize, expected: usize) -> Resu
 
 /// `a * b`, or `Err(Overflow)`.
 #[inline]
-pub(crate) fn mul(a: usize, b: usize) -> Result<usize> {
-    a.checked_mul(b).ok_or(Error::Overflow)
+pub(crate) const fn mul(a: usize, b: usize) -> Result<usize> {
+    match a.checked_mul(b) {
+        Some(p) => Ok(p),
+        None => Err(Error::Overflow),
+    }
+}
+
+/// `a + b`, or `Err(Overflow)`.
+#[inline]
+pub(crate) const fn add(a: usize, b: usize) -> Result<usize> {
+    match a.checked_add(b) {
+        Some(s) => Ok(s),
+        None => Err(Error::Overflow),
+    }
+}
+
+/// The sum of `terms`, or `Err(Overflow)`.
+#[inline]
+pub(crate) const fn sum(terms: &[usize]) -> Result<usize> {
+    let (mut total, mut i) = (0usize, 0);
+    while i < terms.len() {
+        total = match total.checked_add(terms[i]) {
+            Some(t) => t,
+            None => return Err(Error::Overflow),
+        };
+        i += 1;
+    }
+    Ok(total)
 }
 
 /// The product of `factors`, or `Err(Overflow)`.
 #[inline]
-pub(crate) fn product(factors: &[usize]) -> Result<usize> {
-    factors.iter().try_fold(1usize, |acc, &f| mul(acc, f))
+pub(crate) const fn product(factors: &[usize]) -> Result<usize> {
+    let (mut total, mut i) = (1usize, 0);
+    while i < factors.len() {
+        total = match total.checked_mul(factors[i]) {
+            Some(t) => t,
+            None => return Err(Error::Overflow),
+        };
+        i += 1;
+    }
+    Ok(total)
 }
 
 /// Splits off the first `len` elements of a scratch slice, or reports it too small.
@@ -43,7 +89,7 @@ pub(crate) fn split<T>(scratch: &mut [T], len: usize) -> Result<(&mut [T], &mut 
 
 /// `Err(BadHyperparameter(what))` unless `ok`.
 #[inline]
-pub(crate) fn require(ok: bool, what: &'static str) -> Result<()> {
+pub(crate) const fn require(ok: bool, what: &'static str) -> Result<()> {
     if ok {
         Ok(())
     } else {

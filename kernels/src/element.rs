@@ -44,6 +44,8 @@ pub trait Element:
     const NAME: &'static str;
     /// Bits of significand precision, including the implicit bit.
     const PRECISION: u32;
+    /// The largest finite value, as `f64`.
+    const LARGEST: f64;
     /// Widens to `f32` (exact for both formats).
     fn to_f32(self) -> f32;
     /// Rounds an `f32` into this format (nearest, ties to even).
@@ -57,6 +59,7 @@ pub trait Element:
 impl Element for f32 {
     const NAME: &'static str = "f32";
     const PRECISION: u32 = 24;
+    const LARGEST: f64 = f32::MAX as f64;
     #[inline(always)]
     fn to_f32(self) -> f32 {
         self
@@ -78,6 +81,7 @@ impl Element for f32 {
 impl Element for f64 {
     const NAME: &'static str = "f64";
     const PRECISION: u32 = 53;
+    const LARGEST: f64 = f64::MAX;
     #[inline(always)]
     fn to_f32(self) -> f32 {
         self as f32
@@ -99,6 +103,8 @@ impl Element for f64 {
 impl Element for bf16 {
     const NAME: &'static str = "bf16";
     const PRECISION: u32 = 8;
+    // 0x7f7f: the largest finite bf16, (2 - 2^-7) * 2^127.
+    const LARGEST: f64 = 3.389_531_389_251_535_5e38;
     #[inline(always)]
     fn to_f32(self) -> f32 {
         bf16::to_f32(self)

@@ -57,6 +57,10 @@ pub enum Error {
     /// An input holds NaN or infinity where only finite values are allowed (the name says which:
     /// optimizer steps refuse non-finite gradients and modify nothing).
     NonFinite(&'static str),
+    /// An input holds a finite value beyond the accumulator's range (e.g. an `f64` element above
+    /// `f32::MAX` through an `f32` accumulator), which the kernel cannot represent; the name says
+    /// which input.
+    OutOfRange(&'static str),
     /// An optimizer hyperparameter (or the step number) is outside its documented range; the
     /// name says which.
     BadHyperparameter(&'static str),
@@ -92,6 +96,9 @@ impl fmt::Display for Error {
                 write!(f, "backend `{}` is not available here", b.name())
             }
             Error::NonFinite(name) => write!(f, "`{name}` holds NaN or infinity"),
+            Error::OutOfRange(name) => {
+                write!(f, "`{name}` holds a value beyond the accumulator's range")
+            }
             Error::BadHyperparameter(name) => {
                 write!(f, "optimizer setting `{name}` is out of range")
             }

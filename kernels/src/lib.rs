@@ -60,6 +60,7 @@ pub mod optim;
 pub mod prelude;
 mod rows;
 pub mod simd;
+mod sqrt;
 
 pub use accumulator::{Accumulator, Bf16Acc, Bf16Mma, F16Acc, F16Mma};
 pub use element::{f64_to_f32_round_to_odd, Element};

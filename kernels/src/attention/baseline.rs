@@ -1,8 +1,8 @@
 //! Baseline attention: materialise a row of logits, softmax it, then multiply by V.
 
-use super::heads::{fix_overflowed_scores, kv_head};
+use super::heads::{check_values, fix_overflowed_scores, kv_head};
 use crate::attention::AttentionShape;
-use crate::check::split;
+use crate::check::{add, split, try_const};
 use crate::rows::{self, Job, RowOps};
 use crate::simd::Backend;
 use crate::{Accumulator, Element, Error, Result};
@@ -45,6 +45,7 @@ pub fn baseline_attention_with<E: Element, A: Accumulator>(
     scratch: &mut [A],
 ) -> Result<()> {
     shape.check_tensors(q, k, v, out)?;
+    check_values::<E, A>(v)?;
     let needed = baseline_scratch_len(shape)?;
     if scratch.len() < needed {
         return Err(Error::ScratchTooSmall {
@@ -67,12 +68,10 @@ pub fn baseline_attention_with<E: Element, A: Accumulator>(
 
 /// Accumulators [`baseline_attention`](baseline_attention) needs: one full row of scores
 /// (`kv_len`) and one output row (`head_dim`).
-pub fn baseline_scratch_len(shape: &AttentionShape) -> Result<usize> {
-    shape.validate()?;
-    shape
-        .kv_len
-        .checked_add(shape.head_dim)
-        .ok_or(Error::Overflow)
+/// A `const fn`, like every sizing function.
+pub const fn baseline_scratch_len(shape: &AttentionShape) -> Result<usize> {
+    try_const!(shape.validate());
+    add(shape.kv_len, shape.head_dim)
 }
 
 struct Baseline<'a, E, A> {
@@ -116,15 +115,16 @@ impl<E: Element, A: Accumulator> Job<E, A> for Baseline<'_, E, A> {
                     out_row.fill(E::from_f32(0.0));
                     continue;
                 }
-                let s = &mut scores[..visible];
-                let keys = &k_head[..visible * d];
+                let s = scores.get_mut(..visible).ok_or(Error::Overflow)?;
+                let keys = k_head.get(..visible * d).ok_or(Error::Overflow)?;
+                let values = v_head.get(..visible * d).ok_or(Error::Overflow)?;
                 ops.scores(q_row, keys, scale, s);
                 fix_overflowed_scores(q_row, keys, shape.scale, s);
                 let m = ops.max(s);
                 let l = ops.exp_sum(s, m);
                 ops.normalize(s, l);
                 acc.fill(A::ZERO);
-                ops.accumulate(acc, s, &v_head[..visible * d]);
+                ops.accumulate(acc, s, values);
                 ops.store(out_row, acc, A::ONE);
             }
         }

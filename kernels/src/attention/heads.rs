@@ -12,10 +12,15 @@ pub(crate) fn kv_head<'a, E>(
     k: &'a [E],
     v: &'a [E],
 ) -> Result<(&'a [E], &'a [E])> {
-    let group = shape.heads / shape.kv_heads;
-    let (b, h) = (bh / shape.heads, bh % shape.heads);
+    // Checked divisions: the shape was validated (no zero), so they never fail, and no
+    // division-by-zero panic is compiled.
+    let group = shape.heads.checked_div(shape.kv_heads).unwrap_or(0);
+    let (b, h) = (
+        bh.checked_div(shape.heads).unwrap_or(0),
+        bh.checked_rem(shape.heads).unwrap_or(0),
+    );
     let stride = shape.kv_capacity * shape.head_dim;
-    let start = (b * shape.kv_heads + h / group) * stride;
+    let start = (b * shape.kv_heads + h.checked_div(group).unwrap_or(0)) * stride;
     let used = shape.kv_len * shape.head_dim;
     let end = start + used;
     match (k.get(start..end), v.get(start..end)) {
@@ -28,8 +33,32 @@ pub(crate) fn kv_head<'a, E>(
     }
 }
 
-/// Recomputes in `f64` every logit that came out infinite or NaN and saturates it into the
-/// accumulator's range. A NaN input stays NaN; finite inputs never give a non-finite logit.
+/// Refuses values the accumulator cannot hold: with an element format whose range exceeds the
+/// accumulator's (`f64` elements through an `f32` accumulator, `f32` through the fp16 models), a
+/// finite value beyond the accumulator's largest would become infinite on conversion and the
+/// output with it. (Queries and keys need no such check: an overflowing logit is recomputed from
+/// the elements by [`fix_overflowed_scores`].) Free, nothing read, for every other pairing.
+pub(crate) fn check_values<E: Element, A: Accumulator>(v: &[E]) -> Result<()> {
+    let max = A::MAX.to_f64();
+    if E::LARGEST > max
+        && v.iter()
+            .any(|x| x.to_f64().abs() > max && x.to_f64().is_finite())
+    {
+        return Err(Error::OutOfRange("v"));
+    }
+    Ok(())
+}
+
+/// Recomputes every logit that came out infinite or NaN from finite inputs, without overflow,
+/// and saturates it into the accumulator's range: finite inputs never give a non-finite logit.
+/// A logit whose query or key holds a NaN or an infinity is left as IEEE arithmetic made it
+/// (NaN, or ±∞ that the softmax turns into a NaN row or a zero weight), as the exact
+/// computation gives.
+///
+/// The recomputation scales the query and the key by powers of two into `[-1, 1]`, sums in
+/// `f32` and scales back, saturating; only an `f64` accumulator (whose inputs may exceed the
+/// `f32` range) or `f64` elements recompute in `f64`, so no double-precision code is linked for `f32` and the
+/// narrower models (no soft-float on a Cortex-M4F).
 #[inline]
 pub(crate) fn fix_overflowed_scores<E: Element, A: Accumulator>(
     q: &[E],
@@ -41,14 +70,64 @@ pub(crate) fn fix_overflowed_scores<E: Element, A: Accumulator>(
     if d == 0 || scores.iter().all(|s| s.is_finite()) {
         return;
     }
+    // Compile-time choice: only `f64` elements are checked in `f64`.
+    let wide = E::LARGEST > f32::MAX as f64;
+    let finite = |x: &[E]| {
+        x.iter().all(|e| {
+            if wide {
+                e.to_f64().is_finite()
+            } else {
+                e.to_f32().is_finite()
+            }
+        })
+    };
+    if !finite(q) {
+        return;
+    }
     for (key, s) in keys.chunks_exact(d).zip(scores.iter_mut()) {
-        if !s.is_finite() {
+        if s.is_finite() || !finite(key) {
+            continue;
+        }
+        *s = if wide || A::MAX.to_f64() > f32::MAX as f64 {
             let dot: f64 = q
                 .iter()
                 .zip(key)
                 .map(|(&a, &b)| a.to_f64() * b.to_f64())
                 .sum();
-            *s = A::saturating_from_f64(dot * scale as f64);
-        }
+            A::saturating_from_f64(dot * scale as f64)
+        } else {
+            saturate(scaled_dot(q, key, scale))
+        };
+    }
+}
+
+/// `scale · q·k` for `f32`-range inputs without intermediate overflow: `q` and `k` are scaled
+/// by powers of two (exactly) so their largest entries are below 1, summed, and scaled back;
+/// the result may be infinite (beyond `f32`), never NaN.
+fn scaled_dot<E: Element>(q: &[E], k: &[E], scale: f32) -> f32 {
+    let largest = |x: &[E]| x.iter().fold(0.0f32, |m, e| m.max(e.to_f32().abs()));
+    let (qmax, kmax) = (largest(q), largest(k));
+    if qmax == 0.0 || kmax == 0.0 {
+        return 0.0;
+    }
+    let (_, eq) = libm::frexpf(qmax);
+    let (_, ek) = libm::frexpf(kmax);
+    let sum: f32 = q
+        .iter()
+        .zip(k)
+        .map(|(&a, &b)| libm::scalbnf(a.to_f32(), -eq) * libm::scalbnf(b.to_f32(), -ek))
+        .sum();
+    libm::scalbnf(sum * scale, eq + ek)
+}
+
+/// `x` rounded into the accumulator, clamped to `±A::MAX` (`A`'s range is within `f32`'s).
+fn saturate<A: Accumulator>(x: f32) -> A {
+    let max = A::MAX.to_f64() as f32;
+    if x > max {
+        A::MAX
+    } else if x < -max {
+        A::ZERO.sub(A::MAX)
+    } else {
+        A::from_f32(x)
     }
 }

@@ -1,6 +1,7 @@
 //! The shape of an attention problem and its validation.
 
 use crate::check::product;
+use crate::sqrt::sqrt_f32;
 use crate::{Error, Result};
 
 pub use crate::limits::MAX_TILE;
@@ -54,7 +55,15 @@ pub struct AttentionShape {
 
 impl AttentionShape {
     /// Multi-head attention, non-causal, `scale = 1/sqrt(head_dim)`, `kv_capacity = kv_len`.
-    pub fn new(batch: usize, heads: usize, q_len: usize, kv_len: usize, head_dim: usize) -> Self {
+    /// A `const fn`, like the other constructors and the `*_scratch_len` functions, so a
+    /// firmware can size a `static` buffer from a `const` shape.
+    pub const fn new(
+        batch: usize,
+        heads: usize,
+        q_len: usize,
+        kv_len: usize,
+        head_dim: usize,
+    ) -> Self {
         AttentionShape {
             batch,
             heads,
@@ -64,52 +73,55 @@ impl AttentionShape {
             kv_capacity: kv_len,
             head_dim,
             causal: false,
-            scale: 1.0 / libm::sqrtf(head_dim as f32),
+            scale: 1.0 / sqrt_f32(head_dim as f32),
             layout: Layout::HeadMajor,
         }
     }
 
     /// Sets the layout of the queries and the output.
-    pub fn with_layout(mut self, layout: Layout) -> Self {
+    pub const fn with_layout(mut self, layout: Layout) -> Self {
         self.layout = layout;
         self
     }
 
     /// Sets the number of key/value heads (grouped-query or multi-query attention).
-    pub fn with_kv_heads(mut self, kv_heads: usize) -> Self {
+    pub const fn with_kv_heads(mut self, kv_heads: usize) -> Self {
         self.kv_heads = kv_heads;
         self
     }
 
     /// Sets the causal mask.
-    pub fn with_causal(mut self, causal: bool) -> Self {
+    pub const fn with_causal(mut self, causal: bool) -> Self {
         self.causal = causal;
         self
     }
 
     /// Sets the logit scale.
-    pub fn with_scale(mut self, scale: f32) -> Self {
+    pub const fn with_scale(mut self, scale: f32) -> Self {
         self.scale = scale;
         self
     }
 
     /// Sets the allocated rows per key/value head (the KV cache's capacity).
-    pub fn with_kv_capacity(mut self, kv_capacity: usize) -> Self {
+    pub const fn with_kv_capacity(mut self, kv_capacity: usize) -> Self {
         self.kv_capacity = kv_capacity;
         self
     }
 
     /// Checks the shape and returns the element counts `(q_and_out_len, kv_len)` of the tensors.
-    pub fn validate(&self) -> Result<(usize, usize)> {
-        for (value, name) in [
+    pub const fn validate(&self) -> Result<(usize, usize)> {
+        let dims = [
             (self.batch, "batch"),
             (self.heads, "heads"),
             (self.kv_heads, "kv_heads"),
             (self.head_dim, "head_dim"),
-        ] {
-            if value == 0 {
-                return Err(Error::ZeroDimension(name));
+        ];
+        let mut i = 0;
+        while i < dims.len() {
+            if dims[i].0 == 0 {
+                return Err(Error::ZeroDimension(dims[i].1));
             }
+            i += 1;
         }
         if !self.heads.is_multiple_of(self.kv_heads) {
             return Err(Error::HeadsNotDivisible {
@@ -127,9 +139,14 @@ impl AttentionShape {
         if !(self.scale.is_finite() && self.scale > 0.0) {
             return Err(Error::BadScale);
         }
-        let q = product(&[self.batch, self.heads, self.q_len, self.head_dim])?;
-        let kv = product(&[self.batch, self.kv_heads, self.kv_capacity, self.head_dim])?;
-        Ok((q, kv))
+        let q = match product(&[self.batch, self.heads, self.q_len, self.head_dim]) {
+            Ok(n) => n,
+            Err(e) => return Err(e),
+        };
+        match product(&[self.batch, self.kv_heads, self.kv_capacity, self.head_dim]) {
+            Ok(kv) => Ok((q, kv)),
+            Err(e) => Err(e),
+        }
     }
 
     /// Checks the shape against the tensors' lengths.
@@ -160,21 +177,24 @@ impl AttentionShape {
         match self.layout {
             Layout::HeadMajor => (bh * self.q_len * d, d),
             Layout::TokenMajor => {
-                let (b, h) = (bh / self.heads, bh % self.heads);
+                // `heads > 0` in a valid shape; checked, so no division panic is compiled.
+                let b = bh.checked_div(self.heads).unwrap_or(0);
+                let h = bh.checked_rem(self.heads).unwrap_or(0);
                 ((b * self.q_len * self.heads + h) * d, self.heads * d)
             }
         }
     }
 
-    /// Keys visible to query row `row`: `0..visible_keys(row)`.
+    /// Keys visible to query row `row`: `0..visible_keys(row)` (`kv_len` for a row past the
+    /// last query). Never overflows.
     #[inline]
-    pub fn visible_keys(&self, row: usize) -> usize {
-        if !self.causal {
+    pub const fn visible_keys(&self, row: usize) -> usize {
+        if !self.causal || row >= self.q_len {
             return self.kv_len;
         }
-        // Row `row` is sequence position `kv_len - q_len + row`; it sees keys up to that position.
-        let seen = (row + 1 + self.kv_len).saturating_sub(self.q_len);
-        seen.min(self.kv_len)
+        // Row `row` is sequence position `kv_len - q_len + row`; it sees keys up to that position,
+        // `q_len - 1 - row` fewer than the last query row.
+        self.kv_len.saturating_sub(self.q_len - 1 - row)
     }
 }
 
@@ -203,11 +223,11 @@ impl FlashTiles {
     }
 
     /// Checks that both sizes are in `1..=MAX_TILE`.
-    pub fn validate(&self) -> Result<()> {
-        if !(1..=MAX_TILE).contains(&self.block_q) {
+    pub const fn validate(&self) -> Result<()> {
+        if self.block_q == 0 || self.block_q > MAX_TILE {
             return Err(Error::BadTile("block_q"));
         }
-        if !(1..=MAX_TILE).contains(&self.block_k) {
+        if self.block_k == 0 || self.block_k > MAX_TILE {
             return Err(Error::BadTile("block_k"));
         }
         Ok(())

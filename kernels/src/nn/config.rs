@@ -12,9 +12,8 @@
 //! `[kv_heads, max_seq, head_dim]`.
 
 use super::parts::split_parts_mut;
-use super::rope::MAX_HEAD_DIM;
 use crate::attention::FlashTiles;
-use crate::check::{length, mul, product};
+use crate::check::{add, length, mul, product, sum, try_const};
 use crate::{Element, Error, Result};
 use core::ops::Range;
 
@@ -111,6 +110,11 @@ impl TensorKind {
         }
     }
 
+    /// `self == other`, usable in `const fn`s.
+    const fn same(self, other: TensorKind) -> bool {
+        self as u8 == other as u8
+    }
+
     /// Whether each layer has its own tensor of this kind.
     pub const fn per_layer(self) -> bool {
         !matches!(
@@ -131,18 +135,21 @@ pub struct TensorId {
 
 impl ModelConfig {
     /// Features per head, `dim / heads`.
-    pub fn head_dim(&self) -> usize {
-        self.dim.checked_div(self.heads).unwrap_or(0)
+    pub const fn head_dim(&self) -> usize {
+        match self.dim.checked_div(self.heads) {
+            Some(d) => d,
+            None => 0,
+        }
     }
 
     /// Key/value features per token, `kv_heads · head_dim`.
-    pub fn kv_dim(&self) -> usize {
+    pub const fn kv_dim(&self) -> usize {
         self.kv_heads.saturating_mul(self.head_dim())
     }
 
-    /// Checks every size and parameter.
-    pub fn validate(&self) -> Result<()> {
-        for (value, name) in [
+    /// Checks every size and parameter (and that the parameter count fits a `usize`).
+    pub const fn validate(&self) -> Result<()> {
+        let sizes = [
             (self.vocab, "vocab"),
             (self.dim, "dim"),
             (self.layers, "layers"),
@@ -150,10 +157,13 @@ impl ModelConfig {
             (self.kv_heads, "kv_heads"),
             (self.ffn_hidden, "ffn_hidden"),
             (self.max_seq, "max_seq"),
-        ] {
-            if value == 0 {
-                return Err(Error::ZeroDimension(name));
+        ];
+        let mut i = 0;
+        while i < sizes.len() {
+            if sizes[i].0 == 0 {
+                return Err(Error::ZeroDimension(sizes[i].1));
             }
+            i += 1;
         }
         if !self.dim.is_multiple_of(self.heads) {
             return Err(Error::BadParameter("heads must divide dim"));
@@ -164,10 +174,8 @@ impl ModelConfig {
                 kv_heads: self.kv_heads,
             });
         }
-        if !self.head_dim().is_multiple_of(2) || self.head_dim() > MAX_HEAD_DIM {
-            return Err(Error::BadParameter(
-                "head_dim must be even and at most 512 (RoPE)",
-            ));
+        if !self.head_dim().is_multiple_of(2) {
+            return Err(Error::BadParameter("head_dim must be even (RoPE)"));
         }
         if !(self.rope_theta.is_finite() && self.rope_theta > 1.0) {
             return Err(Error::BadParameter("rope_theta must be finite and above 1"));
@@ -177,17 +185,20 @@ impl ModelConfig {
                 "norm_eps must be finite and non-negative",
             ));
         }
-        self.param_count().map(|_| ())
+        match self.param_count() {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Elements of a tensor of this kind.
-    pub fn tensor_len(&self, kind: TensorKind) -> Result<usize> {
+    pub const fn tensor_len(&self, kind: TensorKind) -> Result<usize> {
         let (rows, cols) = self.tensor_shape(kind);
         mul(rows, cols)
     }
 
     /// `(rows, cols)` of a tensor of this kind (`cols == 1` for norm gains).
-    pub fn tensor_shape(&self, kind: TensorKind) -> (usize, usize) {
+    pub const fn tensor_shape(&self, kind: TensorKind) -> (usize, usize) {
         let (d, kv, f, v) = (self.dim, self.kv_dim(), self.ffn_hidden, self.vocab);
         match kind {
             TensorKind::Embedding | TensorKind::LmHead => (v, d),
@@ -200,20 +211,33 @@ impl ModelConfig {
     }
 
     /// Elements of one layer's weights.
-    pub fn layer_len(&self) -> Result<usize> {
-        LAYER_KINDS.iter().try_fold(0usize, |acc, &k| {
-            acc.checked_add(self.tensor_len(k)?).ok_or(Error::Overflow)
-        })
+    pub const fn layer_len(&self) -> Result<usize> {
+        self.kinds_len(LAYER_KINDS.len())
     }
 
-    /// Elements of all weights.
-    pub fn param_count(&self) -> Result<usize> {
-        let shared = self.tensor_len(TensorKind::Embedding)?
-            + self.tensor_len(TensorKind::FinalNorm)?
-            + self.tensor_len(TensorKind::LmHead)?;
-        mul(self.layers, self.layer_len()?)?
-            .checked_add(shared)
-            .ok_or(Error::Overflow)
+    /// Elements of the first `count` per-layer tensors of a layer.
+    const fn kinds_len(&self, count: usize) -> Result<usize> {
+        let (mut total, mut i) = (0usize, 0);
+        while i < count && i < LAYER_KINDS.len() {
+            total = try_const!(add(total, try_const!(self.tensor_len(LAYER_KINDS[i]))));
+            i += 1;
+        }
+        Ok(total)
+    }
+
+    /// Elements of the shared tensors before the layers (the embedding) and after them.
+    const fn shared_len(&self) -> Result<(usize, usize)> {
+        let embed = try_const!(self.tensor_len(TensorKind::Embedding));
+        let norm = try_const!(self.tensor_len(TensorKind::FinalNorm));
+        let head = try_const!(self.tensor_len(TensorKind::LmHead));
+        Ok((embed, try_const!(add(norm, head))))
+    }
+
+    /// Elements of all weights; `Err(Overflow)` if they do not fit a `usize`.
+    pub const fn param_count(&self) -> Result<usize> {
+        let (before, after) = try_const!(self.shared_len());
+        let layers = try_const!(mul(self.layers, try_const!(self.layer_len())));
+        sum(&[before, layers, after])
     }
 
     /// Number of weight tensors: `9·layers + 3`.
@@ -248,26 +272,27 @@ impl ModelConfig {
     }
 
     /// Where a tensor lives in the flat weight slice.
-    pub fn tensor_range(&self, id: TensorId) -> Result<Range<usize>> {
-        let embed = self.tensor_len(TensorKind::Embedding)?;
-        let layer_len = self.layer_len()?;
+    pub const fn tensor_range(&self, id: TensorId) -> Result<Range<usize>> {
+        let embed = try_const!(self.tensor_len(TensorKind::Embedding));
+        let layers = try_const!(mul(self.layers, try_const!(self.layer_len())));
         let start = if id.kind.per_layer() {
             if id.layer >= self.layers {
                 return Err(Error::BadParameter("layer index out of range"));
             }
-            let mut off = embed + id.layer * layer_len;
-            for &k in LAYER_KINDS.iter().take_while(|&&k| k != id.kind) {
-                off += self.tensor_len(k)?;
+            let mut k = 0;
+            while k < LAYER_KINDS.len() && !LAYER_KINDS[k].same(id.kind) {
+                k += 1;
             }
-            off
+            let before = try_const!(mul(id.layer, try_const!(self.layer_len())));
+            try_const!(sum(&[embed, before, try_const!(self.kinds_len(k))]))
         } else {
             match id.kind {
                 TensorKind::Embedding => 0,
-                TensorKind::FinalNorm => embed + mul(self.layers, layer_len)?,
-                _ => embed + mul(self.layers, layer_len)? + self.dim,
+                TensorKind::FinalNorm => try_const!(add(embed, layers)),
+                _ => try_const!(sum(&[embed, layers, self.dim])),
             }
         };
-        Ok(start..start + self.tensor_len(id.kind)?)
+        Ok(start..try_const!(add(start, try_const!(self.tensor_len(id.kind)))))
     }
 }
 
@@ -403,8 +428,8 @@ impl<'a, W: Element> ModelWeights<'a, W> {
 }
 
 /// Floats of KV cache a model needs: `layers · 2 · kv_heads · max_seq · head_dim`.
-pub fn kv_cache_len(config: &ModelConfig) -> Result<usize> {
-    config.validate()?;
+pub const fn kv_cache_len(config: &ModelConfig) -> Result<usize> {
+    try_const!(config.validate());
     product(&[
         config.layers,
         2,

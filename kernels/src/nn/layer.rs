@@ -21,12 +21,12 @@ use crate::attention::shape::Layout;
 use crate::attention::{
     baseline_attention, baseline_scratch_len, flash_attention, flash_scratch_len, AttentionShape,
 };
-use crate::check::{length, mul, product, split};
+use crate::check::{length, mul, product, split, sum, try_const};
 use crate::{Element, Error, Result};
 
 /// The causal attention shape of `n` query tokens, the last of `kv_len` positions, against
 /// key/value heads of `capacity` rows.
-pub(crate) fn attention_shape(
+pub(crate) const fn attention_shape(
     c: &ModelConfig,
     n: usize,
     kv_len: usize,
@@ -51,43 +51,46 @@ pub(crate) fn tokens(c: &ModelConfig, what: &'static str, hidden: usize) -> Resu
 }
 
 /// Scratch of the forward of up to `n` tokens attending to up to `kv_len` positions.
-fn forward_scratch_len(
+const fn forward_scratch_len(
     c: &ModelConfig,
     n: usize,
     kv_len: usize,
     attention: AttentionKind,
 ) -> Result<usize> {
-    let rows = mul(n, c.dim)?;
-    let kv = mul(n, c.kv_dim())?;
-    let ffn = mul(n, c.ffn_hidden)?;
-    let shape = attention_shape(c, n.max(1), kv_len, kv_len);
+    let rows = try_const!(mul(n, c.dim));
+    let kv = try_const!(mul(n, c.kv_dim()));
+    let ffn = try_const!(mul(n, c.ffn_hidden));
+    let shape = attention_shape(c, if n == 0 { 1 } else { n }, kv_len, kv_len);
     let attention = match attention {
-        AttentionKind::Baseline => baseline_scratch_len(&shape)?,
-        AttentionKind::Flash(tiles) => flash_scratch_len(&shape, tiles)?,
+        AttentionKind::Baseline => try_const!(baseline_scratch_len(&shape)),
+        AttentionKind::Flash(tiles) => try_const!(flash_scratch_len(&shape, tiles)),
     };
     // normed, q, attention out (both token-major); k, v; gate, up, h; attention scratch.
-    [mul(3, rows)?, mul(2, kv)?, mul(3, ffn)?, attention]
-        .iter()
-        .try_fold(0usize, |a, &b| a.checked_add(b).ok_or(Error::Overflow))
+    sum(&[
+        try_const!(mul(3, rows)),
+        try_const!(mul(2, kv)),
+        try_const!(mul(3, ffn)),
+        attention,
+    ])
 }
 
 /// Floats of scratch [`decoder_layer_forward`] needs for up to `max_tokens` tokens.
-pub fn layer_scratch_len(
+pub const fn layer_scratch_len(
     config: &ModelConfig,
     max_tokens: usize,
     attention: AttentionKind,
 ) -> Result<usize> {
-    config.validate()?;
+    try_const!(config.validate());
     forward_scratch_len(config, max_tokens, config.max_seq, attention)
 }
 
 /// Floats of scratch [`decoder_layer_train_forward`] needs for a sequence of `tokens` tokens.
-pub fn decoder_layer_train_scratch_len(
+pub const fn decoder_layer_train_scratch_len(
     config: &ModelConfig,
     tokens: usize,
     attention: AttentionKind,
 ) -> Result<usize> {
-    config.validate()?;
+    try_const!(config.validate());
     forward_scratch_len(config, tokens, tokens, attention)
 }
 
@@ -162,19 +165,21 @@ fn forward<W: Element>(
     for x in [&mut *q, &mut *k, &mut *v] {
         rounding.round(x);
     }
-    for (t, (k_row, v_row)) in k.chunks_exact(kvd).zip(v.chunks_exact(kvd)).enumerate() {
-        for (g, (kf, vf)) in k_row
-            .chunks_exact(hd)
-            .zip(v_row.chunks_exact(hd))
-            .enumerate()
-        {
+    // `.max(1)`: positive in a valid config; no chunks_exact(0) panic is compiled.
+    // Indexed, not zipped: a zip of `ChunksExact` may be compiled out of line with a division
+    // that could panic (opt-level "s").
+    for (t, k_row) in k.chunks_exact(kvd.max(1)).enumerate() {
+        let v_row = v.get(t * kvd..(t + 1) * kvd).ok_or(Error::Overflow)?;
+        for (g, kf) in k_row.chunks_exact(hd.max(1)).enumerate() {
+            let vf = v_row.get(g * hd..(g + 1) * hd).ok_or(Error::Overflow)?;
             let at = (g * capacity + pos + t) * hd;
             let (kd, vd) = match (k_cache.get_mut(at..at + hd), v_cache.get_mut(at..at + hd)) {
                 (Some(a), Some(b)) => (a, b),
                 _ => return Err(Error::Overflow),
             };
-            kd.copy_from_slice(kf);
-            vd.copy_from_slice(vf);
+            // Element-wise (the lengths are equal): no length-mismatch panic is compiled.
+            kd.iter_mut().zip(kf).for_each(|(d, &s)| *d = s);
+            vd.iter_mut().zip(vf).for_each(|(d, &s)| *d = s);
         }
     }
     // Attention reads the token-major queries and writes a token-major output (row strides):

@@ -57,8 +57,9 @@ pub use model::{embed_tokens, exit_logits, forward_layers, model_forward, model_
 pub use norm::{
     rms_norm_backward, rms_norm_backward_with, rms_norm_forward, rms_norm_forward_with,
 };
-pub use rope::{rope_backward, rope_forward, MAX_HEAD_DIM};
+pub use rope::{rope_backward, rope_forward};
 pub use rounding::ActivationRounding;
 pub use speculative::{
-    greedy_decode, self_speculative_decode, speculative_scratch_len, DecodeStats,
+    decode_scratch_len, greedy_decode, self_speculative_decode, speculative_scratch_len,
+    DecodeStats,
 };

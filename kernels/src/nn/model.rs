@@ -11,20 +11,21 @@ use super::embedding::embedding_forward;
 use super::layer::{decoder_layer_forward, layer_scratch_len};
 use super::linear::{linear_matmul, LinearShape};
 use super::norm::rms_norm_forward;
-use crate::check::{length, mul, split};
+use crate::check::{add, length, mul, split, try_const};
 use crate::{Element, Error, Result};
 use core::ops::Range;
 
 /// Floats of scratch [`model_forward`] needs for up to `max_tokens` tokens per call (the hidden
 /// states plus one layer's working space). [`forward_layers`] and [`exit_logits`] need less.
-pub fn model_scratch_len(
+pub const fn model_scratch_len(
     config: &ModelConfig,
     max_tokens: usize,
     attention: AttentionKind,
 ) -> Result<usize> {
-    mul(max_tokens, config.dim)?
-        .checked_add(layer_scratch_len(config, max_tokens, attention)?)
-        .ok_or(Error::Overflow)
+    add(
+        try_const!(mul(max_tokens, config.dim)),
+        try_const!(layer_scratch_len(config, max_tokens, attention)),
+    )
 }
 
 /// The token embeddings of `tokens` into `hidden` (`[n, dim]`).
@@ -90,7 +91,7 @@ pub fn exit_logits<W: Element>(
         weights.shared(TensorKind::FinalNorm)?,
         normed,
     )?;
-    let rows = hidden.len() / c.dim;
+    let rows = hidden.len().checked_div(c.dim).unwrap_or(0);
     linear_matmul(
         LinearShape::new(rows, c.dim, c.vocab),
         normed,

@@ -74,7 +74,12 @@ impl<W: Element> LaneJob for Forward<'_, W> {
     #[inline(always)]
     fn run<L: Lanes>(self, _: L) {
         let Forward { dim, eps, x, g, y } = self;
-        for (xr, yr) in x.chunks_exact(dim).zip(y.chunks_exact_mut(dim)) {
+        // Indexed, not zipped: `Zip::new` of two `ChunksExact` may be compiled out of line with
+        // a division by the chunk size that could panic (opt-level "s").
+        for (t, yr) in y.chunks_exact_mut(dim.max(1)).enumerate() {
+            let Some(xr) = x.get(t * dim..(t + 1) * dim) else {
+                return;
+            };
             let r = inv_rms(xr, eps);
             for ((yi, &xi), &gi) in yr.iter_mut().zip(xr).zip(g) {
                 *yi = xi * r * gi.to_f32();

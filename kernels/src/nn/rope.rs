@@ -3,9 +3,7 @@
 
 use crate::check::mul;
 use crate::{Error, Result};
-
-/// Largest supported head dimension (the per-position angle table lives on the stack).
-pub const MAX_HEAD_DIM: usize = 512;
+use core::num::NonZeroUsize;
 
 fn rotate(
     heads: usize,
@@ -18,43 +16,43 @@ fn rotate(
     if heads == 0 || head_dim == 0 {
         return Err(Error::ZeroDimension("heads/head_dim"));
     }
-    if !head_dim.is_multiple_of(2) || head_dim > MAX_HEAD_DIM {
-        return Err(Error::BadParameter(
-            "rope head_dim must be even and at most 512",
-        ));
+    if !head_dim.is_multiple_of(2) {
+        return Err(Error::BadParameter("rope head_dim must be even"));
     }
     if !(theta.is_finite() && theta > 1.0) {
         return Err(Error::BadParameter("rope theta must be finite and above 1"));
     }
-    let row = mul(heads, head_dim)?;
-    if !x.len().is_multiple_of(row) {
+    // Positive (both factors are): a divisor the compiler can see is non-zero.
+    let row = NonZeroUsize::new(mul(heads, head_dim)?).ok_or(Error::ZeroDimension("heads"))?;
+    if !x.len().is_multiple_of(row.get()) {
         return Err(Error::LengthMismatch {
             what: "rope x",
-            expected: mul(x.len() / row + 1, row)?,
+            expected: mul(x.len() / row + 1, row.get())?,
             actual: x.len(),
         });
     }
     let half = head_dim / 2;
-    let mut inv_freq = [0.0f64; MAX_HEAD_DIM / 2];
-    for (i, f) in inv_freq.iter_mut().take(half).enumerate() {
-        *f = libm::pow(theta as f64, -2.0 * i as f64 / head_dim as f64);
-    }
-    let mut cos = [0.0f32; MAX_HEAD_DIM / 2];
-    let mut sin = [0.0f32; MAX_HEAD_DIM / 2];
-    for (t, token) in x.chunks_exact_mut(row).enumerate() {
-        let pos = start_pos.checked_add(t).ok_or(Error::Overflow)? as f64;
-        let pairs = cos.iter_mut().zip(sin.iter_mut()).zip(&inv_freq);
-        for ((c, s), &f) in pairs.take(half) {
-            let angle = pos * f;
-            *c = libm::cos(angle) as f32;
-            *s = (sign * libm::sin(angle)) as f32;
-        }
-        for head in token.chunks_exact_mut(head_dim) {
-            let (a, b) = head.split_at_mut(half);
-            for (((x1, x2), &c), &s) in a.iter_mut().zip(b.iter_mut()).zip(&cos).zip(&sin) {
-                let (u, v) = (*x1, *x2);
-                *x1 = u * c - v * s;
-                *x2 = u * s + v * c;
+    start_pos
+        .checked_add(x.len() / row)
+        .ok_or(Error::Overflow)?;
+    // No table: pair `i`'s frequency is computed once per call and each angle where it is used,
+    // so the stack frame does not grow with the head dimension (a firmware task may have 2 KB).
+    for i in 0..half {
+        let inv_freq = libm::pow(theta as f64, -2.0 * i as f64 / head_dim as f64);
+        for (t, token) in x.chunks_exact_mut(row.get()).enumerate() {
+            let angle = (start_pos + t) as f64 * inv_freq;
+            let c = libm::cos(angle) as f32;
+            let s = (sign * libm::sin(angle)) as f32;
+            for head in token.chunks_exact_mut(head_dim.max(1)) {
+                if let (Some(&u), Some(&v)) = (head.get(i), head.get(i + half)) {
+                    let (x1, x2) = (u * c - v * s, u * s + v * c);
+                    if let Some(p) = head.get_mut(i) {
+                        *p = x1;
+                    }
+                    if let Some(p) = head.get_mut(i + half) {
+                        *p = x2;
+                    }
+                }
             }
         }
     }

@@ -22,11 +22,8 @@ use super::config::{kv_cache_len, AttentionKind, ModelConfig, ModelWeights};
 use super::layer::layer_scratch_len;
 use super::loss::argmax;
 use super::model::{embed_tokens, exit_logits, forward_layers};
-use crate::check::{length, mul, split};
+use crate::check::{add, length, mul, split, sum, try_const};
 use crate::{Element, Error, Result};
-
-/// Tokens per prefill chunk (at least; `draft + 1` when larger).
-const PREFILL_CHUNK: usize = 16;
 
 /// What a decoding run did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -57,27 +54,31 @@ impl DecodeStats {
     }
 }
 
-fn tokens_per_call(draft: usize) -> Result<usize> {
-    draft
-        .checked_add(1)
-        .map(|n| n.max(PREFILL_CHUNK))
-        .ok_or(Error::Overflow)
-}
-
 /// Floats of scratch [`self_speculative_decode`] needs for drafts of up to `draft` tokens
-/// (`draft = 0` for [`greedy_decode`]).
-pub fn speculative_scratch_len(
+/// (`draft = 0` for [`greedy_decode`]): room for `draft + 1` tokens per layer call, which is also
+/// the prefill's chunk. A `const fn`.
+pub const fn speculative_scratch_len(
     config: &ModelConfig,
     draft: usize,
     attention: AttentionKind,
 ) -> Result<usize> {
-    let n = tokens_per_call(draft)?;
-    let states = mul(n, config.dim)?;
-    let logits = mul(n, config.vocab)?;
-    let layer = layer_scratch_len(config, n, attention)?;
-    [states, logits, layer]
-        .iter()
-        .try_fold(0usize, |a, &b| a.checked_add(b).ok_or(Error::Overflow))
+    decode_scratch_len(config, try_const!(add(draft, 1)), attention)
+}
+
+/// Floats of scratch for `tokens` tokens per layer call. Decoding with drafts of up to
+/// `tokens - 1` accepts it, and the prompt is then prefilled `tokens` at a time: more scratch,
+/// fewer passes over the weights for a long prompt. A `const fn`.
+pub const fn decode_scratch_len(
+    config: &ModelConfig,
+    tokens: usize,
+    attention: AttentionKind,
+) -> Result<usize> {
+    let n = if tokens == 0 { 1 } else { tokens };
+    sum(&[
+        try_const!(mul(n, config.dim)),
+        try_const!(mul(n, config.vocab)),
+        try_const!(layer_scratch_len(config, n, attention)),
+    ])
 }
 
 struct Buffers<'s> {
@@ -86,10 +87,35 @@ struct Buffers<'s> {
     rest: &'s mut [f32],
 }
 
-fn buffers<'s>(c: &ModelConfig, draft: usize, scratch: &'s mut [f32]) -> Result<Buffers<'s>> {
-    let n = tokens_per_call(draft)?;
-    let (states, rest) = split(scratch, mul(n, c.dim)?)?;
-    let (logits, rest) = split(rest, mul(n, c.vocab)?)?;
+/// Splits the scratch for the most tokens per call it holds (at least `draft + 1`, at most
+/// `max_seq`).
+fn buffers<'s>(
+    c: &ModelConfig,
+    draft: usize,
+    attention: AttentionKind,
+    scratch: &'s mut [f32],
+) -> Result<Buffers<'s>> {
+    let fits =
+        |n: usize| matches!(decode_scratch_len(c, n, attention), Ok(len) if len <= scratch.len());
+    let least = add(draft, 1)?;
+    if !fits(least) {
+        return Err(Error::ScratchTooSmall {
+            needed: speculative_scratch_len(c, draft, attention)?,
+            actual: scratch.len(),
+        });
+    }
+    // The scratch length grows with the tokens per call: find the largest that fits.
+    let (mut lo, mut hi) = (least, c.max_seq.max(least));
+    while lo < hi {
+        let mid = hi - (hi - lo) / 2;
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    let (states, rest) = split(scratch, mul(lo, c.dim)?)?;
+    let (logits, rest) = split(rest, mul(lo, c.vocab)?)?;
     Ok(Buffers {
         states,
         logits,
@@ -117,10 +143,13 @@ fn prefill<W: Element>(
         ));
     }
     length("kv cache", kv.len(), kv_cache_len(&c)?)?;
-    let chunk = buf.states.len() / c.dim;
-    let body = &prompt[..prompt.len() - 1];
-    for (i, toks) in body.chunks(chunk.max(1)).enumerate() {
-        let h = &mut buf.states[..toks.len() * c.dim];
+    let chunk = buf.states.len().checked_div(c.dim).unwrap_or(0).max(1);
+    let (_, body) = prompt.split_last().ok_or(Error::ZeroDimension("prompt"))?;
+    for (i, toks) in body.chunks(chunk).enumerate() {
+        let h = buf
+            .states
+            .get_mut(..toks.len() * c.dim)
+            .ok_or(Error::Overflow)?;
         embed_tokens(weights, toks, h)?;
         forward_layers(weights, 0..c.layers, attention, i * chunk, h, kv, buf.rest)?;
     }
@@ -139,11 +168,12 @@ pub fn greedy_decode<W: Element>(
     out: &mut [u32],
 ) -> Result<DecodeStats> {
     let c = *weights.config();
-    let mut buf = buffers(&c, 0, scratch)?;
+    let mut buf = buffers(&c, 0, attention, scratch)?;
     prefill(weights, prompt, out.len(), attention, kv, &mut buf)?;
     let mut last = *prompt.last().ok_or(Error::ZeroDimension("prompt"))?;
     let mut stats = DecodeStats::default();
-    let (h, logits) = (&mut buf.states[..c.dim], &mut buf.logits[..c.vocab]);
+    let h = buf.states.get_mut(..c.dim).ok_or(Error::Overflow)?;
+    let logits = buf.logits.get_mut(..c.vocab).ok_or(Error::Overflow)?;
     for (g, slot) in out.iter_mut().enumerate() {
         let pos = prompt.len() - 1 + g;
         embed_tokens(weights, &[last], h)?;
@@ -182,7 +212,7 @@ pub fn self_speculative_decode<W: Element>(
         return Err(Error::ZeroDimension("draft"));
     }
     let (e, dim, vocab) = (exit_layer, c.dim, c.vocab);
-    let mut buf = buffers(&c, draft, scratch)?;
+    let mut buf = buffers(&c, draft, attention, scratch)?;
     prefill(weights, prompt, out.len(), attention, kv, &mut buf)?;
     let mut last = *prompt.last().ok_or(Error::ZeroDimension("prompt"))?;
     let mut stats = DecodeStats::default();
@@ -202,7 +232,7 @@ pub fn self_speculative_decode<W: Element>(
             stats.layer_passes += e;
             stats.token_layer_evals += e;
             if i < d {
-                let logits = &mut buf.logits[..vocab];
+                let logits = buf.logits.get_mut(..vocab).ok_or(Error::Overflow)?;
                 exit_logits(weights, h, logits, buf.rest)?;
                 tok = argmax(logits)?;
                 if let Some(slot) = out.get_mut(produced + i) {
@@ -211,16 +241,19 @@ pub fn self_speculative_decode<W: Element>(
             }
         }
         // Verify: layers E..L once over the exit query cache, then the shared exit.
-        let states = &mut buf.states[..(d + 1) * dim];
+        let states = buf.states.get_mut(..(d + 1) * dim).ok_or(Error::Overflow)?;
         forward_layers(weights, e..c.layers, attention, base, states, kv, buf.rest)?;
-        let logits = &mut buf.logits[..(d + 1) * vocab];
+        let logits = buf
+            .logits
+            .get_mut(..(d + 1) * vocab)
+            .ok_or(Error::Overflow)?;
         exit_logits(weights, states, logits, buf.rest)?;
         stats.layer_passes += c.layers - e;
         stats.token_layer_evals += (d + 1) * (c.layers - e);
         // Accept the agreeing prefix, then the verifier's own token.
         let mut accepted = 0;
         let mut next = 0;
-        for (i, row) in logits.chunks_exact(vocab).enumerate() {
+        for (i, row) in logits.chunks_exact(vocab.max(1)).enumerate() {
             next = argmax(row)?;
             if i < d && out.get(produced + i) == Some(&next) {
                 accepted += 1;

@@ -23,7 +23,7 @@ pub enum Optimizer {
 
 impl Optimizer {
     /// `"SGD"`, `"Momentum"` or `"Adam"`.
-    pub fn name(&self) -> &'static str {
+    pub const fn name(&self) -> &'static str {
         match self {
             Optimizer::Sgd(_) => "SGD",
             Optimizer::Momentum(_) => "Momentum",
@@ -32,7 +32,7 @@ impl Optimizer {
     }
 
     /// How many hyperparameters a hyperoptimizer learns for this optimizer (1, 2 or 3).
-    pub fn learned_count(&self) -> usize {
+    pub const fn learned_count(&self) -> usize {
         match self {
             Optimizer::Sgd(_) => 1,
             Optimizer::Momentum(_) => 2,
@@ -42,7 +42,7 @@ impl Optimizer {
 
     /// `f32` state values per parameter: SGD 0, momentum 1 (velocity), Adam 2 (`m`, `v`), plus 1
     /// (the previous gradient) when the optimizer's own hyperparameters are learned.
-    pub fn state_per_param(&self, learned: bool) -> usize {
+    pub const fn state_per_param(&self, learned: bool) -> usize {
         let base = match self {
             Optimizer::Sgd(_) => 0,
             Optimizer::Momentum(_) => 1,
@@ -52,7 +52,7 @@ impl Optimizer {
     }
 
     /// The learning rate.
-    pub fn lr(&self) -> f32 {
+    pub const fn lr(&self) -> f32 {
         match self {
             Optimizer::Sgd(c) => c.lr,
             Optimizer::Momentum(c) => c.lr,

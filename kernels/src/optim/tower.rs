@@ -6,7 +6,7 @@ use super::check::all_finite;
 use super::level::{level_fused, level_hypergradient, level_step};
 use super::sink::{nowhere, Sink};
 use super::Optimizer;
-use crate::check::{length, require};
+use crate::check::{length, mul, require};
 use crate::simd::Backend;
 use crate::{Element, Error, Result};
 
@@ -239,9 +239,34 @@ impl<const CAP: usize> Tower<CAP> {
         let base = self
             .live(0)
             .ok_or(Error::BadHyperparameter("tower height"))?;
-        let own = base.opt.state_per_param(false);
-        n.checked_mul(own + self.saves_gradient() as usize)
-            .ok_or(Error::Overflow)
+        Self::state_len_for(&base.opt, self.height, self.learn, n)
+    }
+
+    /// [`Tower::state_len`] of a tower on `base` of this `height` learning `learn`, as a
+    /// `const fn`: a firmware sizes its `static` state with it.
+    ///
+    /// ```
+    /// use tessera_kernels::optim::{AdamConfig, Learn, Optimizer, Tower};
+    /// const ADAM: Optimizer = Optimizer::Adam(AdamConfig::DEFAULT);
+    /// const STATE: usize = match Tower::<4>::state_len_for(&ADAM, 1, Learn::All, 256) {
+    ///     Ok(n) => n,
+    ///     Err(_) => panic!("too many parameters"),
+    /// };
+    /// let tower: Tower = Tower::new(ADAM)?.stacked(ADAM)?;
+    /// assert_eq!(tower.state_len(256)?, STATE);
+    /// # Ok::<(), tessera_kernels::Error>(())
+    /// ```
+    pub const fn state_len_for(
+        base: &Optimizer,
+        height: usize,
+        learn: Learn,
+        n: usize,
+    ) -> Result<usize> {
+        let adam = matches!(base, Optimizer::Adam(_));
+        let lr_only = matches!(learn, Learn::LearningRate);
+        let saves_gradient = height >= 1 && !(adam && lr_only);
+        let own = base.state_per_param(false);
+        mul(n, own + saves_gradient as usize)
     }
 
     /// Whether the base level keeps the gradient of its last step (a learned base, but for
@@ -434,7 +459,9 @@ fn above_hypergradients(levels: &mut [Level], lr_only: bool) -> Result<()> {
 fn hyperparameter_updates(levels: &mut [Level], lr_only: bool) -> Result<()> {
     let height = levels.len().saturating_sub(1);
     for j in (1..=height).rev() {
-        let (lower, upper) = levels.split_at_mut(j);
+        let Some((lower, upper)) = levels.split_at_mut_checked(j) else {
+            return Err(Error::BadHyperparameter("tower height"));
+        };
         let (Some(below), Some(level)) = (lower.last_mut(), upper.first_mut()) else {
             return Err(Error::BadHyperparameter("tower height"));
         };

@@ -14,10 +14,11 @@ const ROW_BLOCK: usize = 32;
 #[inline(always)]
 pub(crate) fn dot<W: Element>(x: &[f32], w: &[W]) -> f32 {
     let mut acc = [0.0f32; LANES];
-    let xc = x.chunks_exact(LANES);
-    let wc = w.chunks_exact(LANES);
-    let (xt, wt) = (xc.remainder(), wc.remainder());
-    for (a, b) in xc.zip(wc) {
+    // Array chunks: zipping them needs no division (a zip of `ChunksExact` does, which at
+    // opt-level "s" can leave a panic path out of line).
+    let (xc, xt) = x.as_chunks::<LANES>();
+    let (wc, wt) = w.as_chunks::<LANES>();
+    for (a, b) in xc.iter().zip(wc) {
         for (s, (&xa, &wb)) in acc.iter_mut().zip(a.iter().zip(b)) {
             *s += xa * wb.to_f32();
         }
@@ -49,10 +50,17 @@ fn finish<W: Element>(mut acc: [f32; LANES], xt: &[f32], wt: &[W]) -> f32 {
 fn dot4<W: Element>(x: [&[f32]; 4], w: &[W]) -> [f32; 4] {
     let mut acc = [[0.0f32; LANES]; 4];
     let chunks = x[0]
-        .chunks_exact(LANES)
-        .zip(x[1].chunks_exact(LANES))
-        .zip(x[2].chunks_exact(LANES).zip(x[3].chunks_exact(LANES)))
-        .zip(w.chunks_exact(LANES));
+        .as_chunks::<LANES>()
+        .0
+        .iter()
+        .zip(x[1].as_chunks::<LANES>().0)
+        .zip(
+            x[2].as_chunks::<LANES>()
+                .0
+                .iter()
+                .zip(x[3].as_chunks::<LANES>().0),
+        )
+        .zip(w.as_chunks::<LANES>().0);
     for (((a0, a1), (a2, a3)), b) in chunks {
         let mut wf = [0.0f32; LANES];
         for (f, &v) in wf.iter_mut().zip(b) {
@@ -85,10 +93,12 @@ pub(crate) fn linear<W: Element>(in_dim: usize, x: &[f32], w: &[W], y: &mut [f32
     if n_out == 0 {
         return;
     }
-    for (xb, yb) in x
-        .chunks(ROW_BLOCK * n_in)
-        .zip(y.chunks_mut(ROW_BLOCK * n_out))
-    {
+    // `.max(1)`: the block sizes are positive (no chunks(0) panic is compiled).
+    let (x_block, y_block) = (
+        ROW_BLOCK.saturating_mul(n_in).max(1),
+        ROW_BLOCK.saturating_mul(n_out).max(1),
+    );
+    for (xb, yb) in x.chunks(x_block).zip(y.chunks_mut(y_block)) {
         let rows = (xb.len() / n_in).min(yb.len() / n_out);
         let quads = rows / 4 * 4;
         for (o, w_row) in w.chunks_exact(n_in).enumerate() {
@@ -101,13 +111,9 @@ pub(crate) fn linear<W: Element>(in_dim: usize, x: &[f32], w: &[W], y: &mut [f32
                     }
                 }
             }
-            let rest = xb
-                .chunks_exact(n_in)
-                .zip(yb.chunks_exact_mut(n_out))
-                .take(rows)
-                .skip(quads);
-            for (x_row, y_row) in rest {
-                if let Some(yo) = y_row.get_mut(o) {
+            for r in quads..rows {
+                let x_row = xb.get(r * n_in..(r + 1) * n_in).unwrap_or(&[]);
+                if let Some(yo) = yb.get_mut(r * n_out + o) {
                     *yo = dot(x_row, w_row);
                 }
             }

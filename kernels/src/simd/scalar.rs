@@ -26,8 +26,11 @@ impl Isa for Scalar {
 
 /// `f(a[i], b[i])` in every lane.
 #[inline(always)]
-fn map2<T: Copy>(a: [T; LANES], b: [T; LANES], f: impl Fn(T, T) -> T) -> [T; LANES] {
-    core::array::from_fn(|i| f(a[i], b[i]))
+fn map2<T: Copy>(mut a: [T; LANES], b: [T; LANES], f: impl Fn(T, T) -> T) -> [T; LANES] {
+    // Zipped, not indexed: no bounds check survives even where the loop is not unrolled (the
+    // firmware's link-time no-panic proof at opt-level "s").
+    a.iter_mut().zip(b).for_each(|(x, y)| *x = f(*x, y));
+    a
 }
 
 impl Lanes for Scalar {
@@ -91,19 +94,37 @@ impl Lanes for Scalar {
     }
     #[inline(always)]
     fn mul_add(self, a: Self::F, b: Self::F, c: Self::F) -> Self::F {
-        core::array::from_fn(|i| libm::fmaf(a[i], b[i], c[i]))
+        let mut out = c;
+        for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
+            *o = libm::fmaf(x, y, *o);
+        }
+        out
     }
     #[inline(always)]
     fn lt(self, a: Self::F, b: Self::F) -> Self::M {
-        core::array::from_fn(|i| a[i] < b[i])
+        let mut m = [false; LANES];
+        for ((m, x), y) in m.iter_mut().zip(a).zip(b) {
+            *m = x < y;
+        }
+        m
     }
     #[inline(always)]
     fn gt(self, a: Self::F, b: Self::F) -> Self::M {
-        core::array::from_fn(|i| a[i] > b[i])
+        let mut m = [false; LANES];
+        for ((m, x), y) in m.iter_mut().zip(a).zip(b) {
+            *m = x > y;
+        }
+        m
     }
     #[inline(always)]
     fn select(self, m: Self::M, a: Self::F, b: Self::F) -> Self::F {
-        core::array::from_fn(|i| if m[i] { a[i] } else { b[i] })
+        let mut out = b;
+        for ((o, x), m) in out.iter_mut().zip(a).zip(m) {
+            if m {
+                *o = x;
+            }
+        }
+        out
     }
     #[inline(always)]
     fn bits(self, v: Self::F) -> Self::I {

@@ -23,19 +23,23 @@ pub struct AdamConfig {
 }
 
 impl Default for AdamConfig {
-    /// `lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0` (PyTorch's defaults).
+    /// [`AdamConfig::DEFAULT`].
     fn default() -> Self {
-        AdamConfig {
-            lr: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        }
+        AdamConfig::DEFAULT
     }
 }
 
 impl AdamConfig {
+    /// `lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0` (PyTorch's
+    /// defaults), usable in `const` items.
+    pub const DEFAULT: AdamConfig = AdamConfig {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+    };
+
     /// `Err(BadHyperparameter)` unless every field is in its documented range.
     pub fn validate(&self) -> Result<()> {
         require(self.lr.is_finite() && self.lr >= 0.0, "lr")?;
