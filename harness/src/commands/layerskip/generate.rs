@@ -11,7 +11,7 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::time::Instant;
 use tessera_kernels::nn::{
-    greedy_decode, kv_cache_len, self_speculative_decode, speculative_scratch_len, DecodeStats,
+    decode_scratch_len, greedy_decode, kv_cache_len, self_speculative_decode, DecodeStats,
     ModelWeights,
 };
 
@@ -159,7 +159,10 @@ pub(super) fn run(a: GenerateArgs) -> CliResult {
     // Every buffer is allocated here, once; the decoders allocate nothing.
     let max_draft = a.draft.iter().copied().max().unwrap_or(1);
     let mut kv = vec![0.0f32; kv_cache_len(&c)?];
-    let mut scratch = vec![0.0f32; speculative_scratch_len(&c, max_draft, attention)?];
+    // Room for 16 tokens per layer call (at least max_draft + 1): greedy and speculative decoding
+    // prefill the prompt in the same chunks.
+    let per_call = max_draft.saturating_add(1).max(16);
+    let mut scratch = vec![0.0f32; decode_scratch_len(&c, per_call, attention)?];
     let mut full_outs = vec![vec![0u32; tokens]; prompts.len()];
     let mut spec_out = vec![0u32; tokens];
     // Full decoding once for the text; every configuration below is then timed against its own

@@ -5,6 +5,7 @@
 //! tessera layerskip train [--corpus FILE] [--quick] [--layers 12 --dim 128 ...] [--no-recipe] --out model.safetensors
 //! tessera layerskip eval --model model.safetensors [--corpus FILE] [--json FILE]
 //! tessera layerskip generate --model model.safetensors --exit-layer 3 --draft 4 [--json FILE]
+//! tessera layerskip export --model model.safetensors --out model.bin [--dtype bf16]
 //! ```
 //! Without `--corpus` the project's own synthetic corpus is used (deterministic, offline).
 //! `--exit-layer` and `--draft` take comma-separated lists to sweep.
@@ -13,6 +14,7 @@
 //! line and what they share (the corpus, the attention flag, JSON output, the exit table).
 
 mod eval;
+mod export;
 mod generate;
 mod train;
 
@@ -21,6 +23,7 @@ use crate::train::eval::ExitEval;
 use crate::train::{synthetic_corpus, Corpus};
 use clap::Subcommand;
 use eval::EvalArgs;
+use export::ExportArgs;
 use generate::GenerateArgs;
 use std::path::PathBuf;
 use tessera_kernels::attention::FlashTiles;
@@ -42,6 +45,8 @@ enum Command {
     Eval(EvalArgs),
     /// Greedy generation: full model vs self-speculative, timed, with an identical-output check.
     Generate(GenerateArgs),
+    /// Write a model as the flat blob the firmware programs link (`firmware/`).
+    Export(ExportArgs),
 }
 
 /// Runs the subcommand.
@@ -50,6 +55,7 @@ pub fn main(args: Args) -> CliResult {
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Generate(a) => generate::run(a),
+        Command::Export(a) => export::run(a),
     }
 }
 

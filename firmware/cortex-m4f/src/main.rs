@@ -1,0 +1,163 @@
+//! Tessera's firmware checks on a Cortex-M4F under QEMU (`mps2-an386`): every check prints its
+//! checksum beside the host's, the stack it used (painted) and its SysTick count, and the
+//! program exits non-zero through semihosting on any mismatch.
+//!
+//! The panic handler calls a function that does not exist: the program links only if no panic
+//! path survives optimisation (the no-panic proof).
+
+#![no_std]
+#![no_main]
+
+use core::fmt::Write;
+use core::sync::atomic::{AtomicU32, Ordering};
+use cortex_m::peripheral::{syst::SystClkSource, SYST};
+use cortex_m_rt::{entry, exception};
+use cortex_m_semihosting::{debug, hio};
+use tessera_firmware_app::{expected, run, Buffers, Platform};
+
+/// Bytes painted below the caller's stack pointer (the checks use much less).
+const PAINT: usize = 16 * 1024;
+/// Bytes just below the stack pointer left unpainted (the painter's own frame).
+const MARGIN: usize = 64;
+const PATTERN: u32 = 0xdead_c0de;
+
+static WRAPS: AtomicU32 = AtomicU32::new(0);
+
+#[exception]
+fn SysTick() {
+    WRAPS.fetch_add(1, Ordering::Relaxed);
+}
+
+struct Board {
+    out: hio::HostStream,
+    syst: SYST,
+    top: usize,
+}
+
+impl Platform for Board {
+    fn out(&mut self) -> &mut dyn Write {
+        &mut self.out
+    }
+
+    #[inline(never)]
+    fn paint_stack(&mut self) {
+        let sp = cortex_m::register::msp::read() as usize;
+        self.top = sp;
+        let mut a = sp - PAINT;
+        while a < sp - MARGIN {
+            // SAFETY: the region lies below the stack pointer, in RAM no live frame uses (the
+            // checks run with no interrupts but SysTick, whose frame is far smaller than the
+            // margin), and is word aligned.
+            unsafe { core::ptr::write_volatile(a as *mut u32, PATTERN) };
+            a += 4;
+        }
+    }
+
+    fn stack_used(&mut self) -> usize {
+        let mut a = self.top - PAINT;
+        // SAFETY: the same painted region, read back word by word.
+        while a < self.top - MARGIN
+            && unsafe { core::ptr::read_volatile(a as *const u32) } == PATTERN
+        {
+            a += 4;
+        }
+        self.top - a
+    }
+
+    fn instructions(&mut self) -> u64 {
+        // SysTick counts down from 2^24 - 1 at the processor clock; the exception counts wraps.
+        loop {
+            let before = WRAPS.load(Ordering::Acquire);
+            let current = SYST::get_current();
+            if WRAPS.load(Ordering::Acquire) == before {
+                return (before as u64) << 24 | (0x00ff_ffff - current) as u64;
+            }
+        }
+    }
+}
+
+#[entry]
+fn main() -> ! {
+    let Some(p) = cortex_m::Peripherals::take() else {
+        debug::exit(debug::EXIT_FAILURE);
+        loop {}
+    };
+    let mut syst = p.SYST;
+    syst.set_clock_source(SystClkSource::Core);
+    syst.set_reload(0x00ff_ffff);
+    syst.clear_current();
+    syst.enable_interrupt();
+    syst.enable_counter();
+    let Ok(out) = hio::hstdout() else {
+        debug::exit(debug::EXIT_FAILURE);
+        loop {}
+    };
+    let mut board = Board { out, syst, top: 0 };
+    let ok = match Buffers::take() {
+        Some(buffers) => checks(&mut board, buffers),
+        None => false,
+    };
+    let _ = writeln!(
+        board.out,
+        "{}",
+        if ok { "all checks passed" } else { "FAILED" }
+    );
+    let _ = &board.syst;
+    debug::exit(if ok {
+        debug::EXIT_SUCCESS
+    } else {
+        debug::EXIT_FAILURE
+    });
+    loop {}
+}
+
+fn checks(board: &mut Board, buffers: &'static mut Buffers) -> bool {
+    let mut lines = [None; 9];
+    let mut i = 0;
+    run(board, buffers, &mut |m| {
+        if let Some(slot) = lines.get_mut(i) {
+            *slot = Some(*m);
+        }
+        i += 1;
+    });
+    let mut ok = i == lines.len() && buffers.greedy == buffers.speculative;
+    let _ = writeln!(
+        board.out,
+        "target cortex-m4f  (stack in bytes, SysTick ticks of the 25 MHz core clock)"
+    );
+    for m in lines.iter().flatten() {
+        let want = expected(m.name);
+        let pass = m.error.is_none() && want == Some(m.hash.0);
+        ok &= pass;
+        let _ = writeln!(
+            board.out,
+            "{:<18} {:016x} {:<8} stack {:>5}  ticks {:>9}",
+            m.name,
+            m.hash.0,
+            if pass { "ok" } else { "MISMATCH" },
+            m.stack,
+            m.instructions
+        );
+    }
+    ok
+}
+
+// Never defined: a panic path that survives optimisation makes the link fail.
+extern "C" {
+    fn tessera_no_panic_proof_a_panic_path_survived() -> !;
+}
+
+#[cfg(not(feature = "find-panics"))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    // SAFETY: never called in a program that links (the symbol does not exist).
+    unsafe { tessera_no_panic_proof_a_panic_path_survived() }
+}
+
+/// With `--features find-panics` the program links with surviving panic paths, so
+/// `find-panics.sh` can list where they are.
+#[cfg(feature = "find-panics")]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    loop {}
+}

@@ -1,0 +1,186 @@
+//! Tessera's firmware checks on RV32IMAC under QEMU (`virt`): every check prints its checksum
+//! beside the host's, the stack it used (painted) and the instructions it retired (`minstret`,
+//! exact under `-icount shift=0`), and the program exits non-zero through semihosting on any
+//! mismatch.
+//!
+//! The panic handler calls a function that does not exist: the program links only if no panic
+//! path survives optimisation (the no-panic proof).
+
+#![no_std]
+#![no_main]
+
+use core::arch::asm;
+use core::fmt::Write;
+use riscv_rt::entry;
+use tessera_firmware_app::{expected, run, Buffers, Platform};
+
+/// Bytes painted below the caller's stack pointer (the checks use much less).
+const PAINT: usize = 16 * 1024;
+/// Bytes just below the stack pointer left unpainted (the painter's own frame).
+const MARGIN: usize = 64;
+const PATTERN: u32 = 0xdead_c0de;
+
+/// One semihosting call: `op` with argument `arg` (the RISC-V semihosting trap sequence).
+fn semihost(op: usize, arg: usize) -> usize {
+    let mut ret = op;
+    // SAFETY: the semihosting trap sequence (uncompressed, as the specification requires); the
+    // host reads only the memory `arg` points to for this `op`.
+    unsafe {
+        asm!(
+            ".balign 16",
+            ".option push",
+            ".option norvc",
+            "slli zero, zero, 0x1f",
+            "ebreak",
+            "srai zero, zero, 0x7",
+            ".option pop",
+            inout("a0") ret,
+            in("a1") arg,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// SYS_EXIT: stops the emulator with status 0 (ApplicationExit) or 1 (RunTimeErrorUnknown).
+fn exit(ok: bool) -> ! {
+    semihost(0x18, if ok { 0x20026 } else { 0x20023 });
+    loop {}
+}
+
+/// Semihosting console output (SYS_WRITE0 of NUL-terminated pieces) as a `fmt::Write`.
+struct Out;
+
+impl Write for Out {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for piece in s.as_bytes().chunks(63) {
+            let mut buf = [0u8; 64];
+            buf.iter_mut().zip(piece).for_each(|(d, &c)| *d = c);
+            semihost(0x04, buf.as_ptr() as usize);
+        }
+        Ok(())
+    }
+}
+
+struct Board {
+    out: Out,
+    top: usize,
+}
+
+fn stack_pointer() -> usize {
+    let sp: usize;
+    // SAFETY: reads the stack pointer register; no memory is touched.
+    unsafe { asm!("mv {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+    sp
+}
+
+impl Platform for Board {
+    fn out(&mut self) -> &mut dyn Write {
+        &mut self.out
+    }
+
+    #[inline(never)]
+    fn paint_stack(&mut self) {
+        let sp = stack_pointer();
+        self.top = sp;
+        let mut a = sp - PAINT;
+        while a < sp - MARGIN {
+            // SAFETY: the region lies below the stack pointer, in RAM no live frame uses (no
+            // interrupts are enabled), and is word aligned.
+            unsafe { core::ptr::write_volatile(a as *mut u32, PATTERN) };
+            a += 4;
+        }
+    }
+
+    fn stack_used(&mut self) -> usize {
+        let mut a = self.top - PAINT;
+        // SAFETY: the same painted region, read back word by word.
+        while a < self.top - MARGIN
+            && unsafe { core::ptr::read_volatile(a as *const u32) } == PATTERN
+        {
+            a += 4;
+        }
+        self.top - a
+    }
+
+    fn instructions(&mut self) -> u64 {
+        loop {
+            let (hi, lo, hi2): (u32, u32, u32);
+            // SAFETY: reads the machine-mode instruction counter; no memory is touched.
+            unsafe {
+                asm!("csrr {}, minstreth", out(reg) hi, options(nomem, nostack));
+                asm!("csrr {}, minstret", out(reg) lo, options(nomem, nostack));
+                asm!("csrr {}, minstreth", out(reg) hi2, options(nomem, nostack));
+            }
+            if hi == hi2 {
+                return (hi as u64) << 32 | lo as u64;
+            }
+        }
+    }
+}
+
+#[entry]
+fn main() -> ! {
+    let mut board = Board { out: Out, top: 0 };
+    let ok = match Buffers::take() {
+        Some(buffers) => checks(&mut board, buffers),
+        None => false,
+    };
+    let _ = writeln!(
+        board.out,
+        "{}",
+        if ok { "all checks passed" } else { "FAILED" }
+    );
+    exit(ok)
+}
+
+fn checks(board: &mut Board, buffers: &'static mut Buffers) -> bool {
+    let mut lines = [None; 9];
+    let mut i = 0;
+    run(board, buffers, &mut |m| {
+        if let Some(slot) = lines.get_mut(i) {
+            *slot = Some(*m);
+        }
+        i += 1;
+    });
+    let mut ok = i == lines.len() && buffers.greedy == buffers.speculative;
+    let _ = writeln!(
+        board.out,
+        "target riscv32imac  (stack in bytes, instructions retired)"
+    );
+    for m in lines.iter().flatten() {
+        let want = expected(m.name);
+        let pass = m.error.is_none() && want == Some(m.hash.0);
+        ok &= pass;
+        let _ = writeln!(
+            board.out,
+            "{:<18} {:016x} {:<8} stack {:>5}  instr {:>9}",
+            m.name,
+            m.hash.0,
+            if pass { "ok" } else { "MISMATCH" },
+            m.stack,
+            m.instructions
+        );
+    }
+    ok
+}
+
+// Never defined: a panic path that survives optimisation makes the link fail.
+extern "C" {
+    fn tessera_no_panic_proof_a_panic_path_survived() -> !;
+}
+
+#[cfg(not(feature = "find-panics"))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    // SAFETY: never called in a program that links (the symbol does not exist).
+    unsafe { tessera_no_panic_proof_a_panic_path_survived() }
+}
+
+/// With `--features find-panics` the program links with surviving panic paths, so
+/// `find-panics.sh` can list where they are.
+#[cfg(feature = "find-panics")]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
