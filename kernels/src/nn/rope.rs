@@ -41,8 +41,8 @@ fn rotate(
         let inv_freq = libm::pow(theta as f64, -2.0 * i as f64 / head_dim as f64);
         for (t, token) in x.chunks_exact_mut(row.get()).enumerate() {
             let angle = (start_pos + t) as f64 * inv_freq;
-            let c = libm::cos(angle) as f32;
-            let s = (sign * libm::sin(angle)) as f32;
+            let (c, s) = cos_sin(angle);
+            let (c, s) = (c as f32, (sign * s) as f32);
             for head in token.chunks_exact_mut(head_dim.max(1)) {
                 if let (Some(&u), Some(&v)) = (head.get(i), head.get(i + half)) {
                     let (x1, x2) = (u * c - v * s, u * s + v * c);
@@ -57,6 +57,25 @@ fn rotate(
         }
     }
     Ok(())
+}
+
+/// `(cos x, sin x)` for `0 <= x < 2^52`, reduced to `[-π/4, π/4]` here so that `libm`'s `sin` and
+/// `cos` take their direct path: their general argument reduction (`rem_pio2`) reserves a 720-byte
+/// stack frame on a Cortex-M, a third of a firmware task's budget. `fmod` is exact; `2π` and
+/// `π/2` as `f64` put the reduced angle within about `1e-16 · x / 2π` of the exact one, far
+/// below the `f32` results' resolution.
+fn cos_sin(x: f64) -> (f64, f64) {
+    use core::f64::consts::{FRAC_PI_2, TAU};
+    let r = libm::fmod(x, TAU);
+    let k = libm::round(r / FRAC_PI_2);
+    let t = r - k * FRAC_PI_2;
+    let (s, c) = (libm::sin(t), libm::cos(t));
+    match (k as i32).rem_euclid(4) {
+        0 => (c, s),
+        1 => (-s, c),
+        2 => (-c, -s),
+        _ => (s, -c),
+    }
 }
 
 /// Rotates `x` (`[tokens, heads, head_dim]`, token `t` at position `start_pos + t`) in place.

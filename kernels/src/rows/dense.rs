@@ -6,6 +6,8 @@ use crate::Element;
 
 /// Partial sums of a dot product (the lanes of the SIMD backends).
 const LANES: usize = 16;
+/// Rows of `x` that share one pass over a weight row.
+const PAIR: usize = 2;
 /// Rows of `x` processed while one weight row stays in L1.
 const ROW_BLOCK: usize = 32;
 
@@ -44,37 +46,28 @@ fn finish<W: Element>(mut acc: [f32; LANES], xt: &[f32], wt: &[W]) -> f32 {
     acc[0] + tail
 }
 
-/// [`dot`] of four rows against one weight row, each row with exactly `dot`'s operations in
-/// `dot`'s order (so the bits are the same), but every weight chunk loaded once for all four.
+/// [`dot`] of `R` rows against one weight row, each row with exactly `dot`'s operations in
+/// `dot`'s order (so the bits are the same), but every weight chunk loaded once for all rows.
 #[inline(always)]
-fn dot4<W: Element>(x: [&[f32]; 4], w: &[W]) -> [f32; 4] {
-    let mut acc = [[0.0f32; LANES]; 4];
-    let chunks = x[0]
-        .as_chunks::<LANES>()
-        .0
-        .iter()
-        .zip(x[1].as_chunks::<LANES>().0)
-        .zip(
-            x[2].as_chunks::<LANES>()
-                .0
-                .iter()
-                .zip(x[3].as_chunks::<LANES>().0),
-        )
-        .zip(w.as_chunks::<LANES>().0);
-    for (((a0, a1), (a2, a3)), b) in chunks {
+fn dot_rows<W: Element, const R: usize>(x: [&[f32]; R], w: &[W]) -> [f32; R] {
+    let mut acc = [[0.0f32; LANES]; R];
+    let (wc, wt) = w.as_chunks::<LANES>();
+    for (c, b) in wc.iter().enumerate() {
         let mut wf = [0.0f32; LANES];
         for (f, &v) in wf.iter_mut().zip(b) {
             *f = v.to_f32();
         }
-        for (acc_r, a) in acc.iter_mut().zip([a0, a1, a2, a3]) {
+        for (acc_r, xr) in acc.iter_mut().zip(x) {
+            let Some(a) = xr.as_chunks::<LANES>().0.get(c) else {
+                continue;
+            };
             for (s, (&xa, &wv)) in acc_r.iter_mut().zip(a.iter().zip(&wf)) {
                 *s += xa * wv;
             }
         }
     }
     let full = w.len() / LANES * LANES;
-    let wt = w.get(full..).unwrap_or(&[]);
-    let mut out = [0.0f32; 4];
+    let mut out = [0.0f32; R];
     for ((o, acc_r), xr) in out.iter_mut().zip(acc).zip(x) {
         *o = finish(acc_r, xr.get(full..).unwrap_or(&[]), wt);
     }
@@ -100,18 +93,20 @@ pub(crate) fn linear<W: Element>(in_dim: usize, x: &[f32], w: &[W], y: &mut [f32
     );
     for (xb, yb) in x.chunks(x_block).zip(y.chunks_mut(y_block)) {
         let rows = (xb.len() / n_in).min(yb.len() / n_out);
-        let quads = rows / 4 * 4;
+        // Two rows per weight-row pass: the accumulators of more rows would grow the stack frame
+        // (a firmware task's budget) for little gain on a scalar core.
+        let pairs = rows / PAIR * PAIR;
         for (o, w_row) in w.chunks_exact(n_in).enumerate() {
-            for r in (0..quads).step_by(4) {
+            for r in (0..pairs).step_by(PAIR) {
                 let row = |i: usize| xb.get((r + i) * n_in..(r + i + 1) * n_in).unwrap_or(&[]);
-                let v = dot4([row(0), row(1), row(2), row(3)], w_row);
+                let v = dot_rows([row(0), row(1)], w_row);
                 for (i, &vi) in v.iter().enumerate() {
                     if let Some(yo) = yb.get_mut((r + i) * n_out + o) {
                         *yo = vi;
                     }
                 }
             }
-            for r in quads..rows {
+            for r in pairs..rows {
                 let x_row = xb.get(r * n_in..(r + 1) * n_in).unwrap_or(&[]);
                 if let Some(yo) = yb.get_mut(r * n_out + o) {
                     *yo = dot(x_row, w_row);
