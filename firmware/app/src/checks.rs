@@ -138,15 +138,45 @@ fn hash_tokens(x: &[u32]) -> Hash {
     h
 }
 
+/// `TESSERA_FW_ONLY` at build time keeps one check's kernel (the others become no-ops, so the
+/// linker drops their code): `sizes.sh` measures each kernel's `.text` this way.
+const ONLY: Option<&str> = option_env!("TESSERA_FW_ONLY");
+
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The check as given, or with a no-op kernel when `TESSERA_FW_ONLY` names another.
+const fn keep(c: Check) -> Check {
+    match ONLY {
+        Some(only) if !same(only, c.name) => Check {
+            kernel: |_| Ok(()),
+            ..c
+        },
+        _ => c,
+    }
+}
+
 /// Every check, in order.
 pub const CHECKS: [Check; 9] = [
-    Check {
+    keep(Check {
         name: "flash_f32",
         prepare: attention_inputs,
         kernel: |b| flash_attention(&PREFILL, TILES, &b.q, &b.k, &b.v, &mut b.out, &mut b.flash),
         hash: hash_out,
-    },
-    Check {
+    }),
+    keep(Check {
         name: "flash_bf16",
         prepare: attention_inputs,
         kernel: |b| {
@@ -154,14 +184,14 @@ pub const CHECKS: [Check; 9] = [
             flash_attention(&PREFILL, TILES, q, k, v, &mut b.out16, &mut b.flash)
         },
         hash: hash_out16,
-    },
-    Check {
+    }),
+    keep(Check {
         name: "baseline_f32",
         prepare: attention_inputs,
         kernel: |b| baseline_attention(&PREFILL, &b.q, &b.k, &b.v, &mut b.out, &mut b.baseline),
         hash: hash_out,
-    },
-    Check {
+    }),
+    keep(Check {
         name: "decode_flash",
         prepare: attention_inputs,
         kernel: |b| {
@@ -177,8 +207,8 @@ pub const CHECKS: [Check; 9] = [
             )
         },
         hash: hash_decode_out,
-    },
-    Check {
+    }),
+    keep(Check {
         name: "decode_baseline",
         prepare: attention_inputs,
         kernel: |b| {
@@ -186,8 +216,8 @@ pub const CHECKS: [Check; 9] = [
             baseline_attention(&DECODE, &b.q[..HEADS * D], &b.k, &b.v, out, &mut b.baseline)
         },
         hash: hash_decode_out,
-    },
-    Check {
+    }),
+    keep(Check {
         name: "adam_step",
         prepare: optimizer_inputs,
         kernel: |b| {
@@ -201,8 +231,8 @@ pub const CHECKS: [Check; 9] = [
             )
         },
         hash: hash_optimizer,
-    },
-    Check {
+    }),
+    keep(Check {
         name: "hyper_adam_tower",
         prepare: optimizer_inputs,
         kernel: |b| {
@@ -215,19 +245,19 @@ pub const CHECKS: [Check; 9] = [
             Ok(())
         },
         hash: hash_optimizer,
-    },
-    Check {
+    }),
+    keep(Check {
         name: "greedy_decode",
         prepare: decode_inputs,
         kernel: greedy,
         hash: |b| hash_tokens(&b.greedy),
-    },
-    Check {
+    }),
+    keep(Check {
         name: "self_speculative",
         prepare: decode_inputs,
         kernel: speculative,
         hash: |b| hash_tokens(&b.speculative),
-    },
+    }),
 ];
 
 /// Runs every check, reports each through `each`, and prints a table and the generated text to
