@@ -63,6 +63,48 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     Ok(())
 }
 
+/// Reads an input file whole: a directory is refused by name, and so is a file (or a stream such
+/// as a pipe or `/dev/zero`) larger than the memory budget ([`crate::budget`]), before it fills
+/// memory.
+pub fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
+    use anyhow::{bail, Context};
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if meta.is_dir() {
+        bail!("it is a directory, not a file");
+    }
+    let budget = crate::budget::budget();
+    let too_big = || {
+        format!(
+            "it is larger than the {} of {}",
+            crate::budget::Bytes(budget.bytes),
+            budget.source
+        )
+    };
+    if meta.len() > budget.bytes {
+        bail!(too_big());
+    }
+    let mut bytes = Vec::new();
+    file.take(budget.bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .context("reading failed")?;
+    if bytes.len() as u64 > budget.bytes {
+        bail!(too_big());
+    }
+    Ok(bytes)
+}
+
+/// [`read_input`] of a UTF-8 text file.
+pub fn read_text(path: &Path) -> anyhow::Result<String> {
+    String::from_utf8(read_input(path)?).map_err(|e| {
+        anyhow::anyhow!(
+            "it is not UTF-8 text (byte {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
 /// Writes `value` as pretty-printed JSON with a final newline to `path`, atomically
 /// ([`write_atomic`]).
 pub fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {

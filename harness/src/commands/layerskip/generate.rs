@@ -95,8 +95,8 @@ fn generate_prompts(a: &GenerateArgs, vocab: &Vocab) -> anyhow::Result<Vec<(Stri
         a.prompt_count != 0 && a.prompt_chars != 0,
         "--prompt-count and --prompt-chars must be at least 1"
     );
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = crate::fsutil::read_text(path)
+        .with_context(|| format!("cannot read --prompts-from {}", path.display()))?;
     let chars: Vec<char> = text.chars().collect();
     let held_out = chars.get(chars.len() - chars.len() / 10..).unwrap_or(&[]);
     let room = held_out.len().saturating_sub(a.prompt_chars);
