@@ -23,8 +23,8 @@ pub fn finite_non_negative(s: &str) -> Result<f32, String> {
 
 /// A clap value parser for a finite `f32` above 0 (learning rates, scales).
 pub fn finite_positive(s: &str) -> Result<f32, String> {
-    match finite_non_negative(s)? {
-        x if x > 0.0 => Ok(x),
+    match s.parse::<f32>().map_err(|e| format!("{e}"))? {
+        x if x.is_finite() && x > 0.0 => Ok(x),
         x => Err(format!("{x} is not a finite number > 0")),
     }
 }
