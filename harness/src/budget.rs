@@ -37,6 +37,17 @@ impl Need {
         }
     }
 
+    /// `copies` of all of `parts` together, as one need (`None` if any part overflowed).
+    pub fn combined(what: impl Into<String>, parts: &[Need], copies: usize) -> Need {
+        let one = parts
+            .iter()
+            .try_fold(0u64, |acc, n| acc.checked_add(n.bytes?));
+        Need {
+            what: what.into(),
+            bytes: one.and_then(|b| b.checked_mul(copies as u64)),
+        }
+    }
+
     /// `count` `f32` values.
     pub fn floats<E>(what: impl Into<String>, count: Result<usize, E>) -> Need {
         Need::of::<f32, E>(what, count)
