@@ -105,9 +105,13 @@ pub fn check_replaceable(path: &Path) -> std::io::Result<()> {
     )))
 }
 
-/// Reads an input file whole: a directory is refused by name, and so is a file (or a stream such
-/// as a pipe or `/dev/zero`) larger than the memory budget ([`crate::budget`]), before it fills
-/// memory.
+/// The most bytes [`read_input`] reads from a pipe or device, whose length is not known
+/// beforehand: 256 MiB (a regular file may be as large as the memory budget).
+pub const STREAM_LIMIT: u64 = 256 << 20;
+
+/// Reads an input file whole: a directory is refused by name, and so is a regular file larger
+/// than the memory budget ([`crate::budget`]) or a stream (a pipe, `/dev/zero`) longer than
+/// [`STREAM_LIMIT`], before it fills memory.
 pub fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
     use anyhow::{bail, Context};
     use std::io::Read;
@@ -117,21 +121,26 @@ pub fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
         bail!("it is a directory, not a file");
     }
     let budget = crate::budget::budget();
+    let (limit, why) = if meta.is_file() {
+        (budget.bytes, budget.source)
+    } else {
+        let limit = budget.bytes.min(STREAM_LIMIT);
+        (limit, "the limit on reading a pipe or device")
+    };
     let too_big = || {
         format!(
-            "it is larger than the {} of {}",
-            crate::budget::Bytes(budget.bytes),
-            budget.source
+            "it is larger than the {} of {why}",
+            crate::budget::Bytes(limit)
         )
     };
-    if meta.len() > budget.bytes {
+    if meta.is_file() && meta.len() > limit {
         bail!(too_big());
     }
     let mut bytes = Vec::new();
-    file.take(budget.bytes.saturating_add(1))
+    file.take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
         .context("reading failed")?;
-    if bytes.len() as u64 > budget.bytes {
+    if bytes.len() as u64 > limit {
         bail!(too_big());
     }
     Ok(bytes)
@@ -179,6 +188,10 @@ pub fn check_output_file(path: &Path) -> Result<(), WriteError> {
 /// Creates `dir` (and its parents) if it does not exist and checks that it takes a new file, as
 /// [`check_output_file`] does, before the long work whose results go there.
 pub fn prepare_output_dir(dir: &Path) -> Result<(), WriteError> {
+    if dir.exists() && !dir.is_dir() {
+        let e = std::io::Error::new(std::io::ErrorKind::NotADirectory, "it is not a directory");
+        return Err(WriteError::new(dir, e));
+    }
     std::fs::create_dir_all(dir)
         .and_then(|_| probe(&dir.join(format!(".tessera-probe{}", std::process::id()))))
         .map_err(|e| WriteError::new(dir, e))

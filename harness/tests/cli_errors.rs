@@ -271,6 +271,12 @@ fn training_refuses_absurd_sizes_and_stops_on_divergence() {
     refused(&train(&["--lr", "1e30"]), &["training diverged"]);
     refused(&train(&["--batch", "18446744073709551615"]), &["overflows"]);
     refused(&train(&["--corpus", "."]), &["directory"]);
+    refused(&train(&["--corpus", "/dev/zero"]), &["pipe or device"]);
+    std::fs::write(scratch().join("plain-file"), b"x").expect("file");
+    refused(
+        &["deviation", "--quick", "--out-dir", "plain-file"],
+        &["plain-file: it is not a directory"],
+    );
     assert!(!scratch().join("t.safetensors").exists());
     refused(
         &["deviation", "--quick", "--rows", "100000000000000"],
