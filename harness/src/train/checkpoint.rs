@@ -74,7 +74,9 @@ fn describe(e: &SafeTensorError) -> String {
             "its header length points past the end of the file (truncated, or not safetensors)"
                 .into()
         }
-        E::HeaderTooLarge => "its header length is over safetensors' 100 MB limit".into(),
+        E::HeaderTooLarge => {
+            "its header length is over safetensors' 100 MB limit (not a safetensors file?)".into()
+        }
         E::InvalidHeader | E::InvalidHeaderStart => {
             "its header is not UTF-8 JSON (not a safetensors file)".into()
         }
