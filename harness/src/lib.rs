@@ -5,10 +5,12 @@
 //! - [`npy`]: NumPy `.npy` reading and atomic writing;
 //! - [`precision`]: rounding `f32` data to bf16 and back (one helper for inputs and training);
 //! - [`tolerance`]: the one table of tolerances, with the a-priori error bound of a row;
+//! - [`budget`]: the memory a command may allocate, checked before it does;
 //! - [`attention`]: the kernels run from `f32` data by run-time configuration, and seeded problems;
 //! - the `tessera` binary's subcommands, one module each.
 
 pub mod attention;
+pub mod budget;
 pub mod commands;
 pub mod data;
 pub mod deviation;

@@ -149,7 +149,10 @@ fn checkpoints_round_trip_and_bad_files_are_clear_errors() {
     std::fs::write(&path, b"not a model").unwrap();
     // `{:#}`: the message with its causes, as the CLI prints it.
     let err = format!("{:#}", checkpoint::load(&path).unwrap_err());
-    assert!(err.contains("not a tessera layerskip model"), "{err}");
+    assert!(
+        err.contains("not a usable tessera layerskip model"),
+        "{err}"
+    );
     let err = format!(
         "{:#}",
         checkpoint::load(&dir.join("missing.safetensors")).unwrap_err()

@@ -10,7 +10,9 @@
 //! paper's (its training runs were bf16).
 
 use super::CliResult;
+use crate::budget::{ensure_fits, Need};
 use crate::plot::{Plot, Scale, Series};
+use crate::train::network::Network;
 use crate::train::{synthetic_corpus, Corpus, Precision, Recipe, TrainConfig, Trainer};
 use crate::wasserstein::wasserstein1;
 use anyhow::ensure;
@@ -120,6 +122,32 @@ pub fn main(args: Args) -> CliResult {
     let steps = cfgs[0].steps;
     let every = args.every.unwrap_or((steps / 10).max(1));
     ensure!(every != 0, "--every must be at least 1");
+    for cfg in &cfgs {
+        cfg.validate()?;
+    }
+    // Each run keeps a copy of its weights at every snapshot step, on top of its training state.
+    let snapshots = (steps / every).saturating_add(1);
+    let weights = cfgs[0].model.param_count()?;
+    let mut run = vec![Need::floats(
+        "weights, gradients and Adam state",
+        weights.checked_mul(4).ok_or(()),
+    )];
+    run.extend(Network::needs(
+        &cfgs[0].model,
+        cfgs[0].seq_len,
+        cfgs[0].attention,
+    ));
+    let needs = [
+        Need::floats(
+            "the snapshots of 5 runs",
+            weights
+                .checked_mul(snapshots)
+                .and_then(|n| n.checked_mul(cfgs.len()))
+                .ok_or(()),
+        ),
+        Need::combined("the training state of 5 runs", &run, cfgs.len()),
+    ];
+    ensure_fits(&needs, "lower --steps or raise --every")?;
     crate::fsutil::check_outputs(args.json.as_deref(), args.out_dir.as_deref())?;
     let names = crate::train::tensor_names(&cfgs[0].model);
     eprintln!(

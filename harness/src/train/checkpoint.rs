@@ -3,9 +3,9 @@
 //! model config, the vocabulary and a free-form description in the metadata.
 
 use super::{corpus::Vocab, tensor_names};
-use anyhow::{bail, ensure, Context};
+use anyhow::{anyhow, ensure, Context};
 use safetensors::tensor::{Dtype, TensorView};
-use safetensors::SafeTensors;
+use safetensors::{SafeTensorError, SafeTensors};
 use std::collections::HashMap;
 use std::path::Path;
 use tessera_kernels::nn::ModelConfig;
@@ -32,17 +32,23 @@ fn config_json(c: &ModelConfig) -> serde_json::Value {
 }
 
 fn config_from_json(v: &serde_json::Value) -> anyhow::Result<ModelConfig> {
-    let u = |k: &str| {
+    let field = |k: &str| {
         v.get(k)
-            .and_then(|x| x.as_u64())
-            .map(|x| x as usize)
             .with_context(|| format!("checkpoint config lacks `{k}`"))
     };
+    let u = |k: &str| {
+        let x = field(k)?;
+        x.as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .with_context(|| {
+                format!("checkpoint config field `{k}` is {x}, not a size (a non-negative integer)")
+            })
+    };
     let f = |k: &str| {
-        v.get(k)
-            .and_then(|x| x.as_f64())
-            .map(|x| x as f32)
-            .with_context(|| format!("checkpoint config lacks `{k}`"))
+        let x = field(k)?;
+        x.as_f64()
+            .map(|n| n as f32)
+            .with_context(|| format!("checkpoint config field `{k}` is {x}, not a number"))
     };
     let c = ModelConfig {
         vocab: u("vocab")?,
@@ -57,6 +63,37 @@ fn config_from_json(v: &serde_json::Value) -> anyhow::Result<ModelConfig> {
     };
     c.validate().context("checkpoint config is invalid")?;
     Ok(c)
+}
+
+/// What is wrong with a file that safetensors refused, in words.
+fn describe(e: &SafeTensorError) -> String {
+    use SafeTensorError as E;
+    match e {
+        E::HeaderTooSmall => "it is shorter than a safetensors header (empty or truncated)".into(),
+        E::InvalidHeaderLength => {
+            "its header length points past the end of the file (truncated, or not safetensors)"
+                .into()
+        }
+        E::HeaderTooLarge => {
+            "its header length is over safetensors' 100 MB limit (not a safetensors file?)".into()
+        }
+        E::InvalidHeader | E::InvalidHeaderStart => {
+            "its header is not UTF-8 JSON (not a safetensors file)".into()
+        }
+        E::InvalidHeaderDeserialization | E::JsonError(_) => {
+            "its header is not valid safetensors JSON".into()
+        }
+        E::MetadataIncompleteBuffer => {
+            "the tensors' data does not match the file's length (truncated or padded)".into()
+        }
+        E::InvalidOffset(name) => format!("tensor `{name}` has offsets outside the file"),
+        E::TensorInvalidInfo | E::InvalidTensorView(..) => {
+            "a tensor's shape and type disagree with its bytes".into()
+        }
+        E::ValidationOverflow => "a tensor's shape overflows".into(),
+        E::TensorNotFound(name) => format!("tensor `{name}` is missing"),
+        E::IoError(io) => io.to_string(),
+    }
 }
 
 /// Writes a checkpoint atomically.
@@ -108,49 +145,86 @@ pub fn save(
     Ok(crate::fsutil::write_atomic(path, &out)?)
 }
 
-/// Reads a checkpoint written by [`save`], with a clear message for a missing, truncated or
-/// foreign file.
+/// Reads a checkpoint written by [`save`], with a clear message for a missing, truncated,
+/// foreign or inconsistent file. Every tensor is checked against the file before the weights
+/// are allocated, so the file's size bounds the memory a config can ask for, and a model with a
+/// NaN or infinite weight (a diverged run) is refused.
 pub fn load(path: &Path) -> anyhow::Result<Checkpoint> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("cannot read model {}", path.display()))?;
-    parse(&bytes).with_context(|| format!("{} is not a tessera layerskip model", path.display()))
+    let bytes = crate::fsutil::read_input(path)
+        .with_context(|| format!("cannot read model {}", path.display()))?;
+    parse(&bytes)
+        .with_context(|| format!("{} is not a usable tessera layerskip model", path.display()))
 }
 
 /// The checkpoint in the bytes of a file.
 fn parse(bytes: &[u8]) -> anyhow::Result<Checkpoint> {
-    let (_, header) = SafeTensors::read_metadata(bytes)?;
-    let meta = header.metadata().as_ref().context("no metadata")?;
-    let config_text = meta.get("config").context("no `config` metadata")?;
-    let config_value: serde_json::Value = serde_json::from_str(config_text).context("config")?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| anyhow!(describe(&e)))?;
+    let meta = header
+        .metadata()
+        .as_ref()
+        .context("it has no metadata (not written by tessera)")?;
+    let config_text = meta.get("config").context("it has no `config` metadata")?;
+    let config_value: serde_json::Value =
+        serde_json::from_str(config_text).context("its `config` metadata is not JSON")?;
     let config = config_from_json(&config_value)?;
     let vocab_text: String = meta
         .get("vocab")
-        .map(|v| serde_json::from_str(v))
-        .transpose()
-        .context("vocab")?
-        .context("no `vocab` metadata")?;
+        .context("it has no `vocab` metadata")
+        .and_then(|v| {
+            serde_json::from_str(v).context("its `vocab` metadata is not a JSON string")
+        })?;
     let vocab = Vocab {
         chars: vocab_text.chars().collect(),
     };
     ensure!(
         vocab.len() == config.vocab,
-        "vocabulary has {} characters, config says {}",
+        "its vocabulary has {} characters, its config says vocab {}",
         vocab.len(),
         config.vocab
     );
-    let st = SafeTensors::deserialize(bytes)?;
+    // The config's sizes are checked against the file before anything is sized by them.
+    let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow!(describe(&e)))?;
+    ensure!(
+        st.len() == config.tensor_count(),
+        "it holds {} tensors, its config (layers {}) needs {}",
+        st.len(),
+        config.layers,
+        config.tensor_count()
+    );
     let total = config.param_count()?;
-    let mut params = vec![0.0f32; total];
-    for (name, r) in tensor_names(&config) {
+    ensure!(
+        total.checked_mul(4).is_some_and(|b| b <= bytes.len()),
+        "its config needs {total} weights ({} bytes of F32), more than the file's {} bytes",
+        total as u128 * 4,
+        bytes.len()
+    );
+    let names = tensor_names(&config);
+    for (name, r) in &names {
         let t = st
-            .tensor(&name)
+            .tensor(name)
             .ok()
             .with_context(|| format!("tensor `{name}` is missing"))?;
-        if t.dtype() != Dtype::F32 || t.data().len() != r.len() * 4 {
-            bail!("tensor `{name}` must be F32 with {} elements", r.len());
-        }
-        for (p, b) in params[r].iter_mut().zip(t.data().chunks_exact(4)) {
+        ensure!(
+            t.dtype() == Dtype::F32 && t.data().len() == r.len() * 4,
+            "tensor `{name}` must be F32 with {} elements (the config's shape), it is {:?} {:?}",
+            r.len(),
+            t.dtype(),
+            t.shape()
+        );
+    }
+    let mut params = vec![0.0f32; total];
+    for (name, r) in names {
+        let t = st.tensor(&name)?;
+        for (i, (p, b)) in params[r]
+            .iter_mut()
+            .zip(t.data().chunks_exact(4))
+            .enumerate()
+        {
             *p = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            ensure!(
+                p.is_finite(),
+                "tensor `{name}` holds {p} at element {i}: the weights are broken (a diverged run?)"
+            );
         }
     }
     Ok(Checkpoint {

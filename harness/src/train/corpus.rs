@@ -87,7 +87,7 @@ impl Corpus {
 
     /// Reads a UTF-8 text file.
     pub fn from_file(path: &std::path::Path) -> anyhow::Result<Corpus> {
-        let text = std::fs::read_to_string(path)
+        let text = crate::fsutil::read_text(path)
             .with_context(|| format!("cannot read corpus {}", path.display()))?;
         Corpus::from_text(&text).with_context(|| path.display().to_string())
     }

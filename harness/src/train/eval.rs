@@ -1,6 +1,7 @@
 //! Per-exit evaluation through the kernel inference path: cross-entropy, perplexity and top-1
 //! agreement with the last layer for every early exit.
 
+use crate::budget::{ensure_fits, Need};
 use anyhow::{ensure, Context};
 use tessera_kernels::nn::{
     argmax, embed_tokens, exit_logits, forward_layers, kv_cache_len, layer_scratch_len,
@@ -29,13 +30,33 @@ pub fn evaluate_exits(
     windows: usize,
 ) -> anyhow::Result<Vec<ExitEval>> {
     let evaluate = || -> anyhow::Result<Vec<ExitEval>> {
-        let w = ModelWeights::new(*config, params)?;
-        let c = *config;
         ensure!(
-            tokens.len() > seq_len && seq_len != 0 && seq_len <= c.max_seq,
-            "it needs more than {seq_len} tokens (and seq_len <= max_seq)"
+            seq_len != 0 && seq_len <= config.max_seq,
+            "seq_len {seq_len} is outside 1..={} (the model's max_seq)",
+            config.max_seq
         );
+        ensure!(
+            tokens.len() > seq_len,
+            "it needs more than seq_len {seq_len} tokens, the text has {}",
+            tokens.len()
+        );
+        // The KV cache holds the window's positions, not the config's max_seq (only a bound).
+        let c = ModelConfig {
+            max_seq: seq_len,
+            ..*config
+        };
+        let w = ModelWeights::new(c, params)?;
         let attention = AttentionKind::Baseline;
+        ensure_fits(
+            &[
+                Need::floats("the KV cache", kv_cache_len(&c)),
+                Need::floats("the scratch", layer_scratch_len(&c, seq_len, attention)),
+                Need::floats("the hidden states", seq_len.checked_mul(c.dim).ok_or(())),
+                Need::floats("the logits", seq_len.checked_mul(c.vocab).ok_or(())),
+                Need::of::<u32, _>("the predictions", seq_len.checked_mul(c.layers).ok_or(())),
+            ],
+            "lower --seq-len",
+        )?;
         let mut kv = vec![0.0f32; kv_cache_len(&c)?];
         let mut scratch = vec![0.0f32; layer_scratch_len(&c, seq_len, attention)?];
         let mut hidden = vec![0.0f32; seq_len * c.dim];
@@ -44,9 +65,14 @@ pub fn evaluate_exits(
         let mut loss = vec![0.0f64; c.layers];
         let mut agree = vec![0usize; c.layers];
         let span = tokens.len() - seq_len - 1;
-        let windows = windows.max(1);
+        ensure!(
+            (1..=span + 1).contains(&windows),
+            "{windows} windows is outside 1..={} (the distinct windows of the text)",
+            span + 1
+        );
         for wi in 0..windows {
-            let start = span * wi / windows;
+            // wi < windows <= span + 1: the product fits in u128 and the quotient in span.
+            let start = (span as u128 * wi as u128 / windows as u128) as usize;
             let inputs = &tokens[start..start + seq_len];
             let targets = &tokens[start + 1..start + 1 + seq_len];
             embed_tokens(&w, inputs, &mut hidden)?;
@@ -61,7 +87,13 @@ pub fn evaluate_exits(
                     &mut scratch,
                 )?;
                 exit_logits(&w, &hidden, &mut logits, &mut scratch)?;
-                loss[l] += softmax_cross_entropy(c.vocab, &logits, targets, 1.0, None)?;
+                let x = softmax_cross_entropy(c.vocab, &logits, targets, 1.0, None)?;
+                ensure!(
+                    x.is_finite(),
+                    "exit {} gives a non-finite loss ({x}): the weights are broken",
+                    l + 1
+                );
+                loss[l] += x;
                 for (p, row) in preds[l].iter_mut().zip(logits.chunks_exact(c.vocab)) {
                     *p = argmax(row)?;
                 }
@@ -72,7 +104,7 @@ pub fn evaluate_exits(
             }
             agree[c.layers - 1] += seq_len;
         }
-        let n = (windows * seq_len) as f64;
+        let n = windows as f64 * seq_len as f64;
         Ok((0..c.layers)
             .map(|l| ExitEval {
                 exit_layer: l + 1,

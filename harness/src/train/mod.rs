@@ -45,7 +45,8 @@ pub mod schedule;
 pub use corpus::{synthetic_corpus, Corpus, Vocab};
 pub use schedule::{Curriculum, EarlyExitLoss, LayerDropout};
 
-use anyhow::{ensure, Context};
+use crate::budget::{ensure_fits, Need};
+use anyhow::{bail, ensure, Context};
 use network::Network;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -191,11 +192,35 @@ impl TrainConfig {
         );
         ensure!(
             self.seq_len <= self.model.max_seq,
-            "seq_len must not exceed the model's max_seq"
+            "seq_len {} exceeds the model's max_seq {}",
+            self.seq_len,
+            self.model.max_seq
+        );
+        ensure!(
+            self.batch.checked_mul(self.seq_len).is_some(),
+            "batch x seq_len overflows"
         );
         ensure!(
             self.lr.is_finite() && self.lr > 0.0,
-            "the learning rate must be positive"
+            "the learning rate must be finite and positive, not {}",
+            self.lr
+        );
+        let p_max = self.recipe.dropout.p_max;
+        ensure!(
+            (0.0..=1.0).contains(&p_max),
+            "the layer dropout rate p_max must be in [0, 1], not {p_max}"
+        );
+        if let Some(e) = self.recipe.early_exit {
+            ensure!(
+                e.e_scale.is_finite() && e.e_scale >= 0.0,
+                "the early-exit loss scale e_scale must be finite and non-negative, not {}",
+                e.e_scale
+            );
+        }
+        ensure!(
+            self.grad_clip.is_finite() && self.grad_clip >= 0.0,
+            "grad_clip must be finite and non-negative, not {}",
+            self.grad_clip
         );
         Ok(())
     }
@@ -294,6 +319,18 @@ impl Trainer {
         if let Some(&bad) = data.iter().find(|&&t| t as usize >= cfg.model.vocab) {
             anyhow::bail!("token {bad} is outside the vocabulary");
         }
+        // Weights, gradients and Adam's two moments, the network's buffers and the data.
+        let weights = cfg.model.param_count().map_err(|e| anyhow::anyhow!("{e}"));
+        let mut needs = vec![Need::floats(
+            "the weights, gradients and Adam state",
+            weights.and_then(|n| n.checked_mul(4).context("overflow")),
+        )];
+        needs.extend(Network::needs(&cfg.model, cfg.seq_len, cfg.attention));
+        needs.push(Need::of::<u32, ()>("the training tokens", Ok(data.len())));
+        ensure_fits(
+            &needs,
+            "use a smaller model (--layers, --dim, --ffn) or --seq-len",
+        )?;
         let mut params = init_params(&cfg.model, cfg.seed)?;
         if cfg.precision == Precision::Bf16Emulated {
             crate::precision::round_bf16(&mut params);
@@ -393,18 +430,23 @@ impl Trainer {
                 }
             }
         }
-        let tokens = (cfg.batch * cfg.seq_len) as f64;
-        if cfg.grad_clip > 0.0 {
-            let norm = self
-                .grads
-                .iter()
-                .map(|&g| g as f64 * g as f64)
-                .sum::<f64>()
-                .sqrt();
-            if norm > cfg.grad_clip as f64 {
-                let s = (cfg.grad_clip as f64 / norm) as f32;
-                self.grads.iter_mut().for_each(|g| *g *= s);
-            }
+        let tokens = cfg.batch as f64 * cfg.seq_len as f64;
+        let norm = self
+            .grads
+            .iter()
+            .map(|&g| g as f64 * g as f64)
+            .sum::<f64>()
+            .sqrt();
+        // A run that diverged stops here with the step, rather than training on NaN.
+        ensure!(
+            last_loss.is_finite() && weighted.is_finite() && norm.is_finite(),
+            "step {}: training diverged (loss {}, gradient norm {norm}); lower the learning rate",
+            t + 1,
+            last_loss / tokens
+        );
+        if cfg.grad_clip > 0.0 && norm > cfg.grad_clip as f64 {
+            let s = (cfg.grad_clip as f64 / norm) as f32;
+            self.grads.iter_mut().for_each(|g| *g *= s);
         }
         let lr = cfg.lr_at(t);
         let adam = AdamConfig {
@@ -426,6 +468,13 @@ impl Trainer {
         .with_context(|| format!("adam step {}", self.step))?;
         if cfg.precision == Precision::Bf16Emulated {
             crate::precision::round_bf16(&mut self.params);
+        }
+        if let Some(i) = self.params.iter().position(|p| !p.is_finite()) {
+            bail!(
+                "step {}: weight {i} became {} (training diverged); lower the learning rate",
+                self.step,
+                self.params[i]
+            );
         }
         Ok(StepInfo {
             step: self.step,

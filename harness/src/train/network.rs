@@ -14,6 +14,7 @@ use tessera_kernels::nn::{
     LayerGradients, LinearShape, ModelConfig, ModelWeights, TensorId, TensorKind,
 };
 
+use crate::budget::{ensure_fits, Need};
 use anyhow::{anyhow, bail, Result as R};
 
 /// A tensor of the flat parameter vector.
@@ -76,7 +77,34 @@ pub struct SequenceLoss {
 }
 
 impl Network {
-    /// Buffers for sequences of `seq` tokens.
+    /// The buffers [`Network::new`] allocates, sized with checked arithmetic, for
+    /// [`crate::budget::ensure_fits`].
+    pub fn needs(c: &ModelConfig, seq: usize, attention: AttentionKind) -> Vec<Need> {
+        let rows = seq.checked_mul(c.dim);
+        let per_layer = decoder_layer_activations_len(c, seq)
+            .ok()
+            .zip(rows)
+            .and_then(|(a, r)| a.checked_add(r))
+            .and_then(|n| n.checked_mul(c.layers));
+        let scratch = decoder_layer_train_scratch_len(c, seq, attention)
+            .and_then(|a| Ok(a.max(decoder_layer_backward_scratch_len(c, seq)?)));
+        vec![
+            Need::floats("the saved activations", per_layer.ok_or(())),
+            Need::floats(
+                "the hidden states",
+                rows.and_then(|r| r.checked_mul(5)).ok_or(()),
+            ),
+            Need::floats(
+                "the logits",
+                seq.checked_mul(c.vocab)
+                    .and_then(|n| n.checked_mul(2))
+                    .ok_or(()),
+            ),
+            Need::floats("the layer scratch", scratch),
+        ]
+    }
+
+    /// Buffers for sequences of `seq` tokens (refused when they exceed the memory budget).
     pub fn new(
         c: ModelConfig,
         seq: usize,
@@ -84,6 +112,10 @@ impl Network {
         precision: Precision,
     ) -> R<Self> {
         c.validate()?;
+        ensure_fits(
+            &Network::needs(&c, seq, attention),
+            "use a smaller model or --seq-len",
+        )?;
         let (d, v) = (c.dim, c.vocab);
         let scratch = decoder_layer_train_scratch_len(&c, seq, attention)?
             .max(decoder_layer_backward_scratch_len(&c, seq)?);

@@ -74,8 +74,10 @@ fn perplexity_svg(models: &[(String, Vec<ExitEval>)]) -> String {
         .max(2);
     let ppl = models
         .iter()
-        .flat_map(|(_, e)| e.iter().map(|x| x.perplexity));
+        .flat_map(|(_, e)| e.iter().map(|x| x.perplexity))
+        .filter(|p| p.is_finite());
     let (lo, hi) = ppl.fold((f64::INFINITY, 0.0f64), |(a, b), p| (a.min(p), b.max(p)));
+    let lo = if lo.is_finite() { lo } else { 0.0 };
     let (lo, hi) = ((lo * 0.95).floor(), (hi * 1.05).ceil().max(lo + 1.0));
     let x = |l: usize| left + (l - 1) as f64 * (w - left - right) / (layers - 1) as f64;
     let y = |p: f64| top + (hi - p) * (h - top - bottom) / (hi - lo);
@@ -107,8 +109,14 @@ fn perplexity_svg(models: &[(String, Vec<ExitEval>)]) -> String {
     );
     for (i, (name, evals)) in models.iter().enumerate() {
         let c = colors[i % colors.len()];
+        // A non-finite perplexity (a loss past f64's range) has no place on the axis.
+        let skipped = evals.iter().filter(|e| !e.perplexity.is_finite()).count();
+        if skipped != 0 {
+            eprintln!("note: {skipped} non-finite perplexities of {name} are left out of the plot");
+        }
         let pts: Vec<String> = evals
             .iter()
+            .filter(|e| e.perplexity.is_finite())
             .map(|e| format!("{:.1},{:.1}", x(e.exit_layer), y(e.perplexity)))
             .collect();
         s += &format!(
@@ -126,4 +134,29 @@ fn perplexity_svg(models: &[(String, Vec<ExitEval>)]) -> String {
         );
     }
     s + "</svg>\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_perplexities_are_left_out_of_the_plot() {
+        let e = |l, p| ExitEval {
+            exit_layer: l,
+            loss: f64::ln(p),
+            perplexity: p,
+            agreement: 1.0,
+        };
+        let models = vec![(
+            "m.safetensors".to_string(),
+            vec![e(1, f64::NAN), e(2, f64::INFINITY), e(3, 9.0), e(4, 8.0)],
+        )];
+        let svg = perplexity_svg(&models);
+        assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
+        assert!(svg.contains("<polyline"), "{svg}");
+        let all_nan = vec![("m".to_string(), vec![e(1, f64::NAN), e(2, f64::NAN)])];
+        let svg = perplexity_svg(&all_nan);
+        assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
+    }
 }

@@ -2,6 +2,7 @@
 //! self-speculative decoding, timed, with a check that both give the same text.
 
 use super::parse_attention;
+use crate::budget::{ensure_fits, Need};
 use crate::commands::CliResult;
 use crate::fsutil::{check_outputs, write_json};
 use crate::train::checkpoint;
@@ -12,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tessera_kernels::nn::{
     decode_scratch_len, greedy_decode, kv_cache_len, self_speculative_decode, DecodeStats,
-    ModelWeights,
+    ModelConfig, ModelWeights,
 };
 
 #[derive(Parser, Debug)]
@@ -22,22 +23,23 @@ pub(super) struct GenerateArgs {
     /// Layers the draft runs (E); a comma-separated list sweeps.
     #[arg(long, value_delimiter = ',', required = true)]
     exit_layer: Vec<usize>,
-    /// Tokens drafted per round (d); a comma-separated list sweeps.
+    /// Tokens drafted per round (d), each from 1 to --tokens; a comma-separated list sweeps.
     #[arg(long, value_delimiter = ',', required = true)]
     draft: Vec<usize>,
     /// Prompt text (default: a line that fits the model's vocabulary).
     #[arg(long)]
     prompt: Option<String>,
-    /// Tokens to generate.
-    #[arg(long, default_value_t = 256)]
-    tokens: usize,
+    /// Tokens to generate [default: 256 (64 with --quick), fewer where the model's max_seq leaves
+    /// less room after the longest prompt]. At most max_seq minus the prompt's length.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    tokens: Option<usize>,
     /// Timed repetitions; the fastest counts.
     #[arg(long, default_value_t = 3)]
     repeats: usize,
     /// Forward attention: baseline or flash.
     #[arg(long, default_value = "baseline")]
     attention: String,
-    /// Quick run: 64 tokens, one repetition.
+    /// Quick run: 64 tokens (unless --tokens), one repetition.
     #[arg(long)]
     quick: bool,
     /// Draw the prompts from the held-out tail (the last 10%, the validation split) of this text
@@ -45,7 +47,7 @@ pub(super) struct GenerateArgs {
     /// spaced; each is continued by `--tokens` tokens and the times are summed.
     #[arg(long)]
     prompts_from: Option<PathBuf>,
-    /// Prompts drawn by `--prompts-from`.
+    /// Prompts drawn by `--prompts-from`, at most one per character of its held-out tail.
     #[arg(long, default_value_t = 16)]
     prompt_count: usize,
     /// Characters per prompt drawn by `--prompts-from`.
@@ -93,8 +95,8 @@ fn generate_prompts(a: &GenerateArgs, vocab: &Vocab) -> anyhow::Result<Vec<(Stri
         a.prompt_count != 0 && a.prompt_chars != 0,
         "--prompt-count and --prompt-chars must be at least 1"
     );
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = crate::fsutil::read_text(path)
+        .with_context(|| format!("cannot read --prompts-from {}", path.display()))?;
     let chars: Vec<char> = text.chars().collect();
     let held_out = chars.get(chars.len() - chars.len() / 10..).unwrap_or(&[]);
     let room = held_out.len().saturating_sub(a.prompt_chars);
@@ -104,9 +106,19 @@ fn generate_prompts(a: &GenerateArgs, vocab: &Vocab) -> anyhow::Result<Vec<(Stri
         path.display(),
         a.prompt_chars
     );
+    // Windows start at 0..room; more prompts than that would repeat windows.
+    ensure!(
+        a.prompt_count <= room,
+        "--prompt-count {} exceeds the {room} distinct windows of {} characters in the held-out \
+         tail of {}",
+        a.prompt_count,
+        a.prompt_chars,
+        path.display()
+    );
     let mut prompts = Vec::with_capacity(a.prompt_count);
     for k in 0..a.prompt_count {
-        let at = k * room / a.prompt_count;
+        // k < room and room fits in memory, so the product fits in u128.
+        let at = (k as u128 * room as u128 / a.prompt_count as u128) as usize;
         let text: String = held_out[at..at + a.prompt_chars].iter().collect();
         let tokens = vocab
             .encode(&text)
@@ -132,21 +144,32 @@ pub(super) fn run(a: GenerateArgs) -> CliResult {
     let ck = checkpoint::load(&a.model)?;
     let c = ck.config;
     let attention = parse_attention(&a.attention)?;
-    let (tokens, repeats) = if a.quick {
-        (64, 1)
-    } else {
-        (a.tokens, a.repeats)
-    };
+    let repeats = if a.quick { 1 } else { a.repeats };
     let prompts = generate_prompts(&a, &ck.vocab)?;
+    let longest = prompts.iter().map(|(_, p)| p.len()).max().unwrap_or(0);
+    ensure!(longest != 0, "the prompt is empty");
+    let room = c.max_seq.saturating_sub(longest);
+    let tokens = match a.tokens {
+        Some(t) => t,
+        None => (if a.quick { 64 } else { 256 }).min(room),
+    };
     for (text, prompt) in &prompts {
-        ensure!(!prompt.is_empty(), "the prompt is empty");
         ensure!(
-            prompt.len() + tokens <= c.max_seq,
-            "prompt {text:?} ({}) + tokens ({tokens}) exceed the model's max_seq {}",
+            prompt
+                .len()
+                .checked_add(tokens)
+                .is_some_and(|n| n <= c.max_seq),
+            "prompt {text:?} ({} tokens) + --tokens {tokens} exceed the model's max_seq {}; \
+             give --tokens {room} or fewer",
             prompt.len(),
             c.max_seq
         );
     }
+    ensure!(
+        tokens != 0,
+        "the prompt fills the model's max_seq {}: no room to generate",
+        c.max_seq
+    );
     for &e in &a.exit_layer {
         ensure!(
             (1..=c.layers).contains(&e),
@@ -154,14 +177,43 @@ pub(super) fn run(a: GenerateArgs) -> CliResult {
             c.layers
         );
     }
-    ensure!(!a.draft.contains(&0), "--draft must be at least 1");
+    for &d in &a.draft {
+        ensure!(
+            (1..=tokens).contains(&d),
+            "--draft {d} is outside 1..={tokens} (a round drafts at most the tokens generated)"
+        );
+    }
+    // The KV cache holds the positions this run uses, not the checkpoint's max_seq (which only
+    // bounds them): an absurd max_seq in a file must not size an absurd cache.
+    let c = ModelConfig {
+        max_seq: longest + tokens,
+        ..c
+    };
     let weights = ModelWeights::new(c, &ck.params).context("bad model")?;
     // Every buffer is allocated here, once; the decoders allocate nothing.
     let max_draft = a.draft.iter().copied().max().unwrap_or(1);
-    let mut kv = vec![0.0f32; kv_cache_len(&c)?];
     // Room for 16 tokens per layer call (at least max_draft + 1): greedy and speculative decoding
     // prefill the prompt in the same chunks.
     let per_call = max_draft.saturating_add(1).max(16);
+    ensure_fits(
+        &[
+            Need::floats("the KV cache", kv_cache_len(&c)),
+            Need::floats(
+                "the decoding scratch",
+                decode_scratch_len(&c, per_call, attention),
+            ),
+            Need::of::<u32, _>(
+                "the generated tokens",
+                prompts
+                    .len()
+                    .checked_add(1)
+                    .and_then(|n| n.checked_mul(tokens))
+                    .ok_or(()),
+            ),
+        ],
+        "lower --draft, --tokens or --prompt-count",
+    )?;
+    let mut kv = vec![0.0f32; kv_cache_len(&c)?];
     let mut scratch = vec![0.0f32; decode_scratch_len(&c, per_call, attention)?];
     let mut full_outs = vec![vec![0u32; tokens]; prompts.len()];
     let mut spec_out = vec![0u32; tokens];
@@ -229,7 +281,7 @@ pub(super) fn run(a: GenerateArgs) -> CliResult {
             }
             let full_tps = total as f64 / full_s;
             let spec_tps = total as f64 / spec_s;
-            let full_passes = total * c.layers;
+            let full_passes = total.saturating_mul(c.layers);
             let saved = 1.0 - stats.layer_passes as f64 / full_passes as f64;
             println!(
                 "{e:>3} {d:>3}  {:.3}   {full_tps:>9.1}  {spec_tps:>10.1}  {:.3}x   {:>6.1}%             {identical}",

@@ -43,7 +43,7 @@ pub(super) struct TrainArgs {
     batch: Option<usize>,
     #[arg(long)]
     steps: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = crate::commands::finite_positive)]
     lr: Option<f32>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -51,13 +51,13 @@ pub(super) struct TrainArgs {
     #[arg(long)]
     no_recipe: bool,
     /// Layer dropout rate of the last layer.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, value_parser = crate::commands::probability)]
     p_max: f32,
     /// Grow the dropout rate over training (S(t) exponential) instead of keeping it constant.
     #[arg(long)]
     time_scale: bool,
     /// Early-exit loss scale e_scale (0 disables the early-exit loss).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::commands::finite_non_negative)]
     e_scale: f32,
     /// Exit curriculum: all, rotational:R, gradual.
     #[arg(long, default_value = "all")]
