@@ -1,6 +1,6 @@
 //! Baseline attention: materialise a row of logits, softmax it, then multiply by V.
 
-use super::heads::{check_values, fix_overflowed_scores, kv_head};
+use super::heads::{check_values, fix_overflowed_scores, kv_head, nan_if_infinite};
 use crate::attention::AttentionShape;
 use crate::check::{add, split, try_const};
 use crate::rows::{self, Job, RowOps};
@@ -126,6 +126,7 @@ impl<E: Element, A: Accumulator> Job<E, A> for Baseline<'_, E, A> {
                 acc.fill(A::ZERO);
                 ops.accumulate(acc, s, values);
                 ops.store(out_row, acc, A::ONE);
+                nan_if_infinite(out_row);
             }
         }
         Ok(())

@@ -1,6 +1,6 @@
 //! Flash attention: tiles of `block_q` query rows by `block_k` keys with an online softmax.
 
-use super::heads::{check_values, fix_overflowed_scores, kv_head};
+use super::heads::{check_values, fix_overflowed_scores, kv_head, nan_if_infinite};
 use crate::attention::{AttentionShape, FlashTiles};
 use crate::check::{add, product, split, try_const};
 use crate::rows::{self, Job, RowOps};
@@ -223,6 +223,7 @@ impl<'a, E: Element, A: Accumulator> Job<E, A> for Flash<'a, E, A> {
                             block_k,
                         };
                         normalized_row(ops, &input, scores, acc, out_row)?;
+                        nan_if_infinite(out_row);
                     }
                 }
                 first_row += rows;

@@ -49,11 +49,20 @@ pub(crate) fn check_values<E: Element, A: Accumulator>(v: &[E]) -> Result<()> {
     Ok(())
 }
 
+/// A row's output after the kernel: an infinite element can only come from an infinite value
+/// (finite inputs give a convex combination of value rows), so the row becomes NaN, as the
+/// exact computation gives for any non-finite input.
+#[inline]
+pub(crate) fn nan_if_infinite<E: Element>(out: &mut [E]) {
+    if out.iter().any(|x| !x.to_f32().is_finite()) {
+        out.fill(E::from_f32(f32::NAN));
+    }
+}
+
 /// Recomputes every logit that came out infinite or NaN from finite inputs, without overflow,
 /// and saturates it into the accumulator's range: finite inputs never give a non-finite logit.
-/// A logit whose query or key holds a NaN or an infinity is left as IEEE arithmetic made it
-/// (NaN, or ±∞ that the softmax turns into a NaN row or a zero weight), as the exact
-/// computation gives.
+/// A logit whose query or key holds a NaN or an infinity becomes NaN, so the row comes out
+/// NaN, as the exact computation (the oracle) gives for any non-finite input.
 ///
 /// The recomputation scales the query and the key by powers of two into `[-1, 1]`, sums in
 /// `f32` and scales back, saturating; only an `f64` accumulator (whose inputs may exceed the
@@ -81,11 +90,17 @@ pub(crate) fn fix_overflowed_scores<E: Element, A: Accumulator>(
             }
         })
     };
-    if !finite(q) {
-        return;
-    }
-    for (key, s) in keys.chunks_exact(d).zip(scores.iter_mut()) {
-        if s.is_finite() || !finite(key) {
+    let q_finite = finite(q);
+    for (t, s) in scores.iter_mut().enumerate() {
+        if s.is_finite() {
+            continue;
+        }
+        let Some(key) = keys.get(t * d..(t + 1) * d) else {
+            return;
+        };
+        if !q_finite || !finite(key) {
+            // A NaN or infinite input: the row will be NaN, as the exact computation gives.
+            *s = A::from_f32(f32::NAN);
             continue;
         }
         *s = if wide || A::MAX.to_f64() > f32::MAX as f64 {
