@@ -208,9 +208,15 @@ impl ModelConfig {
 
     /// Elements of all weights.
     pub fn param_count(&self) -> Result<usize> {
-        let shared = self.tensor_len(TensorKind::Embedding)?
-            + self.tensor_len(TensorKind::FinalNorm)?
-            + self.tensor_len(TensorKind::LmHead)?;
+        let shared = [
+            TensorKind::Embedding,
+            TensorKind::FinalNorm,
+            TensorKind::LmHead,
+        ]
+        .iter()
+        .try_fold(0usize, |acc, &k| {
+            acc.checked_add(self.tensor_len(k)?).ok_or(Error::Overflow)
+        })?;
         mul(self.layers, self.layer_len()?)?
             .checked_add(shared)
             .ok_or(Error::Overflow)
