@@ -105,6 +105,11 @@ fn run<W: Element>(inp: &Input, c: ModelConfig) {
     let Ok(scratch_len) = speculative_scratch_len(&c, draft, attention) else {
         return;
     };
+    // A valid config with a huge max_seq asks the caller for a huge cache: not this target's
+    // subject (the sizes themselves were checked above).
+    if kv_len > 1 << 22 || scratch_len > 1 << 22 {
+        return;
+    }
     let mut kv = vec![f32::NAN; kv_len];
     let mut scratch = vec![f32::NAN; scratch_len];
     let mut full = vec![u32::MAX; n];
