@@ -12,7 +12,10 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use tessera_fuzz::{assert_same_up_to_nan, assert_untouched, available, backend, bits, Values};
+use tessera_fuzz::{
+    assert_same_elements_up_to_nan, assert_same_up_to_nan, assert_untouched, available, backend,
+    bits, Values,
+};
 use tessera_kernels::optim::*;
 use tessera_kernels::simd::Backend;
 use tessera_kernels::{bf16, Element, Error};
@@ -253,17 +256,9 @@ fn run<E: Element>(inp: &Input) {
     let copy_before = bits(&copy);
     match step_mixed(&opt, t, Backend::Auto, &mut mixed, &mut copy) {
         Ok(()) => {
-            assert_eq!(
-                bits(&mixed.p),
-                bits(&after.p),
-                "mixed master differs from the plain step"
-            );
-            let rounded: Vec<E> = after.p.iter().map(|&x| E::from_f32(x)).collect();
-            assert_eq!(
-                bits(&copy),
-                bits(&rounded),
-                "the copy is not the rounded master"
-            );
+            assert_same_up_to_nan("mixed master vs the plain step", &mixed.p, &after.p);
+            let rounded: Vec<E> = mixed.p.iter().map(|&x| E::from_f32(x)).collect();
+            assert_same_elements_up_to_nan("the copy vs the rounded master", &copy, &rounded);
         }
         Err(e) => {
             assert_ne!(

@@ -175,3 +175,18 @@ pub fn assert_same_up_to_nan(what: &str, a: &[f32], b: &[f32]) {
         "{what}: {a:?} vs {b:?}"
     );
 }
+
+/// [`assert_same_up_to_nan`] for any element type (compared through their exact `f64` values).
+#[track_caller]
+pub fn assert_same_elements_up_to_nan<E: Element>(what: &str, a: &[E], b: &[E]) {
+    let same = |(x, y): (&E, &E)| {
+        let (x, y) = (x.to_f64(), y.to_f64());
+        x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())
+    };
+    assert!(
+        a.len() == b.len() && a.iter().zip(b).all(same),
+        "{what}: {:?} vs {:?}",
+        bits(a),
+        bits(b)
+    );
+}
