@@ -57,6 +57,20 @@ fn values(n: usize, salt: f32) -> Vec<f32> {
 
 #[test]
 fn flash_and_baseline_match_naive_f64() {
+    // Under Miri (interpreted, ~10^5 slower) the same cases, shrunk: GQA + causal, decode with
+    // spare capacity, causal rows that see no key, a tile edge.
+    #[cfg(miri)]
+    let shapes = [
+        AttentionShape::new(1, 1, 1, 1, 1),
+        AttentionShape::new(2, 2, 3, 3, 4)
+            .with_kv_heads(1)
+            .with_causal(true),
+        AttentionShape::new(1, 2, 2, 5, 3)
+            .with_causal(true)
+            .with_kv_capacity(6),
+        AttentionShape::new(1, 1, 4, 2, 2).with_causal(true),
+    ];
+    #[cfg(not(miri))]
     let shapes = [
         AttentionShape::new(1, 1, 1, 1, 1),
         AttentionShape::new(2, 4, 33, 33, 16)

@@ -14,6 +14,7 @@ pub fn embedding_forward<W: Element>(
 ) -> Result<()> {
     length("embedding table", table.len(), mul(vocab, dim)?)?;
     length("hidden", hidden.len(), mul(tokens.len(), dim)?)?;
+    check_tokens(tokens, vocab)?;
     if dim == 0 {
         return Ok(());
     }
@@ -36,6 +37,7 @@ pub fn embedding_backward(
 ) -> Result<()> {
     length("d_table", d_table.len(), mul(vocab, dim)?)?;
     length("d_hidden", d_hidden.len(), mul(tokens.len(), dim)?)?;
+    check_tokens(tokens, vocab)?;
     if dim == 0 {
         return Ok(());
     }
@@ -52,6 +54,17 @@ pub fn embedding_backward(
         }
     }
     Ok(())
+}
+
+/// Every token before any row is written, so that an `Err` leaves the output untouched.
+fn check_tokens(tokens: &[u32], vocab: usize) -> Result<()> {
+    match tokens.iter().find(|&&t| t as usize >= vocab) {
+        Some(&t) => Err(Error::TokenOutOfRange {
+            token: t as usize,
+            vocab,
+        }),
+        None => Ok(()),
+    }
 }
 
 fn token_start(t: u32, vocab: usize, dim: usize) -> Result<usize> {

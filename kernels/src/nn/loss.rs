@@ -21,6 +21,13 @@ pub fn softmax_cross_entropy(
     if let Some(d) = d_logits.as_deref() {
         length("d_logits", d.len(), logits.len())?;
     }
+    // Every target before any row is written: an `Err` leaves `d_logits` untouched.
+    if let Some(&t) = targets.iter().find(|&&t| t as usize >= vocab) {
+        return Err(Error::TokenOutOfRange {
+            token: t as usize,
+            vocab,
+        });
+    }
     let mut total = 0.0f64;
     for (r, (z, &t)) in logits.chunks_exact(vocab).zip(targets).enumerate() {
         let t = t as usize;
