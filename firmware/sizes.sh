@@ -24,3 +24,4 @@ for profile in release release-s; do
   done
 done
 mv "$out.tmp" "$out"
+

@@ -80,7 +80,9 @@ impl Platform for Board {
 fn main() -> ! {
     let Some(p) = cortex_m::Peripherals::take() else {
         debug::exit(debug::EXIT_FAILURE);
-        loop {}
+        loop {
+            core::hint::spin_loop();
+        }
     };
     let mut syst = p.SYST;
     syst.set_clock_source(SystClkSource::Core);
@@ -90,7 +92,9 @@ fn main() -> ! {
     syst.enable_counter();
     let Ok(out) = hio::hstdout() else {
         debug::exit(debug::EXIT_FAILURE);
-        loop {}
+        loop {
+            core::hint::spin_loop();
+        }
     };
     let mut board = Board { out, syst, top: 0 };
     let ok = match Buffers::take() {
@@ -108,7 +112,9 @@ fn main() -> ! {
     } else {
         debug::EXIT_FAILURE
     });
-    loop {}
+    loop {
+        core::hint::spin_loop();
+    }
 }
 
 fn checks(board: &mut Board, buffers: &'static mut Buffers) -> bool {
@@ -143,6 +149,7 @@ fn checks(board: &mut Board, buffers: &'static mut Buffers) -> bool {
 }
 
 // Never defined: a panic path that survives optimisation makes the link fail.
+#[cfg(not(feature = "find-panics"))]
 extern "C" {
     fn tessera_no_panic_proof_a_panic_path_survived() -> !;
 }
@@ -159,5 +166,7 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
 #[cfg(feature = "find-panics")]
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
-    loop {}
+    loop {
+        core::hint::spin_loop();
+    }
 }

@@ -45,7 +45,9 @@ fn semihost(op: usize, arg: usize) -> usize {
 /// SYS_EXIT: stops the emulator with status 0 (ApplicationExit) or 1 (RunTimeErrorUnknown).
 fn exit(ok: bool) -> ! {
     semihost(0x18, if ok { 0x20026 } else { 0x20023 });
-    loop {}
+    loop {
+        core::hint::spin_loop();
+    }
 }
 
 /// Semihosting console output (SYS_WRITE0 of NUL-terminated pieces) as a `fmt::Write`.
@@ -166,6 +168,7 @@ fn checks(board: &mut Board, buffers: &'static mut Buffers) -> bool {
 }
 
 // Never defined: a panic path that survives optimisation makes the link fail.
+#[cfg(not(feature = "find-panics"))]
 extern "C" {
     fn tessera_no_panic_proof_a_panic_path_survived() -> !;
 }
@@ -182,5 +185,7 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
 #[cfg(feature = "find-panics")]
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
-    loop {}
+    loop {
+        core::hint::spin_loop();
+    }
 }

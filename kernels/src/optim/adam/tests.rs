@@ -159,7 +159,11 @@ fn powi_matches_pow() {
 #[test]
 fn lagged_pass_equals_its_scalar_element() {
     // Interpreted under Miri: a tail and a few lane blocks of the scalar fallback suffice.
-    const N: usize = if cfg!(miri) { 16 * 3 + 5 } else { 2 * LANE_BLOCK + 37 };
+    const N: usize = if cfg!(miri) {
+        16 * 3 + 5
+    } else {
+        2 * LANE_BLOCK + 37
+    };
     let val = |i: usize, k: u32| ((i as f32 * 0.37 + k as f32).sin()) * 0.1;
     for wd in [0.0, 0.01] {
         let last = AdamConfig {
