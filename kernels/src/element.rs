@@ -54,6 +54,17 @@ pub trait Element:
     fn to_f64(self) -> f64;
     /// Rounds an `f64` into this format, correctly (nearest, ties to even).
     fn from_f64(x: f64) -> Self;
+    /// Whether the value is neither infinite nor NaN (in this format: an `f64` beyond `f32`'s
+    /// range is finite). Checked in `f32` unless the format is wider, so no double-precision code
+    /// is needed for `f32` and `bf16`.
+    #[inline(always)]
+    fn is_finite(self) -> bool {
+        if Self::LARGEST > f32::MAX as f64 {
+            self.to_f64().is_finite()
+        } else {
+            self.to_f32().is_finite()
+        }
+    }
 }
 
 impl Element for f32 {

@@ -212,7 +212,7 @@ impl<'a, E: Element, A: Accumulator> Job<E, A> for Flash<'a, E, A> {
                         continue;
                     }
                     ops.store(out_row, acc, l);
-                    if out_row.iter().any(|x| !x.to_f32().is_finite()) {
+                    if out_row.iter().any(|x| !x.is_finite()) {
                         let input = RowInput {
                             q: q.get(row(first_row + r)).ok_or(Error::Overflow)?,
                             keys: keys_of(k_head, 0, visible).ok_or(Error::Overflow)?,

@@ -54,7 +54,7 @@ pub(crate) fn check_values<E: Element, A: Accumulator>(v: &[E]) -> Result<()> {
 /// exact computation gives for any non-finite input.
 #[inline]
 pub(crate) fn nan_if_infinite<E: Element>(out: &mut [E]) {
-    if out.iter().any(|x| !x.to_f32().is_finite()) {
+    if out.iter().any(|x| !x.is_finite()) {
         out.fill(E::from_f32(f32::NAN));
     }
 }
@@ -79,17 +79,8 @@ pub(crate) fn fix_overflowed_scores<E: Element, A: Accumulator>(
     if d == 0 || scores.iter().all(|s| s.is_finite()) {
         return;
     }
-    // Compile-time choice: only `f64` elements are checked in `f64`.
     let wide = E::LARGEST > f32::MAX as f64;
-    let finite = |x: &[E]| {
-        x.iter().all(|e| {
-            if wide {
-                e.to_f64().is_finite()
-            } else {
-                e.to_f32().is_finite()
-            }
-        })
-    };
+    let finite = |x: &[E]| x.iter().all(|e| e.is_finite());
     let q_finite = finite(q);
     for (t, s) in scores.iter_mut().enumerate() {
         if s.is_finite() {
