@@ -16,7 +16,9 @@ pub struct AdamConfig {
     pub beta1: f32,
     /// Decay of the second moment, in `[0, 1)`.
     pub beta2: f32,
-    /// Added to the root of the second moment; finite and `> 0`.
+    /// Added to the root of the second moment; finite and at least `f32::MIN_POSITIVE` (a
+    /// subnormal `eps` would make `1 / eps` infinite, and a parameter whose gradients were all
+    /// zero NaN).
     pub eps: f32,
     /// Decoupled weight decay (finite, `>= 0`); `0` is plain Adam.
     pub weight_decay: f32,
@@ -45,7 +47,7 @@ impl AdamConfig {
         require(self.lr.is_finite() && self.lr >= 0.0, "lr")?;
         require((0.0..1.0).contains(&self.beta1), "beta1")?;
         require((0.0..1.0).contains(&self.beta2), "beta2")?;
-        require(self.eps.is_finite() && self.eps > 0.0, "eps")?;
+        require(self.eps.is_finite() && self.eps >= f32::MIN_POSITIVE, "eps")?;
         require(
             self.weight_decay.is_finite() && self.weight_decay >= 0.0,
             "weight_decay",
