@@ -3,7 +3,7 @@
 //! model config, the vocabulary and a free-form description in the metadata.
 
 use super::{corpus::Vocab, tensor_names};
-use anyhow::{anyhow, ensure, Context};
+use anyhow::{anyhow, bail, ensure, Context};
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::{SafeTensorError, SafeTensors};
 use std::collections::HashMap;
@@ -104,6 +104,13 @@ pub fn save(
     params: &[f32],
     description: &str,
 ) -> anyhow::Result<()> {
+    // `load` refuses non-finite weights, so none is written: every file saved can be loaded.
+    if let Some(i) = params.iter().position(|p| !p.is_finite()) {
+        bail!(
+            "weight {i} is {}: a model with non-finite weights is not saved (a diverged run?)",
+            params[i]
+        );
+    }
     let names = tensor_names(config);
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = names
         .iter()
