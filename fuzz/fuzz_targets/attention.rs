@@ -226,7 +226,7 @@ fn check_rows<E: Element, A: Accumulator>(case: &Case, q: &[E], k: &[E], v: &[E]
                         tolerance::output_magnitude_limit(vmax, n, tiles, A::UNIT_ROUNDOFF, u_out)
                             + (n + 2 * tiles + 2) as f64 * eta;
                     for &x in &o {
-                        assert!(x.is_finite(), "{at}: finite inputs, output {o:?}");
+                        assert!(x.is_finite(), "{at}: finite inputs, output {o:?} q {qi:?} k {keys:?} v {values:?} E {} A {}", E::NAME, A::NAME);
                         assert!(
                             x.abs() <= limit,
                             "{at}: |{x:e}| exceeds {limit:e} (max |v| {vmax:e})"
