@@ -33,8 +33,8 @@ for t in "${targets[@]}"; do
         result="CRASH (see fuzz/logs/$t.log, fuzz/artifacts/$t/)"
         failed=1
     fi
-    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "logs/$t.log" | tail -1 | grep -o '[0-9]*$' || true)
-    secs=$(grep -o 'Done [0-9]* runs in [0-9]* second' "logs/$t.log" | tail -1 | grep -o 'in [0-9]*' | grep -o '[0-9]*' || true)
+    runs=$(grep -a -o 'stat::number_of_executed_units: *[0-9]*' "logs/$t.log" | tail -1 | grep -o '[0-9]*$' || true)
+    secs=$(grep -a -o 'Done [0-9]* runs in [0-9]* second' "logs/$t.log" | tail -1 | grep -o 'in [0-9]*' | grep -o '[0-9]*' || true)
     printf '%-20s %10s execs %6s s  %s\n' "$t" "${runs:-?}" "${secs:-?}" "$result"
 done
 exit "$failed"

@@ -1,6 +1,6 @@
 //! Flash attention: tiles of `block_q` query rows by `block_k` keys with an online softmax.
 
-use super::heads::{check_values, fix_overflowed_scores, kv_head, nan_if_infinite};
+use super::heads::{all_finite, check_values, fix_overflowed_scores, kv_head, nan_if_infinite};
 use crate::attention::{AttentionShape, FlashTiles};
 use crate::check::{add, product, split, try_const};
 use crate::rows::{self, Job, RowOps};
@@ -212,7 +212,7 @@ impl<'a, E: Element, A: Accumulator> Job<E, A> for Flash<'a, E, A> {
                         continue;
                     }
                     ops.store(out_row, acc, l);
-                    if out_row.iter().any(|x| !x.is_finite()) {
+                    if !all_finite(out_row) {
                         let input = RowInput {
                             q: q.get(row(first_row + r)).ok_or(Error::Overflow)?,
                             keys: keys_of(k_head, 0, visible).ok_or(Error::Overflow)?,

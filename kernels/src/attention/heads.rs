@@ -54,9 +54,16 @@ pub(crate) fn check_values<E: Element, A: Accumulator>(v: &[E]) -> Result<()> {
 /// exact computation gives for any non-finite input.
 #[inline]
 pub(crate) fn nan_if_infinite<E: Element>(out: &mut [E]) {
-    if out.iter().any(|x| !x.is_finite()) {
+    if !all_finite(out) {
         out.fill(E::from_f32(f32::NAN));
     }
+}
+
+/// Whether every element is finite: a fold without early exit, which the compiler vectorises
+/// (an `any` with its early exit stays scalar and costs ~10% of a short baseline row).
+#[inline]
+pub(crate) fn all_finite<E: Element>(x: &[E]) -> bool {
+    x.iter().fold(true, |ok, e| ok & e.is_finite())
 }
 
 /// Recomputes every logit that came out infinite or NaN from finite inputs, without overflow,

@@ -77,6 +77,10 @@ mod tests {
         for (b, n) in crate::simd::available_backends().flat_map(|b| {
             [0, 1, 15, 16, 17, 48, 63, 64, 65, 80, 112, 127, 128, 200].map(|n| (b, n))
         }) {
+            // Under Miri (interpreted, ~1000x slower) the lengths around one chunk boundary.
+            if cfg!(miri) && ![0, 17, 65].contains(&n) {
+                continue;
+            }
             assert_eq!(all_finite(b, "x", &x[..n]), Ok(()), "{b:?} n {n}");
             for pos in 0..n {
                 for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
