@@ -67,7 +67,7 @@ for profile in release release-s; do
     fi
     elf="target/$target/$profile/tessera-firmware-$program"
     log=$(mktemp)
-    if $runner "$elf" | tee "$log"; then
+    if $runner "$elf" 2>&1 | tee "$log"; then
       echo "$program ($profile): exit 0"
     else
       echo "error: $program ($profile) failed under QEMU" >&2
