@@ -314,11 +314,12 @@ fn nan_propagation<E: Element, A: Accumulator>() {
             v_nan[kv_row(0, 4)..kv_row(0, 5)].fill(nan);
             let out = run::<E, A>(algorithm, &shape, &q, &k, &v_nan);
             nan_pattern(&out, d, &readers(&shape, 0, 4), &all, &label("NaN v row"));
-            // One NaN entry of a value row: only that column of the rows that read it.
+            // One NaN entry of a value row: the whole of every row that reads it, as the oracle
+            // gives (a NaN input makes its row NaN, docs/numerics.md).
             let mut v_one = v.clone();
             v_one[kv_row(1, 0) + 2] = nan;
             let out = run::<E, A>(algorithm, &shape, &q, &k, &v_one);
-            nan_pattern(&out, d, &readers(&shape, 1, 0), &[2], &label("NaN v entry"));
+            nan_pattern(&out, d, &readers(&shape, 1, 0), &all, &label("NaN v entry"));
             // NaN in the unused KV-cache capacity (rows kv_len..kv_capacity) reaches nothing.
             let (mut k_pad, mut v_pad) = (k.clone(), v.clone());
             for head in 0..shape.kv_heads {

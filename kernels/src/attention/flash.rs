@@ -1,6 +1,8 @@
 //! Flash attention: tiles of `block_q` query rows by `block_k` keys with an online softmax.
 
-use super::heads::{all_finite, check_values, fix_overflowed_scores, kv_head, nan_if_infinite};
+use super::heads::{
+    all_finite, check_values, clamp_to_values, fix_overflowed_scores, kv_head, nan_if_infinite,
+};
 use crate::attention::{AttentionShape, FlashTiles};
 use crate::check::{add, product, split, try_const};
 use crate::rows::{self, Job, RowOps};
@@ -268,6 +270,7 @@ fn normalized_row<E: Element, A: Accumulator, O: RowOps<E, A>>(
         ops.normalize(s, l);
         ops.accumulate(acc, s, values);
     }
+    clamp_to_values(acc, row.values);
     ops.store(out, acc, A::ONE);
     Ok(())
 }

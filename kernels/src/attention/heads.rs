@@ -59,6 +59,32 @@ pub(crate) fn nan_if_infinite<E: Element>(out: &mut [E]) {
     }
 }
 
+/// Clamps a row's accumulated output into `±max|v|` over its visible values. The exact output
+/// is a convex combination of value rows, so it lies in that interval and the clamp can only
+/// reduce the error; it matters when values sit at the format's limit and the weights' rounding
+/// carries the sum past it (to infinity). NaN stays NaN; an infinite value disables the clamp.
+#[inline(never)]
+pub(crate) fn clamp_to_values<E: Element, A: Accumulator>(acc: &mut [A], values: &[E]) {
+    let magnitude = |a: A| if a < A::ZERO { A::ZERO.sub(a) } else { a };
+    let vmax = values
+        .iter()
+        .fold(A::ZERO, |m, &x| m.max(magnitude(A::from_element(x))));
+    let vmin = A::ZERO.sub(vmax);
+    for a in acc.iter_mut() {
+        if *a > vmax {
+            *a = vmax;
+        } else if *a < vmin {
+            *a = vmin;
+        }
+    }
+}
+
+/// Whether every accumulator is finite (a fold, vectorised like [`all_finite`]).
+#[inline]
+pub(crate) fn all_finite_acc<A: Accumulator>(x: &[A]) -> bool {
+    x.iter().fold(true, |ok, a| ok & a.is_finite())
+}
+
 /// Whether every element is finite: a fold without early exit, which the compiler vectorises
 /// (an `any` with its early exit stays scalar and costs ~10% of a short baseline row).
 #[inline]
