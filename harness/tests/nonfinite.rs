@@ -119,10 +119,19 @@ fn values_the_accumulator_cannot_hold_are_refused_untouched() {
             .iter()
             .all(|x| *x == 6e4 || (*x - 6e4).abs() < 64.0));
     }
-    // Queries and keys beyond f32's range are fine: their logits are recomputed in f64.
+    // Queries and keys beyond f32's range are fine: their logits are recomputed without
+    // overflow, even where q·k overflows f64 itself (1e300 · 1e300, mixed signs: inf − inf).
     let big: Vec<f64> = vec![1e300; qn];
-    for result in run_all::<f64, f32>(Backend::Generic, &shape, &big, &big, &vec![0.25; kvn]) {
-        assert!(result.unwrap().iter().all(|&x| x == 0.25));
+    let mixed: Vec<f64> = (0..kvn)
+        .map(|i| if i % 2 == 0 { 1e300 } else { -1e300 })
+        .collect();
+    for k in [&big, &mixed] {
+        for result in run_all::<f64, f32>(Backend::Generic, &shape, &big, k, &vec![0.25; kvn]) {
+            assert!(result.unwrap().iter().all(|&x| x == 0.25));
+        }
+        for result in run_all::<f64, f64>(Backend::Generic, &shape, &big, k, &vec![0.25; kvn]) {
+            assert!(result.unwrap().iter().all(|&x| x == 0.25));
+        }
     }
 }
 

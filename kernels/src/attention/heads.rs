@@ -128,12 +128,7 @@ pub(crate) fn fix_overflowed_scores<E: Element, A: Accumulator>(
             continue;
         }
         *s = if wide || A::MAX.to_f64() > f32::MAX as f64 {
-            let dot: f64 = q
-                .iter()
-                .zip(key)
-                .map(|(&a, &b)| a.to_f64() * b.to_f64())
-                .sum();
-            A::saturating_from_f64(dot * scale as f64)
+            A::saturating_from_f64(scaled_dot_f64(q, key, scale))
         } else {
             saturate(scaled_dot(q, key, scale))
         };
@@ -157,6 +152,24 @@ fn scaled_dot<E: Element>(q: &[E], k: &[E], scale: f32) -> f32 {
         .map(|(&a, &b)| libm::scalbnf(a.to_f32(), -eq) * libm::scalbnf(b.to_f32(), -ek))
         .sum();
     libm::scalbnf(sum * scale, eq + ek)
+}
+
+/// [`scaled_dot`] in `f64`, for `f64` elements or an `f64` accumulator: their products can
+/// overflow even `f64` (1e277 · 1e282), where a plain sum would give `inf − inf = NaN`.
+fn scaled_dot_f64<E: Element>(q: &[E], k: &[E], scale: f32) -> f64 {
+    let largest = |x: &[E]| x.iter().fold(0.0f64, |m, e| m.max(e.to_f64().abs()));
+    let (qmax, kmax) = (largest(q), largest(k));
+    if qmax == 0.0 || kmax == 0.0 {
+        return 0.0;
+    }
+    let (_, eq) = libm::frexp(qmax);
+    let (_, ek) = libm::frexp(kmax);
+    let sum: f64 = q
+        .iter()
+        .zip(k)
+        .map(|(&a, &b)| libm::scalbn(a.to_f64(), -eq) * libm::scalbn(b.to_f64(), -ek))
+        .sum();
+    libm::scalbn(sum * scale as f64, eq + ek)
 }
 
 /// `x` rounded into the accumulator, clamped to `±A::MAX` (`A`'s range is within `f32`'s).
