@@ -151,7 +151,10 @@ fn scaled_dot<E: Element>(q: &[E], k: &[E], scale: f32) -> f32 {
         .zip(k)
         .map(|(&a, &b)| libm::scalbnf(a.to_f32(), -eq) * libm::scalbnf(b.to_f32(), -ek))
         .sum();
-    libm::scalbnf(sum * scale, eq + ek)
+    // The scale too is split into a significand and an exponent: a subnormal scale times the
+    // sum would lose bits before the exponents are put back.
+    let (ms, es) = libm::frexpf(scale);
+    libm::scalbnf(sum * ms, eq + ek + es)
 }
 
 /// [`scaled_dot`] in `f64`, for `f64` elements or an `f64` accumulator: their products can
@@ -169,7 +172,8 @@ fn scaled_dot_f64<E: Element>(q: &[E], k: &[E], scale: f32) -> f64 {
         .zip(k)
         .map(|(&a, &b)| libm::scalbn(a.to_f64(), -eq) * libm::scalbn(b.to_f64(), -ek))
         .sum();
-    libm::scalbn(sum * scale as f64, eq + ek)
+    let (ms, es) = libm::frexp(scale as f64);
+    libm::scalbn(sum * ms, eq + ek + es)
 }
 
 /// `x` rounded into the accumulator, clamped to `±A::MAX` (`A`'s range is within `f32`'s).

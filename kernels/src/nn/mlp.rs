@@ -7,7 +7,13 @@ use crate::{Element, Result};
 
 #[inline(always)]
 fn sigmoid(g: f32) -> f32 {
-    1.0 / (1.0 + libm::expf(-g))
+    // Below -80, `1 + e^-g` is `e^-g` in f32 and overflows below -88.7, which gave 0: `e^g` keeps
+    // the subnormal range there (fuzz: nn_blocks). The same bits as before above -80.
+    if g < -80.0 {
+        libm::expf(g)
+    } else {
+        1.0 / (1.0 + libm::expf(-g))
+    }
 }
 
 /// The gated activation `h = silu(gate) ⊙ up`, elementwise.
