@@ -1,7 +1,7 @@
 //! Baseline attention: materialise a row of logits, softmax it, then multiply by V.
 
 use super::heads::{
-    all_finite_acc, check_values, clamp_to_values, fix_overflowed_scores, kv_head, nan_if_infinite,
+    all_finite, check_values, clamp_to_values, fix_overflowed_scores, kv_head, nan_if_infinite,
 };
 use crate::attention::AttentionShape;
 use crate::check::{add, split, try_const};
@@ -127,12 +127,14 @@ impl<E: Element, A: Accumulator> Job<E, A> for Baseline<'_, E, A> {
                 ops.normalize(s, l);
                 acc.fill(A::ZERO);
                 ops.accumulate(acc, s, values);
-                if !all_finite_acc(acc) {
-                    // Values at the format's limit summed past it by rounding (rare).
-                    clamp_to_values(acc, values);
-                }
                 ops.store(out_row, acc, A::ONE);
-                nan_if_infinite(out_row);
+                if !all_finite(out_row) {
+                    // Values at the format's limit summed past it by rounding (rare), or a
+                    // non-finite input: clamp into the values' range, then NaN if still infinite.
+                    clamp_to_values(acc, values);
+                    ops.store(out_row, acc, A::ONE);
+                    nan_if_infinite(out_row);
+                }
             }
         }
         Ok(())

@@ -79,12 +79,6 @@ pub(crate) fn clamp_to_values<E: Element, A: Accumulator>(acc: &mut [A], values:
     }
 }
 
-/// Whether every accumulator is finite (a fold, vectorised like [`all_finite`]).
-#[inline]
-pub(crate) fn all_finite_acc<A: Accumulator>(x: &[A]) -> bool {
-    x.iter().fold(true, |ok, a| ok & a.is_finite())
-}
-
 /// Whether every element is finite: a fold without early exit, which the compiler vectorises
 /// (an `any` with its early exit stays scalar and costs ~10% of a short baseline row).
 #[inline]
