@@ -66,3 +66,35 @@ pub fn expected(name: &str) -> Option<u64> {
         .find(|(n, _)| *n == name)
         .map(|&(_, h)| h)
 }
+
+/// Runs every check, prints a table (`target` and the `cost` column's label and unit in the
+/// header) and returns whether every checksum equals the host's and self-speculative decoding
+/// gave greedy decoding's tokens.
+#[cfg(feature = "expected")]
+pub fn run_and_compare(p: &mut dyn Platform, b: &mut Buffers, target: &str, cost: &str) -> bool {
+    let mut lines = [None; CHECKS.len()];
+    let mut i = 0;
+    run(p, b, &mut |m| {
+        if let Some(slot) = lines.get_mut(i) {
+            *slot = Some(*m);
+        }
+        i += 1;
+    });
+    let mut ok = i == lines.len() && b.greedy == b.speculative;
+    let (label, unit) = cost.split_once(' ').unwrap_or((cost, ""));
+    let _ = writeln!(p.out(), "target {target}  (stack in bytes, {label} {unit})");
+    for m in lines.iter().flatten() {
+        let pass = m.error.is_none() && expected(m.name) == Some(m.hash.0);
+        ok &= pass;
+        let _ = writeln!(
+            p.out(),
+            "{:<18} {:016x} {:<8} stack {:>5}  {label} {:>9}",
+            m.name,
+            m.hash.0,
+            if pass { "ok" } else { "MISMATCH" },
+            m.stack,
+            m.instructions
+        );
+    }
+    ok
+}

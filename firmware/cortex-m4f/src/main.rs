@@ -13,7 +13,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use cortex_m::peripheral::{syst::SystClkSource, SYST};
 use cortex_m_rt::{entry, exception};
 use cortex_m_semihosting::{debug, hio};
-use tessera_firmware_app::{expected, run, Buffers, Platform};
+use tessera_firmware_app::{run_and_compare, Buffers, Platform};
 
 /// Bytes painted below the caller's stack pointer (the checks use much less).
 const PAINT: usize = 16 * 1024;
@@ -98,7 +98,12 @@ fn main() -> ! {
     };
     let mut board = Board { out, syst, top: 0 };
     let ok = match Buffers::take() {
-        Some(buffers) => checks(&mut board, buffers),
+        Some(buffers) => run_and_compare(
+            &mut board,
+            buffers,
+            "cortex-m4f",
+            "ticks of the 25 MHz SysTick",
+        ),
         None => false,
     };
     let _ = writeln!(
@@ -115,37 +120,6 @@ fn main() -> ! {
     loop {
         core::hint::spin_loop();
     }
-}
-
-fn checks(board: &mut Board, buffers: &'static mut Buffers) -> bool {
-    let mut lines = [None; 9];
-    let mut i = 0;
-    run(board, buffers, &mut |m| {
-        if let Some(slot) = lines.get_mut(i) {
-            *slot = Some(*m);
-        }
-        i += 1;
-    });
-    let mut ok = i == lines.len() && buffers.greedy == buffers.speculative;
-    let _ = writeln!(
-        board.out,
-        "target cortex-m4f  (stack in bytes, SysTick ticks of the 25 MHz core clock)"
-    );
-    for m in lines.iter().flatten() {
-        let want = expected(m.name);
-        let pass = m.error.is_none() && want == Some(m.hash.0);
-        ok &= pass;
-        let _ = writeln!(
-            board.out,
-            "{:<18} {:016x} {:<8} stack {:>5}  ticks {:>9}",
-            m.name,
-            m.hash.0,
-            if pass { "ok" } else { "MISMATCH" },
-            m.stack,
-            m.instructions
-        );
-    }
-    ok
 }
 
 // Never defined: a panic path that survives optimisation makes the link fail.

@@ -12,7 +12,7 @@
 use core::arch::asm;
 use core::fmt::Write;
 use riscv_rt::entry;
-use tessera_firmware_app::{expected, run, Buffers, Platform};
+use tessera_firmware_app::{run_and_compare, Buffers, Platform};
 
 /// Bytes painted below the caller's stack pointer (the checks use much less).
 const PAINT: usize = 16 * 1024;
@@ -125,7 +125,7 @@ impl Platform for Board {
 fn main() -> ! {
     let mut board = Board { out: Out, top: 0 };
     let ok = match Buffers::take() {
-        Some(buffers) => checks(&mut board, buffers),
+        Some(buffers) => run_and_compare(&mut board, buffers, "riscv32imac", "instr retired"),
         None => false,
     };
     let _ = writeln!(
@@ -134,37 +134,6 @@ fn main() -> ! {
         if ok { "all checks passed" } else { "FAILED" }
     );
     exit(ok)
-}
-
-fn checks(board: &mut Board, buffers: &'static mut Buffers) -> bool {
-    let mut lines = [None; 9];
-    let mut i = 0;
-    run(board, buffers, &mut |m| {
-        if let Some(slot) = lines.get_mut(i) {
-            *slot = Some(*m);
-        }
-        i += 1;
-    });
-    let mut ok = i == lines.len() && buffers.greedy == buffers.speculative;
-    let _ = writeln!(
-        board.out,
-        "target riscv32imac  (stack in bytes, instructions retired)"
-    );
-    for m in lines.iter().flatten() {
-        let want = expected(m.name);
-        let pass = m.error.is_none() && want == Some(m.hash.0);
-        ok &= pass;
-        let _ = writeln!(
-            board.out,
-            "{:<18} {:016x} {:<8} stack {:>5}  instr {:>9}",
-            m.name,
-            m.hash.0,
-            if pass { "ok" } else { "MISMATCH" },
-            m.stack,
-            m.instructions
-        );
-    }
-    ok
 }
 
 // Never defined: a panic path that survives optimisation makes the link fail.
