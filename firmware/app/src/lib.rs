@@ -13,6 +13,7 @@ pub mod blob;
 mod buffers;
 mod checks;
 mod inputs;
+pub mod stack;
 
 pub use buffers::Buffers;
 pub use checks::{run, Measured, CHECKS};

@@ -13,13 +13,8 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use cortex_m::peripheral::{syst::SystClkSource, SYST};
 use cortex_m_rt::{entry, exception};
 use cortex_m_semihosting::{debug, hio};
+use tessera_firmware_app::stack::Painter;
 use tessera_firmware_app::{run_and_compare, Buffers, Platform};
-
-/// Bytes painted below the caller's stack pointer (the checks use much less).
-const PAINT: usize = 16 * 1024;
-/// Bytes just below the stack pointer left unpainted (the painter's own frame).
-const MARGIN: usize = 64;
-const PATTERN: u32 = 0xdead_c0de;
 
 static WRAPS: AtomicU32 = AtomicU32::new(0);
 
@@ -31,7 +26,7 @@ fn SysTick() {
 struct Board {
     out: hio::HostStream,
     syst: SYST,
-    top: usize,
+    painter: Painter,
 }
 
 impl Platform for Board {
@@ -39,29 +34,16 @@ impl Platform for Board {
         &mut self.out
     }
 
-    #[inline(never)]
     fn paint_stack(&mut self) {
-        let sp = cortex_m::register::msp::read() as usize;
-        self.top = sp;
-        let mut a = sp - PAINT;
-        while a < sp - MARGIN {
-            // SAFETY: the region lies below the stack pointer, in RAM no live frame uses (the
-            // checks run with no interrupts but SysTick, whose frame is far smaller than the
-            // margin), and is word aligned.
-            unsafe { core::ptr::write_volatile(a as *mut u32, PATTERN) };
-            a += 4;
-        }
+        // SAFETY: the stack pointer of this single-threaded program; the RAM below it is free
+        // (the checks run with no interrupt but SysTick, whose frame is far smaller than the
+        // 64-byte margin).
+        unsafe { self.painter.paint(cortex_m::register::msp::read() as usize) }
     }
 
     fn stack_used(&mut self) -> usize {
-        let mut a = self.top - PAINT;
-        // SAFETY: the same painted region, read back word by word.
-        while a < self.top - MARGIN
-            && unsafe { core::ptr::read_volatile(a as *const u32) } == PATTERN
-        {
-            a += 4;
-        }
-        self.top - a
+        // SAFETY: as for `paint_stack`, which the application calls first.
+        unsafe { self.painter.used() }
     }
 
     fn instructions(&mut self) -> u64 {
@@ -96,7 +78,11 @@ fn main() -> ! {
             core::hint::spin_loop();
         }
     };
-    let mut board = Board { out, syst, top: 0 };
+    let mut board = Board {
+        out,
+        syst,
+        painter: Painter::default(),
+    };
     let ok = match Buffers::take() {
         Some(buffers) => run_and_compare(
             &mut board,

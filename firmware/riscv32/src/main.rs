@@ -12,13 +12,8 @@
 use core::arch::asm;
 use core::fmt::Write;
 use riscv_rt::entry;
+use tessera_firmware_app::stack::Painter;
 use tessera_firmware_app::{run_and_compare, Buffers, Platform};
-
-/// Bytes painted below the caller's stack pointer (the checks use much less).
-const PAINT: usize = 16 * 1024;
-/// Bytes just below the stack pointer left unpainted (the painter's own frame).
-const MARGIN: usize = 64;
-const PATTERN: u32 = 0xdead_c0de;
 
 /// One semihosting call: `op` with argument `arg` (the RISC-V semihosting trap sequence).
 fn semihost(op: usize, arg: usize) -> usize {
@@ -66,7 +61,7 @@ impl Write for Out {
 
 struct Board {
     out: Out,
-    top: usize,
+    painter: Painter,
 }
 
 fn stack_pointer() -> usize {
@@ -81,28 +76,15 @@ impl Platform for Board {
         &mut self.out
     }
 
-    #[inline(never)]
     fn paint_stack(&mut self) {
-        let sp = stack_pointer();
-        self.top = sp;
-        let mut a = sp - PAINT;
-        while a < sp - MARGIN {
-            // SAFETY: the region lies below the stack pointer, in RAM no live frame uses (no
-            // interrupts are enabled), and is word aligned.
-            unsafe { core::ptr::write_volatile(a as *mut u32, PATTERN) };
-            a += 4;
-        }
+        // SAFETY: the stack pointer of this single-threaded program; the RAM below it is free
+        // (no interrupt is enabled).
+        unsafe { self.painter.paint(stack_pointer()) }
     }
 
     fn stack_used(&mut self) -> usize {
-        let mut a = self.top - PAINT;
-        // SAFETY: the same painted region, read back word by word.
-        while a < self.top - MARGIN
-            && unsafe { core::ptr::read_volatile(a as *const u32) } == PATTERN
-        {
-            a += 4;
-        }
-        self.top - a
+        // SAFETY: as for `paint_stack`, which the application calls first.
+        unsafe { self.painter.used() }
     }
 
     fn instructions(&mut self) -> u64 {
@@ -123,7 +105,10 @@ impl Platform for Board {
 
 #[entry]
 fn main() -> ! {
-    let mut board = Board { out: Out, top: 0 };
+    let mut board = Board {
+        out: Out,
+        painter: Painter::default(),
+    };
     let ok = match Buffers::take() {
         Some(buffers) => run_and_compare(&mut board, buffers, "riscv32imac", "instr retired"),
         None => false,
