@@ -1,19 +1,48 @@
 //! The quick deviation study reproduces the paper's findings on the shipped kernels: these are the
 //! claims docs/results/deviation.md makes, checked on every test run.
 
-use tessera_harness::deviation::{run_plan, Plan, Record};
+use tessera_harness::deviation::{compare, run_plan, Model, Plan, Record};
+
+/// The format's model the paper's findings are about: the paper's own at bf16/fp16.
+fn paper_model(format: &str, algorithm: &str) -> &'static str {
+    match (format, algorithm) {
+        ("bf16" | "fp16", _) => "paper",
+        ("f32", _) => "f32",
+        _ => "f64",
+    }
+}
 
 fn dev(records: &[Record], format: &str, algorithm: &str, n: usize, bc: Option<usize>) -> f64 {
+    dev_model(
+        records,
+        format,
+        paper_model(format, algorithm),
+        algorithm,
+        n,
+        bc,
+    )
+}
+
+fn dev_model(
+    records: &[Record],
+    format: &str,
+    model: &str,
+    algorithm: &str,
+    n: usize,
+    bc: Option<usize>,
+) -> f64 {
     records
         .iter()
         .find(|r| {
             r.format == format
+                && r.model == model
+                && r.sram_bytes.is_none()
                 && r.algorithm == algorithm
                 && r.seq_len == n
                 && r.block_k == bc
                 && (bc.is_none() || r.block_q == Some(64))
         })
-        .unwrap_or_else(|| panic!("no record {format} {algorithm} N={n} Bc={bc:?}"))
+        .unwrap_or_else(|| panic!("no record {format} {model} {algorithm} N={n} Bc={bc:?}"))
         .max_abs_dev
 }
 
@@ -38,6 +67,26 @@ fn quick_study_shows_the_papers_trends() {
         "ratio {ratio_short:.2} -> {ratio_long:.2}"
     );
     assert!(flash("bf16", 16384) > flash("bf16", 256));
+
+    // 1b. FlashAttention-2's own precision (fp32 state, P rounded to bf16) against eager bf16
+    // attention: flash deviates *less* at every N, and less than the paper's flash model.
+    for n in lens {
+        let fa2 = dev_model(&records, "bf16", "fa2", "flash", n, Some(64));
+        let eager = dev_model(&records, "bf16", "bf16-ops", "baseline", n, None);
+        assert!(fa2 < eager, "N={n}: fa2 {fa2:e} vs bf16-ops {eager:e}");
+        assert!(fa2 < flash("bf16", n), "N={n}: fa2 {fa2:e} vs paper");
+    }
+    // The JSON comparisons pair them, with the errors of both runs.
+    let comparisons = compare(&records);
+    for model in ["fa2", "paper"] {
+        assert!(comparisons.iter().any(|c| c.model == model
+            && c.format == "bf16"
+            && c.baseline_model == if model == "fa2" { "bf16-ops" } else { "paper" }
+            && c.seq_len == 16384
+            && c.flash > 0.0
+            && c.baseline > 0.0));
+    }
+    assert_eq!(Model::HEADLINE[0], (Model::Fa2, Model::Bf16Ops));
 
     // 2. Larger key tiles, fewer rescalings, less deviation.
     let (bc16, bc64, bc256) = (

@@ -1,7 +1,7 @@
 //! `tessera deviation`: the flash-vs-baseline numeric deviation study.
 
 use super::CliResult;
-use crate::deviation::{headline_table, run_plan, write_report, Plan};
+use crate::deviation::{compare, headline_table, run_plan, write_report, Plan};
 use anyhow::ensure;
 use std::path::PathBuf;
 
@@ -11,7 +11,9 @@ pub struct Args {
     /// The quick sweep (N up to 2048, d = 64, normal inputs; under two minutes on 2 cores).
     #[arg(long)]
     pub quick: bool,
-    /// Also write every record as JSON to this file.
+    /// Also write the comparisons as JSON to this file: one record per flash run and baseline
+    /// model of the same format and N, with `model`, `baseline_model`, `format`, `seq_len`, and
+    /// the `flash` and `baseline` max abs deviations.
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Write tables, plots and JSON here (default: docs/results for the full sweep, nothing for
@@ -52,7 +54,7 @@ pub fn main(args: Args) -> CliResult {
     let records = run_plan(&plan, true)?;
     println!("{}", headline_table(&records));
     if let Some(path) = &args.json {
-        crate::fsutil::write_json(path, &records)?;
+        crate::fsutil::write_json(path, &compare(&records))?;
         eprintln!("wrote {}", path.display());
     }
     if let Some(dir) = out_dir {

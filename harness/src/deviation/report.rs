@@ -1,6 +1,7 @@
 //! Tables and plots of the study's records.
 
-use super::plan::{NumberFormat, DEFAULT_TILE};
+use super::compare::{compare, headline_rows, verdicts};
+use super::plan::{Algorithm, Model, DEFAULT_TILE};
 use super::sweep::Record;
 use crate::plot::{Plot, Scale, Series};
 use std::fmt::Write as _;
@@ -32,18 +33,42 @@ fn headline_slice(records: &[Record]) -> Option<(&'static str, usize)> {
     Some((dist, d))
 }
 
-fn formats_present(records: &[Record]) -> Vec<&'static str> {
-    let all = NumberFormat::PAPER
-        .iter()
-        .chain(NumberFormat::EVERY_OP.iter());
-    all.map(|f| f.name())
-        .filter(|f| records.iter().any(|r| r.format == *f))
+/// The flash models present, as (format, model) in the order of [`Model`]'s lists.
+fn flash_models(records: &[Record]) -> Vec<(&'static str, &'static str)> {
+    let all = Model::MAIN.iter().chain(Model::EVERY_OP.iter());
+    all.filter(|m| m.runs(Algorithm::Flash))
+        .map(|m| (m.format(), m.name()))
+        .filter(|&(f, m)| {
+            records
+                .iter()
+                .any(|r| r.algorithm == "flash" && r.format == f && r.model == m)
+        })
         .collect()
 }
 
-/// Max-abs deviation of flash (default tile) and baseline vs the oracle, and their ratio, per
-/// format and sequence length (Markdown).
+/// The baseline a flash model is compared with in the tables: its headline partner, else the
+/// baseline of the same model.
+fn partner(format: &str, model: &str) -> &'static str {
+    Model::HEADLINE
+        .iter()
+        .find(|(f, _)| f.format() == format && f.name() == model)
+        .map_or_else(
+            || {
+                Model::MAIN
+                    .iter()
+                    .chain(Model::EVERY_OP.iter())
+                    .find(|m| m.format() == format && m.name() == model)
+                    .map_or("", |m| m.name())
+            },
+            |(_, b)| b.name(),
+        )
+}
+
+/// Max-abs deviation of flash (default tile) and baseline vs the oracle, and their ratio, for
+/// each headline pair of models and sequence length (Markdown), then the verdicts computed from
+/// those rows.
 pub fn headline_table(records: &[Record]) -> String {
+    let comparisons = compare(records);
     let mut s = String::new();
     let Some((dist, d)) = headline_slice(records) else {
         return s;
@@ -55,32 +80,19 @@ pub fn headline_table(records: &[Record]) -> String {
     );
     let _ = writeln!(
         s,
-        "| format | seq_len | baseline | flash | flash / baseline |"
+        "| format | flash model | baseline model | seq_len | baseline | flash | flash / baseline |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|");
-    for format in formats_present(records) {
-        let mut lens: Vec<usize> = find(records, |r| r.format == format)
-            .map(|r| r.seq_len)
-            .collect();
-        lens.sort_unstable();
-        lens.dedup();
-        for n in lens {
-            let sel = |r: &Record| {
-                r.format == format && r.seq_len == n && r.distribution == dist && r.head_dim == d
-            };
-            let base = find(records, |r| sel(r) && r.algorithm == "baseline").next();
-            let flash = find(records, |r| sel(r) && is_default_flash(r)).next();
-            if let (Some(b), Some(f)) = (base, flash) {
-                let _ = writeln!(
-                    s,
-                    "| {format} | {n} | {:.3e} | {:.3e} | {:.1} |",
-                    b.max_abs_dev,
-                    f.max_abs_dev,
-                    f.max_abs_dev / b.max_abs_dev
-                );
-            }
+    let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|");
+    for pair in Model::HEADLINE {
+        for c in headline_rows(&comparisons, pair) {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {:.3e} | {:.3e} | {:.2} |",
+                c.format, c.model, c.baseline_model, c.seq_len, c.baseline, c.flash, c.ratio
+            );
         }
     }
+    let _ = writeln!(s, "\n{}", verdicts(&comparisons));
     s
 }
 
@@ -99,26 +111,54 @@ fn tile_table(records: &[Record]) -> String {
     };
     let _ = writeln!(
         s,
-        "Flash max |output − exact| at seq_len {n}, {dist} inputs, head_dim {d}.\n"
+        "Flash max |output − exact| at seq_len {n}, {dist} inputs, head_dim {d}, by tile: the key-tile \
+         sweep (Br = 64), block areas Br×Bc with square and swapped tiles, and the paper's default \
+         tiling `Bc = ⌈M/4d⌉, Br = min(Bc, d)` for an SRAM of M bytes (bf16 elements). The ratio is to \
+         the model's baseline partner at the same N.\n"
     );
-    let _ = writeln!(s, "| format | Br | Bc | rescalings | max abs | mean abs |");
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
-    for format in formats_present(records) {
+    let _ = writeln!(
+        s,
+        "| format | model | Br | Bc | area | SRAM M | rescalings | max abs | mean abs | / baseline |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (format, model) in flash_models(records) {
+        let base = find(records, |r| {
+            r.algorithm == "baseline"
+                && r.format == format
+                && r.model == partner(format, model)
+                && r.seq_len == n
+                && r.distribution == dist
+                && r.head_dim == d
+        })
+        .next()
+        .map(|b| b.max_abs_dev);
         let mut rows: Vec<&Record> = find(records, |r| {
             r.format == format
+                && r.model == model
                 && r.seq_len == n
                 && r.algorithm == "flash"
                 && r.distribution == dist
                 && r.head_dim == d
         })
         .collect();
-        rows.sort_by_key(|r| (r.block_k, r.block_q));
+        rows.sort_by_key(|r| {
+            (
+                r.sram_bytes.is_some(),
+                r.block_q.zip(r.block_k).map(|(a, b)| a * b),
+                r.block_k,
+                r.block_q,
+            )
+        });
         for r in rows {
+            let (br, bc) = (r.block_q.unwrap_or(0), r.block_k.unwrap_or(0));
+            let sram = r
+                .sram_bytes
+                .map_or("–".to_string(), |m| format!("{} KiB", m >> 10));
+            let ratio = base.map_or("–".to_string(), |b| format!("{:.2}", r.max_abs_dev / b));
             let _ = writeln!(
                 s,
-                "| {format} | {} | {} | {} | {:.3e} | {:.3e} |",
-                r.block_q.unwrap_or(0),
-                r.block_k.unwrap_or(0),
+                "| {format} | {model} | {br} | {bc} | {} | {sram} | {} | {:.3e} | {:.3e} | {ratio} |",
+                br * bc,
                 r.rescalings,
                 r.max_abs_dev,
                 r.mean_abs_dev
@@ -132,17 +172,21 @@ fn full_table(records: &[Record]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| distribution | d | format | algorithm | N | Br | Bc | max abs | mean abs | max ulp | bound |"
+        "| distribution | d | format | model | algorithm | N | Br | Bc | max abs | mean abs | max ulp | bound |"
     );
-    let _ = writeln!(s, "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for r in records {
         let tile = |t: Option<usize>| t.map_or("–".to_string(), |v| v.to_string());
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {:.3e} | {:.3e} | {:.2} | {:.2e} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.3e} | {:.3e} | {:.2} | {:.2e} |",
             r.distribution,
             r.head_dim,
             r.format,
+            r.model,
             r.algorithm,
             r.seq_len,
             tile(r.block_q),
@@ -161,15 +205,17 @@ fn plots(records: &[Record]) -> Vec<(&'static str, Plot)> {
         return Vec::new();
     };
     let in_slice = |r: &Record| r.distribution == dist && r.head_dim == d;
-    let formats = formats_present(records);
     let mut by_len = Vec::new();
     let mut ratio = Vec::new();
     let mut by_tile = Vec::new();
-    for &format in &formats {
-        let points = |flash: bool| -> Vec<(f64, f64)> {
+    let comparisons = compare(records);
+    for (format, model) in flash_models(records) {
+        let label = format!("{format} {model}");
+        let points = |flash: bool, model: &str| -> Vec<(f64, f64)> {
             let mut p: Vec<(f64, f64)> = find(records, |r| {
                 in_slice(r)
                     && r.format == format
+                    && r.model == model
                     && if flash {
                         is_default_flash(r)
                     } else {
@@ -181,23 +227,34 @@ fn plots(records: &[Record]) -> Vec<(&'static str, Plot)> {
             p.sort_by(|a, b| a.0.total_cmp(&b.0));
             p
         };
-        let (f, b) = (points(true), points(false));
-        let r: Vec<(f64, f64)> = f
-            .iter()
-            .filter_map(|&(n, fv)| b.iter().find(|p| p.0 == n).map(|&(_, bv)| (n, fv / bv)))
-            .collect();
+        let base_model = partner(format, model);
         by_len.push(Series {
-            label: format!("{format} flash"),
-            points: f,
+            label: format!("{label} flash"),
+            points: points(true, model),
             dashed: false,
         });
         by_len.push(Series {
-            label: format!("{format} baseline"),
-            points: b,
+            label: format!("{format} {base_model} baseline"),
+            points: points(false, base_model),
             dashed: true,
         });
+        let mut r: Vec<(f64, f64)> = comparisons
+            .iter()
+            .filter(|c| {
+                c.distribution == dist
+                    && c.head_dim == d
+                    && c.format == format
+                    && c.model == model
+                    && c.baseline_model == base_model
+                    && c.block_q == Some(DEFAULT_TILE.0)
+                    && c.block_k == Some(DEFAULT_TILE.1)
+                    && c.sram_bytes.is_none()
+            })
+            .map(|c| (c.seq_len as f64, c.ratio))
+            .collect();
+        r.sort_by(|a, b| a.0.total_cmp(&b.0));
         ratio.push(Series {
-            label: format.to_string(),
+            label: format!("{label} / {base_model}"),
             points: r,
             dashed: false,
         });
@@ -210,15 +267,17 @@ fn plots(records: &[Record]) -> Vec<(&'static str, Plot)> {
             let mut p: Vec<(f64, f64)> = find(records, |r| {
                 in_slice(r)
                     && r.format == format
+                    && r.model == model
                     && r.seq_len == n
                     && r.algorithm == "flash"
                     && r.block_q == Some(DEFAULT_TILE.0)
+                    && r.sram_bytes.is_none()
             })
             .map(|r| (r.block_k.unwrap_or(0) as f64, r.max_abs_dev))
             .collect();
             p.sort_by(|a, b| a.0.total_cmp(&b.0));
             by_tile.push(Series {
-                label: format.to_string(),
+                label,
                 points: p,
                 dashed: false,
             });
@@ -284,7 +343,7 @@ pub fn write_report(records: &[Record], dir: &Path, command: &str) -> anyhow::Re
     for (name, plot) in plots(records) {
         files.push((name.into(), plot.to_svg()));
     }
-    let json = serde_json::to_string_pretty(records)?;
+    let json = serde_json::to_string_pretty(&compare(records))?;
     files.push(("deviation.json".into(), json));
     for (name, body) in files {
         crate::fsutil::write_atomic(&dir.join(name), body.as_bytes())?;
