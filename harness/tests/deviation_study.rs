@@ -70,11 +70,23 @@ fn quick_study_shows_the_papers_trends() {
 
     // 1b. FlashAttention-2's own precision (fp32 state, P rounded to bf16) against eager bf16
     // attention: flash deviates *less* at every N, and less than the paper's flash model.
-    for n in lens {
-        let fa2 = dev_model(&records, "bf16", "fa2", "flash", n, Some(64));
-        let eager = dev_model(&records, "bf16", "bf16-ops", "baseline", n, None);
-        assert!(fa2 < eager, "N={n}: fa2 {fa2:e} vs bf16-ops {eager:e}");
-        assert!(fa2 < flash("bf16", n), "N={n}: fa2 {fa2:e} vs paper");
+    // Checked for every input seed of the plan.
+    assert_eq!(plan.seeds, 3);
+    for seed in plan.seed..plan.seed + plan.seeds {
+        let of_seed: Vec<Record> = records.iter().filter(|r| r.seed == seed).cloned().collect();
+        for n in lens {
+            let fa2 = dev_model(&of_seed, "bf16", "fa2", "flash", n, Some(64));
+            let eager = dev_model(&of_seed, "bf16", "bf16-ops", "baseline", n, None);
+            let paper = dev_model(&of_seed, "bf16", "paper", "flash", n, Some(64));
+            assert!(
+                fa2 < eager,
+                "seed {seed} N={n}: fa2 {fa2:e} vs bf16-ops {eager:e}"
+            );
+            assert!(
+                fa2 < paper,
+                "seed {seed} N={n}: fa2 {fa2:e} vs paper {paper:e}"
+            );
+        }
     }
     // The JSON comparisons pair them, with the errors of both runs.
     let comparisons = compare(&records);
@@ -118,4 +130,46 @@ fn quick_study_shows_the_papers_trends() {
             "f32 at N={n}"
         );
     }
+}
+
+/// `tessera deviation --quick --json F`: one record per flash run and baseline model, with the
+/// models, the format, N and both errors; `fa2` and `paper` flash at bf16 among them.
+#[test]
+fn quick_json_names_the_models() {
+    let dir = std::env::temp_dir().join(format!("tessera-devjson-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("dev.json");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args([
+            "deviation",
+            "--quick",
+            "--seeds",
+            "1",
+            "--rows",
+            "2",
+            "--json",
+        ])
+        .arg(&path)
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("tessera runs");
+    assert!(status.success());
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("json written")).expect("valid JSON");
+    let records = json.as_array().expect("an array of records");
+    for model in ["fa2", "paper"] {
+        let flash_bf16: Vec<&serde_json::Value> = records
+            .iter()
+            .filter(|r| r["model"] == model && r["format"] == "bf16" && r["algorithm"] == "flash")
+            .collect();
+        assert!(!flash_bf16.is_empty(), "no {model} flash record at bf16");
+        for r in flash_bf16 {
+            assert!(r["seq_len"].as_u64().is_some_and(|n| n > 0));
+            assert!(r["baseline_model"].is_string());
+            assert!(r["flash"].as_f64().is_some_and(|x| x > 0.0));
+            assert!(r["baseline"].as_f64().is_some_and(|x| x > 0.0));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -66,6 +66,7 @@ pub fn compare(records: &[Record]) -> Vec<Comparison> {
                 && b.distribution == f.distribution
                 && b.head_dim == f.head_dim
                 && b.seq_len == f.seq_len
+                && b.seed == f.seed
         };
         for b in records.iter().filter(same) {
             out.push(Comparison {
@@ -120,13 +121,37 @@ fn headline_slice(comparisons: &[Comparison]) -> Option<(&'static str, usize)> {
     Some((dist, d))
 }
 
-/// The headline rows of one (flash model, baseline model) pair, by sequence length.
-pub fn headline_rows(comparisons: &[Comparison], pair: (Model, Model)) -> Vec<&Comparison> {
+/// One headline cell: a (flash model, baseline model) pair at one sequence length, over seeds.
+#[derive(Clone, Debug, Serialize)]
+pub struct HeadlineRow {
+    /// Storage format.
+    pub format: &'static str,
+    /// Flash model.
+    pub model: &'static str,
+    /// Baseline model.
+    pub baseline_model: &'static str,
+    /// Keys per row.
+    pub seq_len: usize,
+    /// Seeds measured.
+    pub seeds: usize,
+    /// Baseline's max abs deviation, mean over seeds.
+    pub baseline: f64,
+    /// Flash's max abs deviation, mean over seeds.
+    pub flash: f64,
+    /// Smallest per-seed `flash / baseline`.
+    pub ratio_min: f64,
+    /// Largest per-seed `flash / baseline`.
+    pub ratio_max: f64,
+}
+
+/// The headline rows of one (flash model, baseline model) pair, by sequence length, each
+/// aggregated over the seeds.
+pub fn headline_rows(comparisons: &[Comparison], pair: (Model, Model)) -> Vec<HeadlineRow> {
     let Some((dist, d)) = headline_slice(comparisons) else {
         return Vec::new();
     };
     let (f, b) = pair;
-    let mut rows: Vec<&Comparison> = comparisons
+    let cells: Vec<&Comparison> = comparisons
         .iter()
         .filter(|c| {
             in_headline(c, dist, d)
@@ -135,8 +160,27 @@ pub fn headline_rows(comparisons: &[Comparison], pair: (Model, Model)) -> Vec<&C
                 && c.baseline_model == b.name()
         })
         .collect();
-    rows.sort_by_key(|c| c.seq_len);
-    rows
+    let mut lens: Vec<usize> = cells.iter().map(|c| c.seq_len).collect();
+    lens.sort_unstable();
+    lens.dedup();
+    lens.into_iter()
+        .map(|n| {
+            let at: Vec<&&Comparison> = cells.iter().filter(|c| c.seq_len == n).collect();
+            let k = at.len() as f64;
+            let mean = |x: &dyn Fn(&Comparison) -> f64| at.iter().map(|c| x(c)).sum::<f64>() / k;
+            HeadlineRow {
+                format: f.format(),
+                model: f.name(),
+                baseline_model: b.name(),
+                seq_len: n,
+                seeds: at.len(),
+                baseline: mean(&|c| c.baseline),
+                flash: mean(&|c| c.flash),
+                ratio_min: at.iter().map(|c| c.ratio).fold(f64::INFINITY, f64::min),
+                ratio_max: at.iter().map(|c| c.ratio).fold(0.0, f64::max),
+            }
+        })
+        .collect()
 }
 
 /// How a sequence of values moves with N: `"grows with N"`, `"falls with N"` or
@@ -161,34 +205,43 @@ pub fn verdicts(comparisons: &[Comparison]) -> String {
         let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
             continue;
         };
-        let ratios: Vec<f64> = rows.iter().map(|c| c.ratio).collect();
+        let ratios: Vec<f64> = rows.iter().map(|c| c.flash / c.baseline).collect();
         let flash: Vec<f64> = rows.iter().map(|c| c.flash).collect();
-        let (lo, hi) = ratios.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &r| {
-            (lo.min(r), hi.max(r))
-        });
-        let at = |pred: &dyn Fn(f64) -> bool| -> Vec<String> {
+        let lo = rows
+            .iter()
+            .map(|c| c.ratio_min)
+            .fold(f64::INFINITY, f64::min);
+        let hi = rows.iter().map(|c| c.ratio_max).fold(0.0f64, f64::max);
+        // Which side flash is on, in every seed: more only if every seed's ratio is above 1.
+        let at = |pred: &dyn Fn(&HeadlineRow) -> bool| -> Vec<String> {
             rows.iter()
-                .filter(|c| pred(c.ratio))
+                .filter(|c| pred(c))
                 .map(|c| c.seq_len.to_string())
                 .collect()
         };
-        let (more, less, same) = (at(&|r| r > 1.0), at(&|r| r < 1.0), at(&|r| r == 1.0));
+        let more = at(&|c| c.ratio_min > 1.0);
+        let less = at(&|c| c.ratio_max < 1.0);
+        let same = at(&|c| c.ratio_min <= 1.0 && c.ratio_max >= 1.0);
         let side = if less.is_empty() && same.is_empty() {
             "flash deviates more than baseline at every N".to_string()
         } else if more.is_empty() && same.is_empty() {
             "flash deviates less than baseline at every N".to_string()
         } else {
-            let parts: Vec<String> = [("more", &more), ("less", &less), ("the same", &same)]
-                .iter()
-                .filter(|(_, ns)| !ns.is_empty())
-                .map(|(word, ns)| format!("{word} at N = {}", ns.join(", ")))
-                .collect();
+            let parts: Vec<String> = [
+                ("more", &more),
+                ("less", &less),
+                ("on either side across seeds", &same),
+            ]
+            .iter()
+            .filter(|(_, ns)| !ns.is_empty())
+            .map(|(word, ns)| format!("{word} at N = {}", ns.join(", ")))
+            .collect();
             format!("flash deviates {}", parts.join("; "))
         };
         let _ = writeln!(
             s,
-            "- {} `{}` flash vs `{}` baseline: flash / baseline {:.2} to {:.2} over N = {}..{} ({side}); \
-             flash's deviation {}, the ratio {}.",
+            "- {} `{}` flash vs `{}` baseline: flash / baseline {:.2} to {:.2} over N = {}..{} and {} seeds ({side}); \
+             flash's mean deviation {}, the ratio of means {}.",
             first.format,
             first.model,
             first.baseline_model,
@@ -196,6 +249,7 @@ pub fn verdicts(comparisons: &[Comparison]) -> String {
             hi,
             first.seq_len,
             last.seq_len,
+            first.seeds,
             trend(&flash),
             trend(&ratios),
         );

@@ -14,7 +14,7 @@ mod plan;
 mod report;
 mod sweep;
 
-pub use compare::{compare, headline_rows, trend, verdicts, Comparison};
-pub use plan::{paper_tiles, Algorithm, Config, Model, Plan};
+pub use compare::{compare, headline_rows, trend, verdicts, Comparison, HeadlineRow};
+pub use plan::{paper_tiles, Algorithm, Config, Model, Plan, DEFAULT_SEEDS};
 pub use report::{headline_table, write_report};
 pub use sweep::{run_plan, Record};

@@ -188,7 +188,13 @@ pub struct Plan {
     pub rows: usize,
     /// Base seed of the inputs.
     pub seed: u64,
+    /// Input seeds: `seed`, `seed + 1`, ..., `seed + seeds − 1`, each a fresh draw of every
+    /// input group.
+    pub seeds: u64,
 }
+
+/// Input seeds per run unless `--seeds` says otherwise.
+pub const DEFAULT_SEEDS: u64 = 3;
 
 /// The tile shape of the sequence-length sweep.
 pub const DEFAULT_TILE: (usize, usize) = (64, 64);
@@ -336,6 +342,7 @@ impl Plan {
             configs,
             rows,
             seed,
+            seeds: DEFAULT_SEEDS,
         }
     }
 }

@@ -185,8 +185,21 @@ fn parallel<T: Send>(count: usize, bar: &Progress, task: impl Fn(usize) -> T + S
         .collect()
 }
 
-/// Runs the plan, showing progress on stderr; returns one record per configuration.
+/// Runs the plan once per input seed, showing progress on stderr; returns one record per
+/// configuration and seed.
 pub fn run_plan(plan: &Plan, show_progress: bool) -> anyhow::Result<Vec<Record>> {
+    let mut records = Vec::new();
+    for i in 0..plan.seeds.max(1) {
+        let one = Plan {
+            seed: plan.seed.wrapping_add(i),
+            ..plan.clone()
+        };
+        records.extend(run_seed(&one, show_progress)?);
+    }
+    Ok(records)
+}
+
+fn run_seed(plan: &Plan, show_progress: bool) -> anyhow::Result<Vec<Record>> {
     let started = Instant::now();
     let keys: Vec<GroupKey> = {
         let mut k: Vec<GroupKey> = plan
@@ -274,7 +287,8 @@ pub fn run_plan(plan: &Plan, show_progress: bool) -> anyhow::Result<Vec<Record>>
     bar.finish();
     if show_progress {
         eprintln!(
-            "deviation: {} configurations, {} exact rows in {:.1} s",
+            "deviation: seed {}: {} configurations, {} exact rows in {:.1} s",
+            plan.seed,
             plan.configs.len(),
             ref_tasks.len(),
             started.elapsed().as_secs_f64()
