@@ -183,11 +183,13 @@ pub fn headline_rows(comparisons: &[Comparison], pair: (Model, Model)) -> Vec<He
         .collect()
 }
 
-/// How a sequence of values moves with N: `"grows with N"`, `"falls with N"` or
-/// `"is not monotone in N"` (strict, over every measured N).
+/// How a sequence of values moves with N: `"grows with N"`, `"falls with N"` (strictly, over
+/// every measured N), `"does not change with N"` or `"is not monotone in N"`.
 pub fn trend(values: &[f64]) -> &'static str {
     if values.len() < 2 {
         "has one point"
+    } else if values.windows(2).all(|w| w[1] == w[0]) {
+        "does not change with N"
     } else if values.windows(2).all(|w| w[1] > w[0]) {
         "grows with N"
     } else if values.windows(2).all(|w| w[1] < w[0]) {
@@ -266,6 +268,7 @@ mod tests {
         assert_eq!(trend(&[1.0, 2.0, 3.0]), "grows with N");
         assert_eq!(trend(&[3.0, 2.0, 1.0]), "falls with N");
         assert_eq!(trend(&[1.0, 2.0, 2.0]), "is not monotone in N");
+        assert_eq!(trend(&[2.0, 2.0, 2.0]), "does not change with N");
         assert_eq!(trend(&[1.0, 3.0, 2.0]), "is not monotone in N");
     }
 }

@@ -306,6 +306,11 @@ impl Plan {
                     for &seq_len in seq_lens {
                         configs.push(flash(seq_len, DEFAULT_TILE));
                     }
+                    // The tile experiments on normal inputs only (the paper's tile sweeps use
+                    // one input distribution).
+                    if distribution != InputDistribution::Normal {
+                        continue;
+                    }
                     // Deviation vs key tile size, query tile fixed.
                     for &bc in block_ks {
                         configs.push(flash(tile_sweep_len, (DEFAULT_TILE.0, bc)));

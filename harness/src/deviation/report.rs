@@ -117,6 +117,149 @@ pub fn headline_table(records: &[Record]) -> String {
     s
 }
 
+/// Mean over seeds of a flash model's max abs deviation at one tile, and the per-seed range of
+/// its ratio to the partner baseline.
+struct TileCell {
+    br: usize,
+    bc: usize,
+    sram: Option<usize>,
+    rescalings: usize,
+    mean_max_abs: f64,
+    ratio: Option<(f64, f64)>,
+    /// Per seed, the max abs deviation (for the Br-independence check).
+    per_seed: Vec<(u64, f64)>,
+}
+
+fn tile_cells(
+    records: &[Record],
+    format: &str,
+    model: &str,
+    n: usize,
+    dist: &str,
+    d: usize,
+) -> Vec<TileCell> {
+    let runs: Vec<&Record> = find(records, |r| {
+        r.format == format
+            && r.model == model
+            && r.seq_len == n
+            && r.algorithm == "flash"
+            && r.distribution == dist
+            && r.head_dim == d
+    })
+    .collect();
+    let base = |seed: u64| {
+        find(records, |r| {
+            r.algorithm == "baseline"
+                && r.format == format
+                && r.model == partner(format, model)
+                && r.seq_len == n
+                && r.distribution == dist
+                && r.head_dim == d
+                && r.seed == seed
+        })
+        .next()
+        .map(|b| b.max_abs_dev)
+    };
+    let mut keys: Vec<(Option<usize>, Option<usize>, Option<usize>)> = runs
+        .iter()
+        .map(|r| (r.block_q, r.block_k, r.sram_bytes))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut cells: Vec<TileCell> = keys
+        .into_iter()
+        .map(|(br, bc, sram)| {
+            let at: Vec<&&Record> = runs
+                .iter()
+                .filter(|r| (r.block_q, r.block_k, r.sram_bytes) == (br, bc, sram))
+                .collect();
+            let ratios: Vec<f64> = at
+                .iter()
+                .filter_map(|r| base(r.seed).map(|b| r.max_abs_dev / b))
+                .collect();
+            TileCell {
+                br: br.unwrap_or(0),
+                bc: bc.unwrap_or(0),
+                sram,
+                rescalings: at.first().map_or(0, |r| r.rescalings),
+                mean_max_abs: at.iter().map(|r| r.max_abs_dev).sum::<f64>()
+                    / at.len().max(1) as f64,
+                ratio: (!ratios.is_empty()).then(|| {
+                    ratios.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &x| {
+                        (lo.min(x), hi.max(x))
+                    })
+                }),
+                per_seed: at.iter().map(|r| (r.seed, r.max_abs_dev)).collect(),
+            }
+        })
+        .collect();
+    cells.sort_by_key(|c| (c.sram.is_some(), c.br * c.bc, c.bc, c.br));
+    cells
+}
+
+/// The paper's tile findings, checked on one model's cells: whether Br matters at a fixed Bc,
+/// how square tiles move with their area, and what swapping Br and Bc does.
+fn tile_verdicts(model: &str, format: &str, cells: &[TileCell]) -> String {
+    let plain: Vec<&TileCell> = cells.iter().filter(|c| c.sram.is_none()).collect();
+    // Br independence: every pair of cells with the same Bc, seed by seed, bit-equal results.
+    let mut same_bc_pairs = 0;
+    let br_matters = plain.iter().any(|a| {
+        plain.iter().any(|b| {
+            if a.bc != b.bc || a.br == b.br {
+                return false;
+            }
+            same_bc_pairs += 1;
+            a.per_seed
+                .iter()
+                .any(|(s, x)| b.per_seed.iter().any(|(t, y)| s == t && x != y))
+        })
+    });
+    let br = if same_bc_pairs == 0 {
+        "no two tiles share Bc".to_string()
+    } else if br_matters {
+        "Br changes the result at a fixed Bc".to_string()
+    } else {
+        "Br never changes the result at a fixed Bc (bit-equal in every seed): only Bc matters"
+            .to_string()
+    };
+    let square: Vec<f64> = [32, 64, 128]
+        .iter()
+        .filter_map(|&t| {
+            plain
+                .iter()
+                .find(|c| c.br == t && c.bc == t)
+                .map(|c| c.mean_max_abs)
+        })
+        .collect();
+    let area = match super::compare::trend(&square) {
+        "grows with N" => "grows with the area",
+        "falls with N" => "falls with the area",
+        "has one point" => "has one point",
+        "does not change with N" => "does not change with the area",
+        _ => "is not monotone in the area",
+    };
+    let swaps: Vec<String> = [(16, 64), (32, 128), (64, 256)]
+        .iter()
+        .filter_map(|&(a, b)| {
+            let wide = plain.iter().find(|c| c.br == a && c.bc == b)?;
+            let tall = plain.iter().find(|c| c.br == b && c.bc == a)?;
+            Some(format!(
+                "{b}×{a} / {a}×{b} = {:.2}",
+                tall.mean_max_abs / wide.mean_max_abs
+            ))
+        })
+        .collect();
+    format!(
+        "- {format} `{model}`: {br}; the deviation of square tiles (32², 64², 128²) {area}; \
+         swapping Br×Bc (deviation of the tall tile over the wide one): {}.\n",
+        if swaps.is_empty() {
+            "not measured".to_string()
+        } else {
+            swaps.join(", ")
+        }
+    )
+}
+
 fn tile_table(records: &[Record]) -> String {
     let mut s = String::new();
     let Some((dist, d)) = headline_slice(records) else {
@@ -132,60 +275,40 @@ fn tile_table(records: &[Record]) -> String {
     };
     let _ = writeln!(
         s,
-        "Flash max |output − exact| at seq_len {n}, {dist} inputs, head_dim {d}, by tile: the key-tile \
-         sweep (Br = 64), block areas Br×Bc with square and swapped tiles, and the paper's default \
-         tiling `Bc = ⌈M/4d⌉, Br = min(Bc, d)` for an SRAM of M bytes (bf16 elements). The ratio is to \
-         the model's baseline partner at the same N.\n"
+        "Flash max |output − exact| at seq_len {n}, {dist} inputs, head_dim {d}, by tile (mean over \
+         seeds): the key-tile sweep (Br = 64), block areas Br×Bc with square and swapped tiles, and \
+         the paper's default tiling `Bc = ⌈M/4d⌉, Br = min(Bc, d)` for an SRAM of M bytes (bf16 \
+         elements). The last column is the per-seed range of the ratio to the model's baseline \
+         partner at the same N.\n"
     );
     let _ = writeln!(
         s,
-        "| format | model | Br | Bc | area | SRAM M | rescalings | max abs | mean abs | / baseline |"
+        "| format | model | Br | Bc | area | SRAM M | rescalings | max abs | / baseline |"
     );
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    let mut verdicts = String::new();
     for (format, model) in flash_models(records) {
-        let base = find(records, |r| {
-            r.algorithm == "baseline"
-                && r.format == format
-                && r.model == partner(format, model)
-                && r.seq_len == n
-                && r.distribution == dist
-                && r.head_dim == d
-        })
-        .next()
-        .map(|b| b.max_abs_dev);
-        let mut rows: Vec<&Record> = find(records, |r| {
-            r.format == format
-                && r.model == model
-                && r.seq_len == n
-                && r.algorithm == "flash"
-                && r.distribution == dist
-                && r.head_dim == d
-        })
-        .collect();
-        rows.sort_by_key(|r| {
-            (
-                r.sram_bytes.is_some(),
-                r.block_q.zip(r.block_k).map(|(a, b)| a * b),
-                r.block_k,
-                r.block_q,
-            )
-        });
-        for r in rows {
-            let (br, bc) = (r.block_q.unwrap_or(0), r.block_k.unwrap_or(0));
-            let sram = r
-                .sram_bytes
+        let cells = tile_cells(records, format, model, n, dist, d);
+        for c in &cells {
+            let sram = c
+                .sram
                 .map_or("–".to_string(), |m| format!("{} KiB", m >> 10));
-            let ratio = base.map_or("–".to_string(), |b| format!("{:.2}", r.max_abs_dev / b));
+            let ratio = c
+                .ratio
+                .map_or("–".to_string(), |(lo, hi)| format!("{lo:.2}–{hi:.2}"));
             let _ = writeln!(
                 s,
-                "| {format} | {model} | {br} | {bc} | {} | {sram} | {} | {:.3e} | {:.3e} | {ratio} |",
-                br * bc,
-                r.rescalings,
-                r.max_abs_dev,
-                r.mean_abs_dev
+                "| {format} | {model} | {} | {} | {} | {sram} | {} | {:.3e} | {ratio} |",
+                c.br,
+                c.bc,
+                c.br * c.bc,
+                c.rescalings,
+                c.mean_max_abs
             );
         }
+        verdicts.push_str(&tile_verdicts(model, format, &cells));
     }
+    let _ = writeln!(s, "\n{verdicts}");
     s
 }
 
@@ -203,7 +326,8 @@ fn full_table(records: &[Record]) -> String {
         let tile = |t: Option<usize>| t.map_or("–".to_string(), |v| v.to_string());
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.3e} | {:.3e} | {:.2} | {:.2e} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.3e} | {:.3e} | {:.2} | {:.2e} |",
+            r.seed,
             r.distribution,
             r.head_dim,
             r.format,
@@ -364,7 +488,39 @@ pub fn write_report(records: &[Record], dir: &Path, command: &str) -> anyhow::Re
     for (name, plot) in plots(records) {
         files.push((name.into(), plot.to_svg()));
     }
-    let json = serde_json::to_string_pretty(&compare(records))?;
+    // Every flash run against its partner baseline (and fa2 against the fused baseline too):
+    // the full sweep's every-model pairs would be megabytes; `--json` writes them all.
+    let pairs: Vec<_> = compare(records)
+        .into_iter()
+        .filter(|c| {
+            c.baseline_model == partner(c.format, c.model)
+                || (c.model == Model::Fa2.name() && c.baseline_model == Model::Fused.name())
+        })
+        .collect();
+    // Six significant digits: the deviations are measured on 16 rows, not to 17 digits.
+    let sig = |x: f64| -> f64 {
+        if x == 0.0 || !x.is_finite() {
+            return x;
+        }
+        let f = 10f64.powi(5 - x.abs().log10().floor() as i32);
+        (x * f).round() / f
+    };
+    let pairs: Vec<_> = pairs
+        .into_iter()
+        .map(|mut c| {
+            for x in [
+                &mut c.flash,
+                &mut c.baseline,
+                &mut c.ratio,
+                &mut c.flash_mean,
+                &mut c.baseline_mean,
+            ] {
+                *x = sig(*x);
+            }
+            c
+        })
+        .collect();
+    let json = serde_json::to_string(&pairs)?;
     files.push(("deviation.json".into(), json));
     for (name, body) in files {
         crate::fsutil::write_atomic(&dir.join(name), body.as_bytes())?;
