@@ -7,7 +7,7 @@
 //! order ([`RUNS`]); five arms ([`ARMS`]) each compare one run with another, per weight tensor and
 //! pooled (all matrices together, all norm gains together), at every logged step of the whole
 //! run, by the Wasserstein-1 distance of the two value distributions and by the largest
-//! element-wise difference. [`report`] fits each arm's rate of change, puts intervals across seeds
+//! element-wise difference. The `report` module fits each arm's rate of change, puts intervals across seeds
 //! on it and on the paper's ratios, and writes wasserstein.md, JSON and SVG plots.
 //!
 //! Each finished seed is saved to `--resume DIR`; a later run with the same setting loads it

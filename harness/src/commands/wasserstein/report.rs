@@ -237,7 +237,7 @@ impl Study {
             "seq_len": b.seq_len,
             "batch": b.batch,
             "steps": b.steps,
-            "lr": b.lr,
+            "lr": b.lr.to_string(),
             "warmup": b.warmup,
             "grad_clip": b.grad_clip,
             "optimizer": "Adam (beta1 0.9, beta2 0.95, eps 1e-8), linear warm-up then cosine to 10%",

@@ -84,16 +84,16 @@ pub fn markdown(study: &Study) -> String {
     let _ = writeln!(
         md,
         "For every seed, six runs train the same model on the same batches in the same order \
-         (corpus {}, {} training tokens; model {}; {} steps of {} x {} tokens; {}; peak lr {}, \
+         (corpus `{}`, {} training tokens; model `{}`; {} steps of {} x {} tokens; {}; peak lr {}, \
          warm-up {}, gradient clip {}; distances logged at steps {}):\n",
-        set["corpus"],
+        set["corpus"].as_str().unwrap_or(""),
         set["training_tokens"],
-        set["model"],
+        set["model"].as_str().unwrap_or(""),
         set["steps"],
         set["batch"],
         set["seq_len"],
         set["optimizer"].as_str().unwrap_or(""),
-        set["lr"],
+        set["lr"].as_str().unwrap_or(""),
         set["warmup"],
         set["grad_clip"],
         set["logged_steps"]
