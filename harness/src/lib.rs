@@ -5,6 +5,7 @@
 //! - [`npy`]: NumPy `.npy` reading and atomic writing;
 //! - [`precision`]: rounding `f32` data to bf16 and back (one helper for inputs and training);
 //! - [`tolerance`]: the one table of tolerances, with the a-priori error bound of a row;
+//! - [`stats`]: least-squares slopes and Student-t intervals over seeds;
 //! - [`budget`]: the memory a command may allocate, checked before it does;
 //! - [`attention`]: the kernels run from `f32` data by run-time configuration, and seeded problems;
 //! - the `tessera` binary's subcommands, one module each.
@@ -21,6 +22,7 @@ pub mod npy;
 pub mod plot;
 pub mod precision;
 pub mod progress;
+pub mod stats;
 pub mod tolerance;
 pub mod train;
 pub mod wasserstein;
