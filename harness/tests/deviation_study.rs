@@ -1,7 +1,7 @@
 //! The quick deviation study reproduces the paper's findings on the shipped kernels: these are the
 //! claims docs/results/deviation.md makes, checked on every test run.
 
-use tessera_harness::deviation::{compare, run_plan, Model, Plan, Record};
+use tessera_harness::deviation::{compare, headline_table, run_plan, Model, Plan, Record};
 
 /// The format's model the paper's findings are about: the paper's own at bf16/fp16.
 fn paper_model(format: &str, algorithm: &str) -> &'static str {
@@ -99,6 +99,27 @@ fn quick_study_shows_the_papers_trends() {
             && c.baseline > 0.0));
     }
     assert_eq!(Model::HEADLINE[0], (Model::Fa2, Model::Bf16Ops));
+
+    // The README's headline is this run's: every table row and verdict that does not depend on
+    // the machine's SIMD backend (all but f32, which runs on the best one) appears verbatim.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let printed = headline_table(&records);
+    let mut checked = 0;
+    for line in printed.lines() {
+        let row =
+            line.starts_with("| bf16") || line.starts_with("| fp16") || line.starts_with("| f64");
+        let verdict =
+            line.starts_with("- bf16") || line.starts_with("- fp16") || line.starts_with("- f64");
+        if row || verdict {
+            assert!(
+                readme.contains(line),
+                "README.md lacks this headline line:\n{line}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 4 * 4 + 4, "headline rows and verdicts checked");
 
     // 2. Larger key tiles, fewer rescalings, less deviation.
     let (bc16, bc64, bc256) = (
