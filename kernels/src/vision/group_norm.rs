@@ -197,7 +197,6 @@ impl<W: Element, A: Accumulator> LaneJob for GroupNormJob<'_, W, A> {
                 let var = total.div(count).to_f64() + shape.eps as f64;
                 // One square root per group: `f64` keeps it correctly rounded on every target.
                 let inv = (1.0 / libm::sqrt(var)) as f32;
-                let mean = mean.to_f64() as f32;
                 let (gs, bs) = (
                     gamma.get(c0..c0 + cpg).unwrap_or(&[]),
                     beta.get(c0..c0 + cpg).unwrap_or(&[]),
@@ -207,7 +206,10 @@ impl<W: Element, A: Accumulator> LaneJob for GroupNormJob<'_, W, A> {
                         return;
                     };
                     for (((o, &v), &gv), &bv) in out.iter_mut().zip(pixel(p)).zip(gs).zip(bs) {
-                        *o = (v - mean) * inv * gv.to_f32() + bv.to_f32();
+                        // The deviation in `A` (the same bits as `f32` for `A = f32`; a wider
+                        // accumulator keeps the mean's digits below `f32`'s).
+                        let d = A::from_f32(v).sub(mean).to_f64() as f32;
+                        *o = d * inv * gv.to_f32() + bv.to_f32();
                     }
                 }
             }
