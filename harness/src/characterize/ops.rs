@@ -53,8 +53,8 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Runs one attention call (`f32`, best backend), timed under `class` with its shape.
-    #[allow(clippy::too_many_arguments)]
+    /// Runs one attention call (`f32`, best backend), timed under `class` with its shape;
+    /// returns the output (laid out as the queries).
     pub fn attend(
         &mut self,
         class: OpClass,
@@ -62,8 +62,7 @@ impl Ctx {
         q: &[f32],
         k: &[f32],
         v: &[f32],
-        out: &mut [f32],
-    ) -> Result<()> {
+    ) -> Result<Vec<f32>> {
         let (kernel, tiles) = (self.kernel, self.tiles);
         let s = *shape;
         self.prof.attention(
@@ -73,9 +72,12 @@ impl Ctx {
             s.batch,
             s.heads,
             s.head_dim,
-            || run_into::<f32, f32>(kernel, Backend::Auto, tiles, &s, q, k, v, out),
-        )?;
-        Ok(())
+            || {
+                let mut out = vec![0.0f32; q.len()];
+                run_into::<f32, f32>(kernel, Backend::Auto, tiles, &s, q, k, v, &mut out)?;
+                anyhow::Ok(out)
+            },
+        )
     }
 
     /// `f` timed as `Other`.
@@ -112,8 +114,9 @@ impl Linear {
     /// `y = x·Wᵀ + b` over `x.len() / in_dim` rows, timed as `Linear`.
     pub fn forward(&self, ctx: &mut Ctx, x: &[f32]) -> Result<Vec<f32>> {
         let rows = x.len() / self.in_dim;
-        let mut y = vec![0.0f32; rows * self.out_dim];
+        // Allocations inside the timed region: they are the operator's cost.
         ctx.prof.time(OpClass::Linear, || {
+            let mut y = vec![0.0f32; rows * self.out_dim];
             linear_matmul(
                 LinearShape::new(rows, self.in_dim, self.out_dim),
                 x,
@@ -121,9 +124,8 @@ impl Linear {
                 &mut y,
             )?;
             add_bias(&mut y, &self.bias);
-            anyhow::Ok(())
-        })?;
-        Ok(y)
+            Ok(y)
+        })
     }
 
     /// The projection of head `h` of `heads` alone (output rows `h·d .. (h+1)·d` of `W`), so
@@ -138,15 +140,14 @@ impl Linear {
         let d = self.out_dim / heads;
         let rows = x.len() / self.in_dim;
         let w = &self.w[h * d * self.in_dim..(h + 1) * d * self.in_dim];
-        let mut y = vec![0.0f32; rows * d];
         ctx.prof.time(OpClass::Linear, || {
+            let mut y = vec![0.0f32; rows * d];
             linear_matmul(LinearShape::new(rows, self.in_dim, d), x, w, &mut y)?;
             if !self.bias.is_empty() {
                 add_bias(&mut y, &self.bias[h * d..(h + 1) * d]);
             }
-            anyhow::Ok(())
-        })?;
-        Ok(y)
+            Ok(y)
+        })
     }
 
     /// Keys or values head-major `[batch, heads, rows, d]` from `batch` blocks of token rows.
@@ -225,10 +226,11 @@ impl Conv {
         let shape = Conv2dShape::new(batch, h, w, self.cin, self.cout, self.kernel)
             .with_stride(self.stride);
         let (oh, ow) = shape.output_size()?;
-        let mut y = vec![0.0f32; batch * oh * ow * self.cout];
-        let mut scratch = vec![0.0f32; conv2d_scratch_len(&shape)?];
-        ctx.prof.time(OpClass::Conv, || {
-            conv2d(&shape, x, &self.w, &self.bias, &mut y, &mut scratch)
+        let y = ctx.prof.time(OpClass::Conv, || {
+            let mut y = vec![0.0f32; batch * oh * ow * self.cout];
+            let mut scratch = vec![0.0f32; conv2d_scratch_len(&shape)?];
+            conv2d(&shape, x, &self.w, &self.bias, &mut y, &mut scratch)?;
+            anyhow::Ok(y)
         })?;
         Ok((y, oh, ow))
     }
@@ -257,11 +259,11 @@ impl GroupNorm {
     pub fn forward(&self, ctx: &mut Ctx, x: &[f32], batch: usize) -> Result<Vec<f32>> {
         let pixels = x.len() / (batch * self.channels);
         let shape = GroupNormShape::new(batch, pixels, self.channels, self.groups).with_eps(1e-6);
-        let mut y = vec![0.0f32; x.len()];
         ctx.prof.time(OpClass::Norm, || {
-            group_norm::<f32, f32>(&shape, x, &self.gamma, &self.beta, &mut y)
-        })?;
-        Ok(y)
+            let mut y = vec![0.0f32; x.len()];
+            group_norm::<f32, f32>(&shape, x, &self.gamma, &self.beta, &mut y)?;
+            Ok(y)
+        })
     }
 }
 
@@ -284,11 +286,11 @@ impl LayerNorm {
 
     /// Normalises every row, timed as `Norm`.
     pub fn forward(&self, ctx: &mut Ctx, x: &[f32]) -> Result<Vec<f32>> {
-        let mut y = vec![0.0f32; x.len()];
         ctx.prof.time(OpClass::Norm, || {
-            layer_norm(self.dim, 1e-5, x, &self.gamma, &self.beta, &mut y)
-        })?;
-        Ok(y)
+            let mut y = vec![0.0f32; x.len()];
+            layer_norm(self.dim, 1e-5, x, &self.gamma, &self.beta, &mut y)?;
+            Ok(y)
+        })
     }
 }
 
@@ -359,15 +361,14 @@ impl Attention {
         let tokens = x.len() / dim;
         // Queries token-major, straight from the projection.
         let q = self.q.forward(ctx, x)?;
-        let mut out = vec![0.0f32; q.len()];
-        match kind {
+        let out = match kind {
             AttentionKind::Spatial { batch } => {
                 let n = tokens / batch;
                 let k = self.k.heads_major(ctx, x, batch, heads)?;
                 let v = self.v.heads_major(ctx, x, batch, heads)?;
                 let shape =
                     AttentionShape::new(batch, heads, n, n, d).with_layout(Layout::TokenMajor);
-                ctx.attend(OpClass::AttentionSpatial, &shape, &q, &k, &v, &mut out)?;
+                ctx.attend(OpClass::AttentionSpatial, &shape, &q, &k, &v)
             }
             AttentionKind::Cross { context } => {
                 let n_ctx = context.len() / self.k.in_dim;
@@ -375,7 +376,7 @@ impl Attention {
                 // Every frame's pixels are one sequence of queries against the same keys.
                 let shape =
                     AttentionShape::new(1, heads, tokens, n_ctx, d).with_layout(Layout::TokenMajor);
-                ctx.attend(OpClass::AttentionCross, &shape, &q, &k, &v, &mut out)?;
+                ctx.attend(OpClass::AttentionCross, &shape, &q, &k, &v)
             }
             AttentionKind::Temporal { frames } => {
                 let pixels = tokens / frames;
@@ -392,10 +393,10 @@ impl Attention {
                 });
                 let shape = AttentionShape::new(pixels, heads, frames, frames, d)
                     .with_layout(Layout::FrameMajor);
-                ctx.attend(OpClass::AttentionTemporal, &shape, &q, &k, &v, &mut out)?;
+                ctx.attend(OpClass::AttentionTemporal, &shape, &q, &k, &v)
             }
-        }
-        self.o.forward(ctx, &out)
+        };
+        self.o.forward(ctx, &out?)
     }
 }
 
@@ -430,15 +431,7 @@ impl Attention {
                 v_cache[at..at + d].copy_from_slice(&v[h * d..(h + 1) * d]);
             }
         });
-        let mut out = vec![0.0f32; q.len()];
-        ctx.attend(
-            OpClass::AttentionSpatial,
-            shape,
-            &q,
-            k_cache,
-            v_cache,
-            &mut out,
-        )?;
+        let out = ctx.attend(OpClass::AttentionSpatial, shape, &q, k_cache, v_cache)?;
         self.o.forward(ctx, &out)
     }
 
@@ -452,8 +445,7 @@ impl Attention {
         shape: &AttentionShape,
     ) -> Result<Vec<f32>> {
         let q = self.q.forward(ctx, x)?;
-        let mut out = vec![0.0f32; q.len()];
-        ctx.attend(OpClass::AttentionCross, shape, &q, k, v, &mut out)?;
+        let out = ctx.attend(OpClass::AttentionCross, shape, &q, k, v)?;
         self.o.forward(ctx, &out)
     }
 }

@@ -47,6 +47,8 @@ pub struct Characterization {
     pub backend: &'static str,
     /// Threads: the kernels run on one.
     pub threads: usize,
+    /// What `seconds` measure.
+    pub clock: &'static str,
     /// Every model run.
     pub runs: Vec<ModelRun>,
     /// Whether every run's class times sum to its total within [`SUM_TOLERANCE`].
@@ -118,6 +120,7 @@ impl Characterization {
             cpu: cpu_name(),
             backend: tessera_kernels::simd::Backend::best().name(),
             threads: 1,
+            clock: super::profile::CLOCK_NAME,
             runs,
             sums_match,
             speedups,
@@ -166,14 +169,16 @@ impl Characterization {
         let _ = writeln!(
             s,
             "CPU: {} (kernels on the `{}` backend, {} thread); seed {}; `f32` weights and \
-             activations; flash tiles {}×{}. Random weights at the shapes below; the sums of the \
-             class times {} the measured totals within {:.0}%.\n",
+             activations; flash tiles {}×{}. Random weights at the shapes below. Times are {} \
+             (wall time beside the totals); the sums of the class times {} the measured totals \
+             within {:.0}%.\n",
             self.cpu,
             self.backend,
             self.threads,
             self.plan.seed,
             self.plan.tiles.block_q,
             self.plan.tiles.block_k,
+            self.clock,
             if self.sums_match {
                 "match"
             } else {
@@ -210,8 +215,8 @@ impl Characterization {
         }
         let _ = writeln!(s, "![breakdown]({svg_name})\n");
         let _ = writeln!(s, "## Time by operator class\n");
-        let mut header = String::from("| model | attention | total s |");
-        let mut rule = String::from("|---|---|---:|");
+        let mut header = String::from("| model | attention | total s | wall s |");
+        let mut rule = String::from("|---|---|---:|---:|");
         for c in OpClass::ALL {
             let _ = write!(header, " {} |", c.name());
             rule.push_str("---:|");
