@@ -10,6 +10,10 @@ use std::fmt::Write as _;
 /// The largest relative gap allowed between the sum of the class times and the measured total.
 pub const SUM_TOLERANCE: f64 = 0.05;
 
+/// Run-to-run noise of a time ratio on the shared development machine: flash and baseline of the
+/// same model measured a few minutes apart differed by up to about 5% (CPU time).
+pub const NOISE: f64 = 0.05;
+
 /// Flash's end-to-end speedup over baseline for one model.
 #[derive(Clone, Debug, Serialize)]
 pub struct Speedup {
@@ -59,17 +63,24 @@ pub struct Characterization {
     pub findings: Vec<Finding>,
 }
 
-/// The CPU's model name.
+/// The CPU: model name, family and model numbers (/proc/cpuinfo), and the logical CPUs.
 pub fn cpu_name() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|n| n.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |key: &str| {
+        info.lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == key))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|v| v.trim().to_string())
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match field("model name") {
+        Some(name) => format!(
+            "{name}, family {} model {}, {cpus} logical CPUs",
+            field("cpu family").unwrap_or_default(),
+            field("model").unwrap_or_default()
+        ),
+        None => format!("{}, {cpus} logical CPUs", std::env::consts::ARCH),
+    }
 }
 
 fn run_of<'a>(runs: &'a [ModelRun], model: &str, attention: &str) -> Option<&'a ModelRun> {
@@ -227,8 +238,8 @@ impl Characterization {
         for r in &self.runs {
             let _ = write!(
                 s,
-                "| {} | {} | {:.2} |",
-                r.model, r.attention, r.total_seconds
+                "| {} | {} | {:.2} | {:.2} |",
+                r.model, r.attention, r.total_seconds, r.wall_seconds
             );
             for c in OpClass::ALL {
                 let _ = write!(s, " {:.1}% |", 100.0 * share(r, c));
@@ -359,12 +370,16 @@ fn findings(task: Task, runs: &[ModelRun], speedups: &[Speedup]) -> Vec<Finding>
                     ),
                     verdict: if (1.1..=2.5).contains(&ratio) {
                         "holds"
-                    } else if ratio > 1.0 {
+                    } else if ratio > 1.0 + NOISE {
                         "partly"
                     } else {
                         "does not hold"
                     },
-                    rule: "holds if the ratio is in 1.1-2.5, partly if above 1 elsewhere".into(),
+                    rule: format!(
+                        "holds if the ratio is in 1.1-2.5, partly if above {:.2} elsewhere \
+                         (below: within this machine's run-to-run noise)",
+                        1.0 + NOISE
+                    ),
                 });
             }
             if let Some(r) = flash("sd15_unet") {

@@ -34,8 +34,8 @@ pub struct Args {
     /// Also write the whole record as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Write TASK.md, TASK.json and TASK_breakdown.svg here (default: docs/results/characterize
-    /// for the full run, nothing for --quick).
+    /// Write TASK.md, TASK.json and TASK_breakdown.svg here (TASK-quick.* with --quick;
+    /// default: docs/results/characterize for the full run, nothing for --quick).
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
     /// Seed of the random weights and inputs.
@@ -107,7 +107,9 @@ pub fn main(args: Args) -> CliResult {
     );
     let runs = run(&plan, true)?;
     let record = Characterization::new(&plan, runs);
-    let svg_name = format!("{}_breakdown.svg", args.task);
+    // The quick and the full run keep separate files.
+    let stem = format!("{}{}", args.task, if args.quick { "-quick" } else { "" });
+    let svg_name = format!("{stem}_breakdown.svg");
     let md = record.markdown(&svg_name);
     println!("{md}");
     if !record.sums_match {
@@ -121,13 +123,11 @@ pub fn main(args: Args) -> CliResult {
         eprintln!("wrote {}", path.display());
     }
     if let Some(dir) = out_dir {
-        write_json(&dir.join(format!("{}.json", args.task)), &record)?;
-        write_atomic(&dir.join(format!("{}.md", args.task)), md.as_bytes())?;
+        write_json(&dir.join(format!("{stem}.json")), &record)?;
+        write_atomic(&dir.join(format!("{stem}.md")), md.as_bytes())?;
         write_atomic(&dir.join(&svg_name), record.bars().to_svg().as_bytes())?;
         eprintln!(
-            "wrote {0}.md, {0}.json and {1} under {2}",
-            args.task,
-            svg_name,
+            "wrote {stem}.md, {stem}.json and {svg_name} under {}",
             dir.display()
         );
     }
