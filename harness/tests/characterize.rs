@@ -37,7 +37,7 @@ fn tiny_plan(task: Task) -> Plan {
         kernels: vec![Kernel::Flash, Kernel::Baseline],
         tiles: FlashTiles::new(8, 16),
         unet: Some(tiny_unet(if task == Task::Ttv { 3 } else { 1 })),
-        token: (task == Task::Tti).then(|| TokenConfig {
+        token: (task == Task::Tti).then_some(TokenConfig {
             layers: 2,
             dim: 768,
             heads: 4,

@@ -63,7 +63,7 @@ fn check_conv<W: Element>(
         .into_iter()
         .map(W::from_f32)
         .collect();
-    let bias = if seed % 2 == 0 {
+    let bias = if seed.is_multiple_of(2) {
         values(shape.out_channels, seed + 2, 1.0)
     } else {
         Vec::new()
