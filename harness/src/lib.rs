@@ -11,7 +11,9 @@
 //! - the `tessera` binary's subcommands, one module each.
 
 pub mod attention;
+pub mod bars;
 pub mod budget;
+pub mod characterize;
 pub mod commands;
 pub mod data;
 pub mod deviation;

@@ -23,6 +23,8 @@ enum Command {
     Layerskip(commands::layerskip::Args),
     /// Hyperoptimizer towers: sensitivity to the initial learning rate.
     Hyperopt(commands::hyperopt::Args),
+    /// Text-to-image/video time by operator class, flash vs baseline (Golden et al. 2024).
+    Characterize(commands::characterize::Args),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         Some(Command::Wasserstein(args)) => commands::wasserstein::main(args),
         Some(Command::Layerskip(args)) => commands::layerskip::main(args),
         Some(Command::Hyperopt(args)) => commands::hyperopt::main(args),
+        Some(Command::Characterize(args)) => commands::characterize::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -240,6 +240,35 @@ pub fn row_bound(
     RowBound::measure(q, keys, values, scale, block_k, u, u_out).bound()
 }
 
+/// The a-priori bound of one [`conv2d`](tessera_kernels::vision::conv2d) output in `f32`
+/// (docs/numerics.md, "Convolution"): the output is a dot product of `patch_len` products plus
+/// a bias, so `|ŷ − y| ≤ γ(patch_len + 1)·(Σ|x_i·w_i| + |b|)` with `u = 2^-24` (`abs_sum` is the
+/// exact `Σ|x_i·w_i| + |b|`).
+pub fn conv2d_bound(patch_len: usize, abs_sum: f64) -> f64 {
+    gamma(patch_len + 1, F32_UNIT_ROUNDOFF) * abs_sum
+}
+
+/// `u = 2^-24`, the unit roundoff of `f32`.
+pub const F32_UNIT_ROUNDOFF: f64 = 5.960_464_477_539_063e-8;
+
+/// The a-priori bound of one [`group_norm`](tessera_kernels::vision::group_norm) output with
+/// statistics in an accumulator of unit roundoff `u` (docs/numerics.md, "Group norm"): with
+/// `m = channels/groups + pixels` (the additions an input passes through), `x̂ = (x − μ)/σ` the
+/// exact normalised value, `M/σ` the group's largest `|x|` over its exact `σ = sqrt(var + eps)`,
+/// `|ŷ − y| ≤ |g|·(γ(m + 2)·M/σ + (γ(m + 8) + 4·u₃₂)·|x̂|) + 2·u₃₂·(|g·x̂| + |b|)`.
+pub fn group_norm_bound(
+    m: usize,
+    u: f64,
+    max_over_sigma: f64,
+    x_hat: f64,
+    gain: f64,
+    bias: f64,
+) -> f64 {
+    let u32 = F32_UNIT_ROUNDOFF;
+    gain.abs() * (gamma(m + 2, u) * max_over_sigma + (gamma(m + 8, u) + 4.0 * u32) * x_hat.abs())
+        + 2.0 * u32 * ((gain * x_hat).abs() + bias.abs())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,6 +61,7 @@ pub mod prelude;
 mod rows;
 pub mod simd;
 mod sqrt;
+pub mod vision;
 
 pub use accumulator::{Accumulator, Bf16Acc, Bf16Mma, Bf16Ops, F16Acc, F16Mma, F16Ops};
 pub use element::{f64_to_f32_round_to_odd, Element};
