@@ -37,6 +37,15 @@
 //! `(0, 1)`: `tanh` is evaluated in `f64` and rounded, and capped at the largest `f32` below 1.
 //! (gdtuo learns SGD's momentum raw, unclamped; a momentum level here uses the same map as Adam's
 //! betas.)
+//!
+//! **Two further differences from gdtuo**, both kept and measured against it in
+//! `harness/tests/gdtuo_fixture.rs` and `docs/results/hyperopt.md`: (1) gdtuo starts Adam's `v`
+//! at its `eps` (1e-8), here it starts at 0 (the caller's zeroed state; a caller may start it at
+//! `eps` to reproduce gdtuo, as that test does); (2) in gdtuo every level steps at every call, so
+//! a hyper-Adam level's first step has a zero gradient (its bias corrections then run one step
+//! ahead, and its first real step is `sqrt(1 + beta2) / (1 + beta1) = 0.74` times as large at
+//! the default betas), where here level `j` first steps at the tower's step `j + 1`, with a
+//! real hypergradient. An SGD level's zero step changes nothing, so SGD levels agree.
 //! **The learning rate is learned as it is, as in the paper: nothing stops a learned learning
 //! rate from becoming negative** (the hypergradient then pushes it back up, since a step against
 //! the gradient raises the loss). For AdamW a learned `lr` with `lr * weight_decay >= 1` is
