@@ -123,7 +123,7 @@ fn discussion(md: &mut String, summary: &[Summary], records: &[Record]) {
             md,
             "- {task}, {opt}: plain ({}) the best initial learning rate reaches a test error of \
              {:.3} and the worst {:.3} (means over seeds); the tallest stack ({}, height {}) \
-             {:.3} and {:.3}. The smallest mean spread is at height {}. The tallest stack's \
+             {:.3} and {:.3}. The smallest mean spread (first height reaching it) is at height {}. The tallest stack's \
              learned base learning rates end between {lo:.2e} and {hi:.2e} over the runs that did \
              not diverge.",
             h0.tower,
@@ -211,7 +211,9 @@ fn without_worst(md: &mut String, records: &[Record]) {
             .collect();
         let _ = writeln!(
             md,
-            "- {task}, {opt}: the worst initial learning rate at height 0 is {:.0e}; it is {}              Without it, the spread of the seed-mean results over the remaining initial learning              rates is {} (heights in order).",
+            "- {task}, {opt}: the worst initial learning rate at height 0 is {:.0e}; it is {} \
+             Without it, the spread of the seed-mean results over the remaining initial \
+             learning rates is {} (heights in order).",
             f64::from_bits(w0),
             if same {
                 "the worst at every height."
