@@ -15,7 +15,7 @@
 use iai_callgrind::{library_benchmark, library_benchmark_group, main};
 use std::hint::black_box;
 use tessera_harness::data::{tensor, InputDistribution};
-use tessera_harness::hyperopt::{Family, Plan, Task};
+use tessera_harness::hyperopt::{Family, Hyper, Plan, StudyTower, Task};
 use tessera_kernels::attention::{
     baseline_attention_with, baseline_scratch_len, flash_attention_with, flash_scratch_len,
     AttentionShape, FlashTiles,
@@ -323,7 +323,7 @@ struct Train {
     p: Vec<f32>,
     g: Vec<f32>,
     state: Vec<f32>,
-    tower: Tower,
+    tower: StudyTower,
 }
 
 /// The hyperoptimizer study's MLP task (as `train_step`): one minibatch forward and backward at
@@ -331,6 +331,7 @@ struct Train {
 fn train_setup(height: usize, learn: Learn) -> Train {
     let plan = Plan {
         learn,
+        hyper: Hyper::both(Plan::adam_hyper()),
         ..Plan::full(0)
     };
     let mut objective = plan.objective(Task::Mlp).expect("objective");

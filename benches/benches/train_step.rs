@@ -15,7 +15,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::time::Duration;
-use tessera_harness::hyperopt::{Family, Plan, Task};
+use tessera_harness::hyperopt::{Family, Hyper, Plan, Task};
 use tessera_kernels::optim::Schedule;
 
 /// The base learning rate of every case.
@@ -44,6 +44,7 @@ fn bench_task(c: &mut Criterion, name: &str, task: Task) {
     for (case, height, schedule) in cases {
         let plan = Plan {
             schedule,
+            hyper: Hyper::both(Plan::adam_hyper()),
             ..Plan::full(0)
         };
         let mut objective = plan.objective(task).expect("task");

@@ -94,3 +94,63 @@ fn a_learning_rate_study_learns_only_learning_rates() {
     let json = serde_json::to_value(&lr).expect("records serialise");
     assert_eq!(json[0]["learned"], "lr");
 }
+
+/// The digits study (the default task): every cell of every seed trains, each record carries
+/// its seed and test error, and the summaries are the per-seed spreads' statistics.
+#[test]
+fn digits_study_runs_every_seed_and_summarises_over_them() {
+    use tessera_harness::hyperopt::{spreads, summaries};
+    let plan = Plan {
+        heights: vec![0, 2],
+        sgd_lrs: vec![1e-3, 1e-1],
+        adam_lrs: vec![1e-4],
+        digits_steps: 30,
+        seeds: vec![5, 6, 7],
+        ..Plan::quick(5)
+    };
+    assert_eq!(plan.tasks, vec![Task::Digits]);
+    let records = run_plan(&plan, false).expect("digits study");
+    assert_eq!(records.len(), plan.cells());
+    assert_eq!(records.len(), 2 * 3 * 3);
+    for r in &records {
+        let e = r.final_error.expect("a classifier has a test error");
+        assert!((0.0..=1.0).contains(&e), "{r:?}");
+        assert!(plan.seeds.contains(&r.seed));
+    }
+    // Different seeds are different runs (initial weights and minibatch order).
+    let first = &records[0];
+    let other = records
+        .iter()
+        .find(|r| r.tower == first.tower && r.init_lr == first.init_lr && r.seed != first.seed)
+        .expect("another seed");
+    assert_ne!(first.measured_loss.to_bits(), other.measured_loss.to_bits());
+    let per_seed = spreads(&records);
+    let sums = summaries(&records);
+    assert_eq!(sums.len(), 4, "two optimizers x two heights");
+    for s in &sums {
+        assert_eq!(s.seeds, 3);
+        let mine: Vec<f64> = per_seed
+            .iter()
+            .filter(|p| (p.task, p.optimizer, p.height) == (s.task, s.optimizer, s.height))
+            .map(|p| p.error_range().expect("error spread"))
+            .collect();
+        let mean = mine.iter().sum::<f64>() / mine.len() as f64;
+        let e = s.error_range.expect("error spread over seeds");
+        assert!((e.mean - mean).abs() < 1e-12, "{s:?}");
+        assert!(e.min <= e.mean && e.mean <= e.max);
+    }
+}
+
+#[test]
+fn a_missing_digits_file_is_a_clear_error() {
+    let plan = Plan {
+        digits_path: "/nonexistent/digits.csv".into(),
+        ..Plan::quick(0)
+    };
+    let err = run_plan(&plan, false).expect_err("no data, no study");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("/nonexistent/digits.csv") && text.contains("shared/data/README.md"),
+        "{text}"
+    );
+}

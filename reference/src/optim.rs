@@ -14,10 +14,10 @@
 //! practical purpose. It shares no formula with the kernels' closed forms: it only knows how to
 //! take a step.
 //!
-//! Learned coordinates: the learning rate itself, and `logit` of each decay rate (`momentum`,
+//! Learned coordinates: the learning rate itself, and `atanh(2 beta - 1) = logit(beta) / 2` of each decay rate (`momentum`,
 //! `beta1`, `beta2`). A level's hyperparameters at the base point are exactly the values the
 //! kernel used ([`StepRecord`]); a change `d` of their coordinates gives `lr + d` and
-//! `sigmoid(logit(beta) + d)`.
+//! `(tanh(atanh(2 beta - 1) + d) + 1) / 2 = sigmoid(logit(beta) + 2 d)` (gdtuo's parametrisation).
 //!
 //! [`hypergradient_scale`] gives the yardstick for comparing a kernel's `f32` closed form with the
 //! result: the same sums with every term replaced by the sum of the magnitudes of its operands
@@ -47,9 +47,9 @@ const RM: RoundingMode = RoundingMode::ToEven;
 pub enum OptimizerKind {
     /// `w <- w - lr g`; learned: `lr`.
     Sgd,
-    /// `b <- momentum b + g; w <- w - lr b`; learned: `lr`, `logit(momentum)`.
+    /// `b <- momentum b + g; w <- w - lr b`; learned: `lr`, `atanh(2 momentum - 1)`.
     Momentum,
-    /// Adam/AdamW with bias corrections; learned: `lr`, `logit(beta1)`, `logit(beta2)`.
+    /// Adam/AdamW with bias corrections; learned: `lr`, `atanh(2 beta1 - 1)`, `atanh(2 beta2 - 1)`.
     Adam,
 }
 
@@ -236,13 +236,14 @@ fn moved(big: &mut Big, rec: &StepRecord, delta: &[BigFloat]) -> Hyper {
     [lr, d1, d2]
 }
 
-/// `sigmoid(logit(x) + d)`: exactly `x` when `d = 0`.
+/// `sigmoid(logit(x) + 2 d)`, that is `(tanh(atanh(2 x - 1) + d) + 1) / 2`: exactly `x` when `d = 0`.
 fn moved_decay(big: &mut Big, x: f64, d: &BigFloat) -> BigFloat {
     if d.is_zero() {
         return big.num(x);
     }
     let z = big.logit(&big.num(x));
-    big.sigmoid(&big.add(&z, d))
+    let twice = big.add(d, d);
+    big.sigmoid(&big.add(&z, &twice))
 }
 
 /// Runs the chain with the top level's coordinates moved by `delta`; returns the new weights and
@@ -325,7 +326,8 @@ fn magnitudes(rec: &StepRecord) -> Vec<[f64; 3]> {
             .map(|i| {
                 let g = rec.grads[i].abs();
                 let b = d1 * rec.first[i].abs() + g;
-                [b, lr.abs() * (1.0 - d1) * (b + g), 0.0]
+                // The factor 2: d mu / d z = 2 mu (1 - mu) for mu = (tanh z + 1) / 2.
+                [b, 2.0 * lr.abs() * (1.0 - d1) * (b + g), 0.0]
             })
             .collect(),
         OptimizerKind::Adam => {
@@ -335,10 +337,11 @@ fn magnitudes(rec: &StepRecord) -> Vec<[f64; 3]> {
             let ib = cb2.sqrt();
             let step = (lr * c1).abs();
             let decay = (1.0 - lr * rec.weight_decay).abs();
-            let p1 = step * (1.0 - d1);
-            let p2 = step * t as f64 * d1.powi(t) * (1.0 - d1) * c1;
-            let q1 = step * (1.0 - d2) * ib / 2.0;
-            let q2 = step * t as f64 * d2.powi(t) * (1.0 - d2) * cb2 * ib / 2.0;
+            // d beta / d z = 2 beta (1 - beta) for beta = (tanh z + 1) / 2: the factors 2.
+            let p1 = 2.0 * step * (1.0 - d1);
+            let p2 = 2.0 * step * t as f64 * d1.powi(t) * (1.0 - d1) * c1;
+            let q1 = step * (1.0 - d2) * ib;
+            let q2 = step * t as f64 * d2.powi(t) * (1.0 - d2) * cb2 * ib;
             (0..n)
                 .map(|i| {
                     let g = rec.grads[i];
@@ -414,8 +417,9 @@ mod tests {
         let got = hypergradient(&[mom.clone()], &next);
         let b: Vec<f64> = (0..3).map(|i| 0.8 * mom.first[i] + mom.grads[i]).collect();
         let d_lr: f64 = -(0..3).map(|i| next[i] * b[i]).sum::<f64>();
-        // d/dz of mu = sigmoid(z) is mu (1 - mu); d w / d mu = -lr b_prev.
-        let d_z: f64 = -(0..3).map(|i| next[i] * 0.05 * mom.first[i]).sum::<f64>() * 0.8 * 0.2;
+        // d/dz of mu = (tanh z + 1) / 2 is 2 mu (1 - mu); d w / d mu = -lr b_prev.
+        let d_z: f64 =
+            -(0..3).map(|i| next[i] * 0.05 * mom.first[i]).sum::<f64>() * 2.0 * 0.8 * 0.2;
         assert!((got[0] - d_lr).abs() <= 1e-15 * d_lr.abs(), "{got:?}");
         assert!(
             (got[1] - d_z).abs() <= 1e-14 * d_z.abs(),

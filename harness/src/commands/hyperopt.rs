@@ -1,15 +1,17 @@
 //! `tessera hyperopt`: sensitivity of training to the initial learning rate, for towers of
-//! hyperoptimizers of height 0-3 over SGD and Adam, on an MLP and the character LM.
+//! hyperoptimizers of height 0-4 over SGD and Adam, on the paper's MLP on the UCI digits (and
+//! optionally a synthetic MLP and the character LM), over several seeds.
 //!
 //! ```text
-//! tessera hyperopt [--quick] [--json FILE] [--out-dir DIR] [--seed N] [--tasks mlp,charlm]
-//!                  [--hyper adam:1e-2,adam:1e-4,adam:1e-6] [--schedule exact|lagged]
-//!                  [--learn all|lr] [--threads N]
+//! tessera hyperopt [--quick] [--json FILE] [--out-dir DIR] [--seed N] [--seeds K]
+//!                  [--tasks digits,mlp,charlm] [--data FILE] [--steps N]
+//!                  [--hyper KIND:LR,...] [--sgd-hyper KIND:LR,...] [--adam-hyper KIND:LR,...]
+//!                  [--schedule exact|lagged] [--learn all|lr] [--threads N]
 //! ```
 
 use super::CliResult;
 use crate::fsutil::check_outputs;
-use crate::hyperopt::{report, run_plan, spreads, Plan, Task};
+use crate::hyperopt::{report, run_plan, Family, Hyper, Plan, Task};
 use anyhow::{bail, ensure, Context};
 use std::path::PathBuf;
 use tessera_kernels::optim::{AdamConfig, Learn, MomentumConfig, Optimizer, Schedule, SgdConfig};
@@ -17,7 +19,7 @@ use tessera_kernels::optim::{AdamConfig, Learn, MomentumConfig, Optimizer, Sched
 /// Arguments of `tessera hyperopt`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The quick study (five learning rates, short runs, a tiny LM; under two minutes on 2 cores).
+    /// The quick study (digits, heights 0-2, three learning rates, one seed, 150 steps: seconds).
     #[arg(long)]
     pub quick: bool,
     /// Also write every record as JSON to this file.
@@ -27,19 +29,35 @@ pub struct Args {
     /// full study, nothing for --quick).
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
-    /// Seed of data, initial weights and minibatch order.
+    /// First seed of initial weights and minibatch order (seeds N, N+1, ...).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Number of seeds (default: 3 for the full study, 1 for --quick).
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// The digits data set (default ../shared/data/digits.csv).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Training steps of the digits task (default: 1500, --quick 150).
+    #[arg(long)]
+    pub steps: Option<usize>,
     /// Cells trained in parallel (results do not depend on it).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
-    /// Comma-separated tasks: mlp, charlm (default both).
+    /// Comma-separated tasks: digits, mlp, charlm (default digits).
     #[arg(long)]
     pub tasks: Option<String>,
-    /// Comma-separated hyperoptimizer levels 1, 2, 3 as KIND:LR with KIND sgd, momentum or adam
-    /// (default adam:1e-2,adam:1e-4,adam:1e-6).
+    /// Comma-separated hyperoptimizer levels 1, 2, ... above both bases, as KIND:LR with KIND
+    /// sgd, momentum or adam (default: SGD stacks, sgd:1e-2,sgd:1e-4,... above SGD and
+    /// sgd:1e-5,sgd:1e-10,... above Adam).
     #[arg(long)]
     pub hyper: Option<String>,
+    /// The levels above an SGD base only (as --hyper).
+    #[arg(long)]
+    pub sgd_hyper: Option<String>,
+    /// The levels above an Adam base only (as --hyper).
+    #[arg(long)]
+    pub adam_hyper: Option<String>,
     /// When hypergradients reach the weights: `exact` (the paper's order, two passes per step) or
     /// `lagged` (one fused pass, hyperparameters one step behind).
     #[arg(long, default_value = "exact")]
@@ -69,9 +87,10 @@ fn parse_schedule(s: &str) -> anyhow::Result<Schedule> {
 fn parse_tasks(s: &str) -> anyhow::Result<Vec<Task>> {
     s.split(',')
         .map(|t| match t.trim() {
+            "digits" => Ok(Task::Digits),
             "mlp" => Ok(Task::Mlp),
             "charlm" | "lm" => Ok(Task::CharLm),
-            other => bail!("unknown task `{other}` (mlp, charlm)"),
+            other => bail!("unknown task `{other}` (digits, mlp, charlm)"),
         })
         .collect()
 }
@@ -110,34 +129,61 @@ pub fn main(args: Args) -> CliResult {
         plan.tasks = parse_tasks(t)?;
     }
     if let Some(h) = &args.hyper {
-        plan.hyper = parse_hyper(h)?;
+        plan.hyper = Hyper::both(parse_hyper(h)?);
+    }
+    if let Some(h) = &args.sgd_hyper {
+        plan.hyper.sgd = parse_hyper(h)?;
+    }
+    if let Some(h) = &args.adam_hyper {
+        plan.hyper.adam = parse_hyper(h)?;
+    }
+    if let Some(k) = args.seeds {
+        ensure!(k != 0, "--seeds must be at least 1");
+        plan.seeds = (0..k as u64).map(|i| args.seed + i).collect();
+    }
+    if let Some(path) = &args.data {
+        plan.digits_path = path.clone();
+    }
+    if let Some(n) = args.steps {
+        ensure!(n != 0, "--steps must be at least 1");
+        plan.digits_steps = n;
     }
     plan.schedule = parse_schedule(&args.schedule)?;
     plan.learn = parse_learn(&args.learn)?;
     ensure!(args.threads != 0, "--threads must be at least 1");
     plan.threads = args.threads;
     let max_height = plan.heights.iter().copied().max().unwrap_or(0);
-    ensure!(
-        plan.hyper.len() >= max_height,
-        "--hyper needs {max_height} levels, got {}",
-        plan.hyper.len()
-    );
+    for family in [Family::Sgd, Family::Adam] {
+        let levels = plan.hyper.of(family).len();
+        ensure!(
+            levels >= max_height,
+            "the towers over {} need {max_height} hyperoptimizer levels, got {levels}",
+            family.name()
+        );
+    }
+    if plan.tasks.contains(&Task::Digits) {
+        // Read the data set now: a missing file is a clear error before any work.
+        crate::hyperopt::digits::load(&plan.digits_path)?;
+    }
     let out_dir = args
         .out_dir
         .clone()
         .or((!args.quick).then(|| PathBuf::from("docs/results")));
     check_outputs(args.json.as_deref(), out_dir.as_deref())?;
     eprintln!(
-        "tessera hyperopt: {} cells ({} tasks x SGD, Adam x heights {:?} x {} initial learning rates)",
+        "tessera hyperopt: {} cells ({} tasks x SGD, Adam x heights {:?} x {} initial learning rates x {} seeds)",
         plan.cells(),
         plan.tasks.len(),
         plan.heights,
-        plan.sgd_lrs.len()
+        plan.sgd_lrs.len(),
+        plan.seeds.len()
     );
     let records = run_plan(&plan, true)?;
-    let spread = spreads(&records);
     println!("{}", report::results_table(&records));
-    println!("{}", report::spread_table(&spread));
+    println!(
+        "{}",
+        report::summary_table(&crate::hyperopt::summaries(&records))
+    );
     if let Some(path) = &args.json {
         crate::fsutil::write_json(path, &records)?;
         eprintln!("wrote {}", path.display());
@@ -160,6 +206,15 @@ fn command_line(args: &Args) -> String {
     if args.seed != 0 {
         c.push_str(&format!(" --seed {}", args.seed));
     }
+    if let Some(k) = args.seeds {
+        c.push_str(&format!(" --seeds {k}"));
+    }
+    if let Some(n) = args.steps {
+        c.push_str(&format!(" --steps {n}"));
+    }
+    if let Some(d) = &args.data {
+        c.push_str(&format!(" --data {}", d.display()));
+    }
     if let Some(t) = &args.tasks {
         c.push_str(&format!(" --tasks {t}"));
     }
@@ -171,6 +226,12 @@ fn command_line(args: &Args) -> String {
     }
     if let Some(h) = &args.hyper {
         c.push_str(&format!(" --hyper {h}"));
+    }
+    if let Some(h) = &args.sgd_hyper {
+        c.push_str(&format!(" --sgd-hyper {h}"));
+    }
+    if let Some(h) = &args.adam_hyper {
+        c.push_str(&format!(" --adam-hyper {h}"));
     }
     if let Some(dir) = &args.out_dir {
         c.push_str(&format!(" --out-dir {}", dir.display()));
@@ -185,8 +246,8 @@ mod tests {
     #[test]
     fn parses_tasks_and_hyperoptimizers() {
         assert_eq!(
-            parse_tasks("mlp,charlm").unwrap(),
-            vec![Task::Mlp, Task::CharLm]
+            parse_tasks("digits,mlp,charlm").unwrap(),
+            vec![Task::Digits, Task::Mlp, Task::CharLm]
         );
         assert!(parse_tasks("mnist").is_err());
         let h = parse_hyper("sgd:0.01, adam:1e-3").unwrap();

@@ -1,22 +1,29 @@
 //! The hyperoptimizer study behind `tessera hyperopt`: how sensitive is training to the initial
-//! learning rate, with towers of hyperoptimizers of height 0 (plain) to 3, for SGD and Adam, on
-//! (a) a small MLP classifier and (b) the tiny character language model?
+//! learning rate, with towers of hyperoptimizers of height 0 (plain) to 4, over SGD and Adam, on
+//! (a) the paper's MLP on real data (the UCI digits, [`digits`]), and optionally (b) a synthetic
+//! classification MLP and (c) the tiny character language model?
 //!
-//! Each cell (task, optimizer family, height, initial learning rate) trains from the same
-//! initial weights on the same minibatch sequence, with a [`Tower`] whose base level starts at the
-//! cell's learning rate and whose upper levels start from fixed settings ([`Plan::hyper`]), the
-//! same for every cell. A run whose loss or gradient becomes non-finite stops there and counts
-//! as diverged; its final loss is then the chance loss (`ln classes`), the loss of knowing
-//! nothing, as is any final loss above it.
-
+//! Each cell (task, optimizer family, height, initial learning rate, seed) trains from the
+//! seed's initial weights on the seed's minibatch sequence, with a tower whose base level starts
+//! at the cell's learning rate and whose upper levels start from fixed settings
+//! ([`Plan::hyper`]), the same for every cell. A run whose loss or gradient becomes non-finite
+//! stops there and counts as diverged; its final loss is then the chance loss (`ln classes`),
+//! the loss of knowing nothing, as is any final loss above it, and its test error that of
+//! guessing (`1 - 1/classes`).
+pub mod digits;
 pub mod lm;
 pub mod mlp;
+mod plan;
 pub mod report;
+mod report_text;
+mod spread;
 
-use anyhow::Context;
+pub use plan::{Hyper, Plan, StudyTower, ADAM_KAPPA, SGD_KAPPA};
+pub use spread::{spreads, summaries, OverSeeds, Spread, Summary, Trend};
+
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Instant;
-use tessera_kernels::optim::{AdamConfig, Learn, Optimizer, Schedule, SgdConfig, Tower};
+use tessera_kernels::optim::{AdamConfig, Learn, Optimizer, Schedule, SgdConfig};
 
 /// Why a cell of the study could not be set up or trained. (A run that diverges is a result, not
 /// an error.)
@@ -48,6 +55,8 @@ pub trait Objective {
 /// Which problem.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Task {
+    /// The paper's MLP (64-128-10 tanh) on the UCI handwritten digits ([`digits`]).
+    Digits,
     /// The synthetic classification MLP ([`mlp`]).
     Mlp,
     /// The character language model ([`lm`]).
@@ -58,6 +67,7 @@ impl Task {
     /// Name used in records and file names.
     pub fn name(self) -> &'static str {
         match self {
+            Task::Digits => "digits",
             Task::Mlp => "mlp",
             Task::CharLm => "charlm",
         }
@@ -94,189 +104,6 @@ impl Family {
     }
 }
 
-/// Everything a study run does.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Plan {
-    /// Problems.
-    pub tasks: Vec<Task>,
-    /// Base optimizers.
-    pub families: Vec<Family>,
-    /// Tower heights.
-    pub heights: Vec<usize>,
-    /// Initial learning rates of an SGD base.
-    pub sgd_lrs: Vec<f32>,
-    /// Initial learning rates of an Adam base (Adam's step is about `lr` per weight whatever the
-    /// gradient's size, so its useful range sits lower than SGD's).
-    pub adam_lrs: Vec<f32>,
-    /// The hyperoptimizer of level `j` (`hyper[j - 1]`), for every family and cell: the tower of
-    /// height `h` is `base / hyper[0] / ... / hyper[h - 1]`.
-    #[serde(serialize_with = "debug_list")]
-    pub hyper: Vec<Optimizer>,
-    /// MLP: steps, minibatch, training and test examples.
-    pub mlp_steps: usize,
-    /// MLP minibatch size.
-    pub mlp_batch: usize,
-    /// MLP training examples.
-    pub mlp_train: usize,
-    /// MLP test examples.
-    pub mlp_test: usize,
-    /// Character LM steps.
-    pub lm_steps: usize,
-    /// Character LM size.
-    pub lm: lm::LmSize,
-    /// Seed of data, initial weights and minibatch order (the same for every cell).
-    pub seed: u64,
-    /// Points kept of each trajectory.
-    pub samples: usize,
-    /// Cells trained at once (each cell is single-threaded and deterministic).
-    pub threads: usize,
-    /// When the towers' hypergradients reach the weights (`Exact`: the paper's order).
-    #[serde(serialize_with = "debug_value")]
-    pub schedule: Schedule,
-    /// What the levels below the top learn (`All`; `LearningRate`: the paper's `Adam^α`).
-    #[serde(serialize_with = "debug_value")]
-    pub learn: Learn,
-}
-
-fn debug_value<S: serde::Serializer, T: std::fmt::Debug>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format!("{v:?}"))
-}
-
-fn debug_list<S: serde::Serializer>(v: &[Optimizer], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(v.iter().map(|o| format!("{o:?}")))
-}
-
-impl Plan {
-    /// The hyperoptimizer levels every tower uses: Adam at every level, with learning rates
-    /// `1e-2, 1e-4, 1e-6`. Adam's step is about its learning rate whatever the hypergradient's
-    /// size; level 1 moves learning rates of order 1e-3..1 and logits of order 1 by 1e-2 per step,
-    /// level 2 moves level 1's learning rate (1e-2) by 1% per step, level 3 moves level 2's
-    /// (1e-4) by 1%. Chosen once from four settings tried on the quick MLP study (the report
-    /// lists them); SGD hyperoptimizers, whose steps scale with the hypergradient, diverged.
-    pub fn default_hyper() -> Vec<Optimizer> {
-        let adam = |lr| {
-            Optimizer::Adam(AdamConfig {
-                lr,
-                ..AdamConfig::default()
-            })
-        };
-        vec![adam(1e-2), adam(1e-4), adam(1e-6)]
-    }
-
-    /// The `--quick` study: both tasks, heights 0-3, five initial learning rates a decade apart
-    /// (SGD 1e-4..1e0, Adam 1e-5..1e-1), short runs.
-    pub fn quick(seed: u64) -> Plan {
-        Plan {
-            tasks: vec![Task::Mlp, Task::CharLm],
-            families: vec![Family::Sgd, Family::Adam],
-            heights: vec![0, 1, 2, 3],
-            sgd_lrs: vec![1e-4, 1e-3, 1e-2, 1e-1, 1e0],
-            adam_lrs: vec![1e-5, 1e-4, 1e-3, 1e-2, 1e-1],
-            hyper: Self::default_hyper(),
-            mlp_steps: 400,
-            mlp_batch: 32,
-            mlp_train: 4096,
-            mlp_test: 1024,
-            lm_steps: 100,
-            lm: lm::LmSize {
-                layers: 2,
-                dim: 32,
-                seq_len: 32,
-                batch: 4,
-                corpus_chars: 20_000,
-                eval_windows: 8,
-            },
-            seed,
-            samples: 50,
-            threads: 1,
-            schedule: Schedule::Exact,
-            learn: Learn::All,
-        }
-    }
-
-    /// The full study: nine initial learning rates half a decade apart over the same ranges,
-    /// longer runs, a larger LM.
-    pub fn full(seed: u64) -> Plan {
-        Plan {
-            sgd_lrs: vec![1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1e0],
-            adam_lrs: vec![1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
-            mlp_steps: 2000,
-            mlp_batch: 32,
-            mlp_train: 8192,
-            mlp_test: 2048,
-            lm_steps: 300,
-            lm: lm::LmSize {
-                layers: 2,
-                dim: 64,
-                seq_len: 64,
-                batch: 8,
-                corpus_chars: 60_000,
-                eval_windows: 32,
-            },
-            samples: 100,
-            ..Plan::quick(seed)
-        }
-    }
-
-    /// The initial learning rates of `family`.
-    pub fn init_lrs(&self, family: Family) -> &[f32] {
-        match family {
-            Family::Sgd => &self.sgd_lrs,
-            Family::Adam => &self.adam_lrs,
-        }
-    }
-
-    /// Number of cells.
-    pub fn cells(&self) -> usize {
-        let lrs: usize = self.families.iter().map(|&f| self.init_lrs(f).len()).sum();
-        self.tasks.len() * self.heights.len() * lrs
-    }
-
-    fn steps(&self, task: Task) -> usize {
-        match task {
-            Task::Mlp => self.mlp_steps,
-            Task::CharLm => self.lm_steps,
-        }
-    }
-
-    /// `task` at this plan's sizes, its data and minibatch order from the plan's seed.
-    pub fn objective(&self, task: Task) -> Result<Box<dyn Objective>, StudyError> {
-        let order = self.seed.wrapping_add(1);
-        Ok(match task {
-            Task::Mlp => Box::new(mlp::MlpTask::new(
-                self.mlp_train,
-                self.mlp_test,
-                self.mlp_batch,
-                self.seed,
-                order,
-            )),
-            Task::CharLm => Box::new(lm::LmTask::new(self.lm, self.seed, order)?),
-        })
-    }
-
-    /// The initial weights of every cell of `objective` (from the plan's seed).
-    pub fn init(&self, objective: &dyn Objective) -> Result<Vec<f32>, StudyError> {
-        objective.init(self.seed.wrapping_add(2))
-    }
-
-    /// The tower of a cell.
-    pub fn tower(&self, family: Family, height: usize, init_lr: f32) -> Result<Tower, StudyError> {
-        let mut tower: Tower = Tower::new(family.base(init_lr))?;
-        for j in 0..height {
-            let level = self
-                .hyper
-                .get(j)
-                .with_context(|| format!("no hyperoptimizer for level {}", j + 1))?;
-            tower = tower
-                .stacked(*level)
-                .with_context(|| format!("level {}", j + 1))?;
-        }
-        Ok(tower
-            .with_schedule(self.schedule)
-            .and_then(|t| t.with_learned(self.learn))?)
-    }
-}
-
 /// Hyperparameters at one step of a run.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct TrajectoryPoint {
@@ -295,8 +122,10 @@ pub struct TrajectoryPoint {
 /// The result of one cell.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Record {
-    /// `"mlp"` or `"charlm"`.
+    /// `"digits"`, `"mlp"` or `"charlm"`.
     pub task: &'static str,
+    /// The seed of initial weights and minibatch order.
+    pub seed: u64,
     /// The base optimizer, `"SGD"` or `"Adam"`.
     pub optimizer: &'static str,
     /// The tower, paper notation (`"Adam/Adam/Adam"`).
@@ -315,6 +144,9 @@ pub struct Record {
     pub measured_loss: f64,
     /// Held-out accuracy (classification only).
     pub final_accuracy: Option<f64>,
+    /// Held-out error, `1 - accuracy` (classification only; a diverged run: `1 - 1/classes`,
+    /// guessing).
+    pub final_error: Option<f64>,
     /// The step at which the run diverged, if it did.
     pub diverged_at: Option<usize>,
     /// The base learning rate at the end.
@@ -327,7 +159,7 @@ pub struct Record {
 
 /// The tower in the paper's notation: `Adam/Adam`, or `Adam^α/Adam` where a level learns only
 /// its learning rate (an SGD level has no other).
-fn tower_name(tower: &Tower) -> String {
+fn tower_name(tower: &StudyTower) -> String {
     let lr_only = tower.learned() == Learn::LearningRate;
     (0..=tower.height())
         .filter_map(|j| {
@@ -339,7 +171,7 @@ fn tower_name(tower: &Tower) -> String {
         .join("/")
 }
 
-fn point(tower: &Tower, step: usize, train_loss: f64) -> TrajectoryPoint {
+fn point(tower: &StudyTower, step: usize, train_loss: f64) -> TrajectoryPoint {
     let base = tower.level(0);
     TrajectoryPoint {
         step,
@@ -360,14 +192,14 @@ pub fn run_cell(
     task: Task,
     family: Family,
     height: usize,
-    init_lr: f32,
+    (init_lr, seed): (f32, u64),
     mut on_step: impl FnMut(),
 ) -> anyhow::Result<Record> {
     let started = Instant::now();
-    let mut objective = plan.objective(task)?;
+    let mut objective = plan.objective_for(task, seed)?;
     let mut tower = plan.tower(family, height, init_lr)?;
     let name = tower_name(&tower);
-    let mut params = plan.init(objective.as_ref())?;
+    let mut params = plan.init_for(objective.as_ref(), seed)?;
     let mut grads = vec![0.0f32; params.len()];
     let mut state = vec![0.0f32; tower.state_len(params.len())?];
     let steps = plan.steps(task);
@@ -398,8 +230,11 @@ pub fn run_cell(
     } else {
         chance
     };
+    // A classifier's chance loss is ln(classes); its guessing error is 1 - 1/classes.
+    let guess_error = 1.0 - (-chance).exp();
     Ok(Record {
         task: task.name(),
+        seed,
         optimizer: family.name(),
         tower: name,
         height,
@@ -415,6 +250,11 @@ pub fn run_cell(
         final_loss,
         measured_loss: measured,
         final_accuracy: accuracy,
+        final_error: match (accuracy, diverged_at) {
+            (Some(a), None) => Some(1.0 - a),
+            (_, Some(_)) if task != Task::CharLm => Some(guess_error),
+            _ => None,
+        },
         diverged_at,
         final_lr: tower.level(0).map_or(f64::NAN, |o| o.lr() as f64),
         trajectory,
@@ -422,7 +262,7 @@ pub fn run_cell(
     })
 }
 
-/// Runs every cell of `plan` (records in the order task, family, height, learning rate) on
+/// Runs every cell of `plan` (records in the order task, family, height, learning rate, seed) on
 /// `plan.threads` threads, with a progress bar over all training steps when `progress` (when
 /// stderr is not a terminal, where the bar does not draw, one line per finished cell instead).
 pub fn run_plan(plan: &Plan, progress: bool) -> anyhow::Result<Vec<Record>> {
@@ -431,7 +271,9 @@ pub fn run_plan(plan: &Plan, progress: bool) -> anyhow::Result<Vec<Record>> {
         for &family in &plan.families {
             for &height in &plan.heights {
                 for &lr in plan.init_lrs(family) {
-                    cells.push((task, family, height, lr));
+                    for &seed in &plan.seeds {
+                        cells.push((task, family, height, lr, seed));
+                    }
                 }
             }
         }
@@ -456,15 +298,15 @@ pub fn run_plan(plan: &Plan, progress: bool) -> anyhow::Result<Vec<Record>> {
         for _ in 0..plan.threads.max(1) {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(&(task, family, height, lr)) = cells.get(i) else {
+                let Some(&(task, family, height, lr, seed)) = cells.get(i) else {
                     break;
                 };
                 bar.set_message(format!(
-                    "{} {} h{height} lr {lr:e}",
+                    "{} {} h{height} lr {lr:e} seed {seed}",
                     task.name(),
                     family.name()
                 ));
-                let r = run_cell(plan, task, family, height, lr, || bar.inc(1));
+                let r = run_cell(plan, task, family, height, (lr, seed), || bar.inc(1));
                 if lines {
                     let done = finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                     let what = match &r {
@@ -472,7 +314,7 @@ pub fn run_plan(plan: &Plan, progress: bool) -> anyhow::Result<Vec<Record>> {
                         Err(e) => format!("failed: {e}"),
                     };
                     eprintln!(
-                        "hyperopt: cell {done}/{} ({} {} h{height} lr {lr:e}) {what}, {:.0} s",
+                        "hyperopt: cell {done}/{} ({} {} h{height} lr {lr:e} seed {seed}) {what}, {:.0} s",
                         cells.len(),
                         task.name(),
                         family.name(),
@@ -492,64 +334,6 @@ pub fn run_plan(plan: &Plan, progress: bool) -> anyhow::Result<Vec<Record>> {
             m.into_inner()
                 .unwrap_or_else(|e| e.into_inner())
                 .unwrap_or_else(|| Err(anyhow::anyhow!("cell not run")))
-        })
-        .collect()
-}
-
-/// The spread of final losses across initial learning rates of one (task, optimizer, height).
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct Spread {
-    /// Task name.
-    pub task: &'static str,
-    /// Base optimizer.
-    pub optimizer: &'static str,
-    /// Tower height.
-    pub height: usize,
-    /// Best final loss.
-    pub best: f64,
-    /// Worst final loss.
-    pub worst: f64,
-    /// `worst - best`: the headline sensitivity.
-    pub range: f64,
-    /// Standard deviation of the final losses.
-    pub std: f64,
-    /// Runs that diverged.
-    pub diverged: usize,
-    /// Runs.
-    pub runs: usize,
-}
-
-/// One [`Spread`] per (task, optimizer, height), in record order.
-pub fn spreads(records: &[Record]) -> Vec<Spread> {
-    let mut keys: Vec<(&'static str, &'static str, usize)> = Vec::new();
-    for r in records {
-        let k = (r.task, r.optimizer, r.height);
-        if !keys.contains(&k) {
-            keys.push(k);
-        }
-    }
-    keys.into_iter()
-        .map(|(task, optimizer, height)| {
-            let cell: Vec<&Record> = records
-                .iter()
-                .filter(|r| r.task == task && r.optimizer == optimizer && r.height == height)
-                .collect();
-            let losses: Vec<f64> = cell.iter().map(|r| r.final_loss).collect();
-            let n = losses.len().max(1) as f64;
-            let mean = losses.iter().sum::<f64>() / n;
-            let best = losses.iter().copied().fold(f64::INFINITY, f64::min);
-            let worst = losses.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            Spread {
-                task,
-                optimizer,
-                height,
-                best,
-                worst,
-                range: worst - best,
-                std: (losses.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / n).sqrt(),
-                diverged: cell.iter().filter(|r| r.diverged_at.is_some()).count(),
-                runs: cell.len(),
-            }
         })
         .collect()
 }

@@ -1,22 +1,17 @@
-//! Tables, SVG plots and the Markdown report of the hyperoptimizer study.
+//! Tables, SVG plots and the Markdown report of the hyperoptimizer study. Every verdict is
+//! computed from the records ([`Trend`]); the fixed text names the setting, not the outcome.
 
-use super::{spreads, Plan, Record, Spread};
+use super::{summaries, Plan, Record, Summary, Trend};
 use crate::plot::{Plot, Scale, Series};
 use std::fmt::Write as _;
 use std::path::Path;
-use tessera_kernels::optim::{Learn, Schedule};
+use tessera_kernels::optim::{Learn, Optimizer, Schedule};
 
 fn keys(records: &[Record]) -> Vec<(&'static str, &'static str)> {
-    let mut out: Vec<(&'static str, &'static str)> = Vec::new();
-    for r in records {
-        if !out.contains(&(r.task, r.optimizer)) {
-            out.push((r.task, r.optimizer));
-        }
-    }
-    out
+    distinct(records.iter().map(|r| (r.task, r.optimizer)))
 }
 
-fn distinct<T: PartialEq + Copy>(items: impl Iterator<Item = T>) -> Vec<T> {
+fn distinct<T: PartialEq>(items: impl Iterator<Item = T>) -> Vec<T> {
     let mut out = Vec::new();
     for x in items {
         if !out.contains(&x) {
@@ -26,19 +21,19 @@ fn distinct<T: PartialEq + Copy>(items: impl Iterator<Item = T>) -> Vec<T> {
     out
 }
 
-fn cell_text(r: &Record) -> String {
-    let mut s = format!("{:.3}", r.final_loss);
-    if let Some(a) = r.final_accuracy {
-        let _ = write!(s, " ({:.0}%)", 100.0 * a);
-    }
-    if let Some(at) = r.diverged_at {
-        let _ = write!(s, " div@{at}");
-    }
-    s
+fn mean(v: impl Iterator<Item = f64>) -> f64 {
+    let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    s / n.max(1) as f64
 }
 
-/// Final held-out loss (and accuracy) per cell: one table per task and optimizer, rows are
-/// heights, columns initial learning rates.
+/// The headline statistic of a cell: test error where there is one, else the final loss.
+fn headline(r: &Record) -> f64 {
+    r.final_error.unwrap_or(r.final_loss)
+}
+
+/// Mean over seeds of each cell's final test error (final loss for the LM): one table per task
+/// and optimizer, rows are heights, columns initial learning rates; `(d/n)` marks cells where
+/// `d` of the `n` seeds diverged.
 pub fn results_table(records: &[Record]) -> String {
     let mut out = String::new();
     for (task, opt) in keys(records) {
@@ -47,34 +42,39 @@ pub fn results_table(records: &[Record]) -> String {
             .filter(|r| r.task == task && r.optimizer == opt)
             .collect();
         let lrs = distinct(rs.iter().map(|r| r.init_lr.to_bits()));
-        let heights = distinct(rs.iter().map(|r| r.height));
+        let what = if rs.iter().all(|r| r.final_error.is_some()) {
+            "test error"
+        } else {
+            "held-out loss"
+        };
         let _ = writeln!(
             out,
-            "\n**{task}, {opt}**: final held-out loss (accuracy) by initial learning rate\n"
+            "\n**{task}, {opt}**: final {what}, mean over seeds, by initial learning rate\n"
         );
         let _ = write!(out, "| tower |");
         for lr in &lrs {
             let _ = write!(out, " {:.0e} |", f64::from_bits(*lr));
         }
         let _ = write!(out, "\n|---|");
-        out.push_str(&"---|".repeat(lrs.len()));
+        out.push_str(&"---:|".repeat(lrs.len()));
         out.push('\n');
-        for h in heights {
+        for h in distinct(rs.iter().map(|r| r.height)) {
             let name = rs
                 .iter()
                 .find(|r| r.height == h)
                 .map_or(String::new(), |r| r.tower.clone());
             let _ = write!(out, "| {name} (h={h}) |");
             for lr in &lrs {
-                match rs
+                let cell: Vec<&&Record> = rs
                     .iter()
-                    .find(|r| r.height == h && r.init_lr.to_bits() == *lr)
-                {
-                    Some(r) => {
-                        let _ = write!(out, " {} |", cell_text(r));
-                    }
-                    None => out.push_str(" |"),
+                    .filter(|r| r.height == h && r.init_lr.to_bits() == *lr)
+                    .collect();
+                let div = cell.iter().filter(|r| r.diverged_at.is_some()).count();
+                let _ = write!(out, " {:.3}", mean(cell.iter().map(|r| headline(r))));
+                if div > 0 {
+                    let _ = write!(out, " ({div}/{} div)", cell.len());
                 }
+                out.push_str(" |");
             }
             out.push('\n');
         }
@@ -82,76 +82,139 @@ pub fn results_table(records: &[Record]) -> String {
     out
 }
 
-/// The spread of final losses across initial learning rates, per task, optimizer and height.
-pub fn spread_table(spread: &[Spread]) -> String {
+fn pm(s: Option<super::OverSeeds>) -> String {
+    s.map_or("-".into(), |s| {
+        format!("{:.3} ± {:.3} [{:.3}, {:.3}]", s.mean, s.std, s.min, s.max)
+    })
+}
+
+/// Every (task, optimizer, height): the spreads across initial learning rates, mean ± standard
+/// deviation over seeds [smallest, largest].
+pub fn summary_table(summary: &[Summary]) -> String {
     let mut out = String::from(
-        "\n| task | optimizer | height | best | worst | spread (worst - best) | std | diverged |\n|---|---|---|---|---|---|---|---|\n",
+        "\n| task | optimizer | tower (height) | seeds | test-error spread | final-loss spread | best test error | worst test error | diverged |\n|---|---|---|---:|---|---|---|---|---:|\n",
     );
-    for s in spread {
+    for s in summary {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.3} | {:.3} | **{:.3}** | {:.3} | {}/{} |",
-            s.task, s.optimizer, s.height, s.best, s.worst, s.range, s.std, s.diverged, s.runs
+            "| {} | {} | {} ({}) | {} | {} | {} | {} | {} | {}/{} |",
+            s.task,
+            s.optimizer,
+            s.tower,
+            s.height,
+            s.seeds,
+            pm(s.error_range),
+            pm(Some(s.loss_range)),
+            pm(s.best_error),
+            pm(s.worst_error),
+            s.diverged,
+            s.runs
         );
     }
     out
 }
 
-/// For each task and optimizer: the height-0 spread and the largest spread at height >= 1.
-fn verdicts(spread: &[Spread]) -> Vec<(&'static str, &'static str, f64, f64, usize)> {
-    let mut out = Vec::new();
-    for s0 in spread.iter().filter(|s| s.height == 0) {
-        let above = spread
-            .iter()
-            .filter(|s| s.task == s0.task && s.optimizer == s0.optimizer && s.height >= 1);
-        let (worst, at) = above.fold((f64::NEG_INFINITY, 0), |(w, at), s| {
-            if s.range > w {
-                (s.range, s.height)
-            } else {
-                (w, at)
-            }
-        });
-        out.push((s0.task, s0.optimizer, s0.range, worst, at));
-    }
-    out
+/// The verdict on one (task, optimizer): the trend of the mean spreads with height, and whether
+/// the top's difference from height 0 exceeds the seeds' variation.
+struct Verdict {
+    task: &'static str,
+    optimizer: &'static str,
+    /// Error spread (or loss spread for the LM) mean and std per height, height order.
+    means: Vec<(usize, f64, f64)>,
+    trend: Trend,
+    loss_trend: Trend,
+    /// `|top - h0|` larger than the sum of their standard deviations over seeds.
+    beyond_seeds: bool,
+    diverged_above: usize,
+    runs_above: usize,
 }
 
-fn final_loss_plot(records: &[Record], task: &str, opt: &str) -> Plot {
-    let heights = distinct(
-        records
-            .iter()
-            .filter(|r| r.task == task && r.optimizer == opt)
-            .map(|r| r.height),
-    );
+fn verdicts(summary: &[Summary]) -> Vec<Verdict> {
+    let pairs = distinct(summary.iter().map(|s| (s.task, s.optimizer)));
+    pairs
+        .into_iter()
+        .map(|(task, optimizer)| {
+            let rows: Vec<&Summary> = summary
+                .iter()
+                .filter(|s| s.task == task && s.optimizer == optimizer)
+                .collect();
+            let stat = |s: &Summary| s.error_range.unwrap_or(s.loss_range);
+            let means: Vec<(usize, f64, f64)> = rows
+                .iter()
+                .map(|s| (s.height, stat(s).mean, stat(s).std))
+                .collect();
+            let m: Vec<f64> = means.iter().map(|x| x.1).collect();
+            let l: Vec<f64> = rows.iter().map(|s| s.loss_range.mean).collect();
+            let beyond_seeds = match (means.first(), means.last()) {
+                (Some(a), Some(b)) => (a.1 - b.1).abs() > a.2 + b.2,
+                _ => false,
+            };
+            let above = rows.iter().filter(|s| s.height >= 1);
+            Verdict {
+                task,
+                optimizer,
+                trend: Trend::of(&m),
+                loss_trend: Trend::of(&l),
+                beyond_seeds,
+                diverged_above: above.clone().map(|s| s.diverged).sum(),
+                runs_above: above.map(|s| s.runs).sum(),
+                means,
+            }
+        })
+        .collect()
+}
+
+fn final_plot(records: &[Record], task: &str, opt: &str) -> Plot {
+    let rs: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.task == task && r.optimizer == opt)
+        .collect();
+    let classifier = rs.iter().all(|r| r.final_error.is_some());
+    let series = distinct(rs.iter().map(|r| r.height))
+        .into_iter()
+        .map(|h| {
+            let lrs = distinct(
+                rs.iter()
+                    .filter(|r| r.height == h)
+                    .map(|r| r.init_lr.to_bits()),
+            );
+            Series {
+                label: format!("height {h}"),
+                points: lrs
+                    .into_iter()
+                    .map(|lr| {
+                        let cell = rs
+                            .iter()
+                            .filter(|r| r.height == h && r.init_lr.to_bits() == lr);
+                        (f64::from_bits(lr), mean(cell.map(|r| headline(r))))
+                    })
+                    .collect(),
+                dashed: h == 0,
+            }
+        })
+        .collect();
     Plot {
-        title: format!("{task}, {opt}: final loss vs initial learning rate"),
+        title: format!("{task}, {opt} stacks: final result vs initial learning rate"),
         x_label: "initial learning rate".into(),
-        y_label: "final held-out loss (capped at chance)".into(),
+        y_label: if classifier {
+            "final test error (mean over seeds)".into()
+        } else {
+            "final held-out loss (mean over seeds)".into()
+        },
         x_scale: Scale::Log,
         y_scale: Scale::Linear,
-        series: heights
-            .into_iter()
-            .map(|h| {
-                let rs = records
-                    .iter()
-                    .filter(|r| r.task == task && r.optimizer == opt && r.height == h);
-                Series {
-                    label: format!("height {h}"),
-                    points: rs.map(|r| (r.init_lr, r.final_loss)).collect(),
-                    dashed: h == 0,
-                }
-            })
-            .collect(),
+        series,
     }
 }
 
-/// Learned base learning rate over training, for decade initial learning rates, at height 1
-/// (solid) and the largest height (dashed).
+/// Learned base learning rate over training (first seed), for decade initial learning rates, at
+/// height 1 (solid) and the largest height (dashed).
 fn lr_plot(records: &[Record], task: &str, opt: &str) -> Plot {
     let rs: Vec<&Record> = records
         .iter()
         .filter(|r| r.task == task && r.optimizer == opt)
         .collect();
+    let first_seed = rs.first().map_or(0, |r| r.seed);
     let top = rs.iter().map(|r| r.height).max().unwrap_or(0);
     let decade = |lr: f64| (lr.log10() - lr.log10().round()).abs() < 1e-6;
     let mut series = Vec::new();
@@ -159,7 +222,10 @@ fn lr_plot(records: &[Record], task: &str, opt: &str) -> Plot {
         .into_iter()
         .filter(|&h| h >= 1)
     {
-        for r in rs.iter().filter(|r| r.height == h && decade(r.init_lr)) {
+        for r in rs
+            .iter()
+            .filter(|r| r.height == h && r.seed == first_seed && decade(r.init_lr))
+        {
             series.push(Series {
                 label: format!("h={h}, lr0={:.0e}", r.init_lr),
                 points: r.trajectory.iter().map(|p| (p.step as f64, p.lr)).collect(),
@@ -168,7 +234,7 @@ fn lr_plot(records: &[Record], task: &str, opt: &str) -> Plot {
         }
     }
     Plot {
-        title: format!("{task}, {opt}: learned learning rate"),
+        title: format!("{task}, {opt}: learned learning rate (seed {first_seed})"),
         x_label: "step".into(),
         y_label: "base learning rate (log; non-positive values not drawn)".into(),
         x_scale: Scale::Linear,
@@ -177,36 +243,23 @@ fn lr_plot(records: &[Record], task: &str, opt: &str) -> Plot {
     }
 }
 
-/// Adam's learned `1 - beta1` and `1 - beta2` at height 1, for decade initial learning rates.
-fn beta_plot(records: &[Record], task: &str) -> Plot {
-    let decade = |lr: f64| (lr.log10() - lr.log10().round()).abs() < 1e-6;
-    let mut series = Vec::new();
-    for r in records
-        .iter()
-        .filter(|r| r.task == task && r.optimizer == "Adam" && r.height == 1 && decade(r.init_lr))
-    {
-        for (which, dashed) in [(0, false), (1, true)] {
-            series.push(Series {
-                label: format!("1-beta{} lr0={:.0e}", which + 1, r.init_lr),
-                points: r
-                    .trajectory
-                    .iter()
-                    .filter_map(|p| {
-                        p.betas
-                            .map(|b| (p.step as f64, 1.0 - if which == 0 { b.0 } else { b.1 }))
-                    })
-                    .collect(),
-                dashed,
-            });
-        }
-    }
+/// The spread over initial learning rates against height, mean over seeds, one line per
+/// (task, optimizer).
+fn spread_plot(verdicts: &[Verdict]) -> Plot {
     Plot {
-        title: format!("{task}, Adam / Adam: learned 1 - beta (height 1)"),
-        x_label: "step".into(),
-        y_label: "1 - beta (log)".into(),
+        title: "spread over initial learning rates vs tower height".into(),
+        x_label: "tower height".into(),
+        y_label: "test-error spread, worst - best (mean over seeds)".into(),
         x_scale: Scale::Linear,
-        y_scale: Scale::Log,
-        series,
+        y_scale: Scale::Linear,
+        series: verdicts
+            .iter()
+            .map(|v| Series {
+                label: format!("{}, {}", v.task, v.optimizer),
+                points: v.means.iter().map(|m| (m.0 as f64, m.1)).collect(),
+                dashed: v.optimizer == "Adam",
+            })
+            .collect(),
     }
 }
 
@@ -218,15 +271,19 @@ pub fn write_report(
     command: &str,
 ) -> anyhow::Result<()> {
     crate::fsutil::prepare_output_dir(dir)?;
-    let spread = spreads(records);
+    let summary = summaries(records);
     let write =
         |name: &str, text: &str| crate::fsutil::write_atomic(&dir.join(name), text.as_bytes());
-    let mut plots = Vec::new();
+    let mut plots = vec!["hyperopt_spread.svg".to_string()];
+    write(
+        plots[0].as_str(),
+        &spread_plot(&verdicts(&summary)).to_svg(),
+    )?;
     for (task, opt) in keys(records) {
         let base = format!("hyperopt_{task}_{}", opt.to_lowercase());
         write(
             &format!("{base}_final.svg"),
-            &final_loss_plot(records, task, opt).to_svg(),
+            &final_plot(records, task, opt).to_svg(),
         )?;
         plots.push(format!("{base}_final.svg"));
         write(
@@ -234,236 +291,73 @@ pub fn write_report(
             &lr_plot(records, task, opt).to_svg(),
         )?;
         plots.push(format!("{base}_lr.svg"));
-        // The betas move only where they are learned.
-        if opt == "Adam" && plan.learn == Learn::All {
-            write(
-                &format!("hyperopt_{task}_adam_betas.svg"),
-                &beta_plot(records, task).to_svg(),
-            )?;
-            plots.push(format!("hyperopt_{task}_adam_betas.svg"));
-        }
     }
-    let json = serde_json::json!({ "command": command, "plan": plan, "spreads": spread, "records": records });
+    let spreads = super::spreads(records);
+    let json = serde_json::json!({
+        "command": command, "plan": plan, "summaries": summary, "spreads": spreads,
+        "records": records,
+    });
     // Compact: the trajectories make the pretty-printed file several megabytes.
     write("hyperopt.json", &serde_json::to_string(&json)?)?;
     write(
         "hyperopt.md",
-        &markdown(plan, records, &spread, command, &plots),
+        &super::report_text::markdown(plan, records, &summary, command, &plots),
     )?;
     Ok(())
 }
 
-fn markdown(
-    plan: &Plan,
-    records: &[Record],
-    spread: &[Spread],
-    command: &str,
-    plots: &[String],
-) -> String {
+/// The verdict section, computed from the summaries.
+pub(super) fn verdict_section(summary: &[Summary]) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "# Hyperoptimizer towers: sensitivity to the initial learning rate\n"
+        "| task | stacks | test-error spread by height (mean ± std over seeds) | trend of the mean | top vs height 0 | final-loss spread trend | runs diverged at height >= 1 |\n|---|---|---|---|---|---|---|"
     );
-    let _ = writeln!(
-        md,
-        "Written by `{command}` (seed {}, {} cells, {:.0} s of training).\n",
-        plan.seed,
-        records.len(),
-        records.iter().map(|r| r.seconds).sum::<f64>()
-    );
-    let _ = writeln!(
-        md,
-        "*Gradient Descent: The Ultimate Optimizer* (Chandra et al., NeurIPS 2022) claims that as \
-         towers of hyperoptimizers grow, the final result becomes much less sensitive to the initial \
-         hyperparameters. This study trains each task from the same initial weights on the same \
-         minibatches with the base optimizer's learning rate started at {} values spanning four \
-         orders of magnitude (SGD {:.0e} to {:.0e}; Adam {:.0e} to {:.0e}), plain (height 0) and \
-         under towers of height {}, and compares the spread of the final held-out loss across the \
-         initial learning rates.\n",
-        plan.sgd_lrs.len(),
-        plan.sgd_lrs.first().copied().unwrap_or(0.0),
-        plan.sgd_lrs.last().copied().unwrap_or(0.0),
-        plan.adam_lrs.first().copied().unwrap_or(0.0),
-        plan.adam_lrs.last().copied().unwrap_or(0.0),
-        plan.heights.iter().filter(|&&h| h > 0).map(|h| h.to_string()).collect::<Vec<_>>().join(", "),
-    );
-    let _ = writeln!(md, "## Verdict\n");
-    let _ = writeln!(
-        md,
-        "| task | optimizer | spread at height 0 | spread at height 1, 2, ... (ratio to height 0) | runs diverged at height >= 1 | sensitivity |\n|---|---|---|---|---|---|"
-    );
-    for (task, opt, s0, _, _) in verdicts(spread) {
-        let above: Vec<&Spread> = spread
+    for v in verdicts(summary) {
+        let cells: Vec<String> = v
+            .means
             .iter()
-            .filter(|s| s.task == task && s.optimizer == opt && s.height >= 1)
+            .map(|m| format!("h{}: {:.3} ± {:.3}", m.0, m.1, m.2))
             .collect();
-        let cells: Vec<String> = above
-            .iter()
-            .map(|s| format!("{:.3} ({:.2})", s.range, s.range / s0))
-            .collect();
-        let diverged: usize = above.iter().map(|s| s.diverged).sum();
-        let runs: usize = above.iter().map(|s| s.runs).sum();
-        let worst_ratio = above.iter().map(|s| s.range / s0).fold(0.0f64, f64::max);
-        let word = if diverged > 0 {
-            "runs diverged: a small spread can mean all at chance"
-        } else if worst_ratio < 0.5 {
-            "falls at every height, as the paper claims"
-        } else if above.iter().any(|s| s.range / s0 < 0.5) {
-            "falls at some heights"
+        let sep = if v.beyond_seeds {
+            "differ by more than the seeds' spread"
         } else {
-            "does not fall"
+            "within the seeds' spread"
         };
         let _ = writeln!(
             md,
-            "| {task} | {opt} | {s0:.3} | {} | {diverged}/{runs} | {word} |",
-            cells.join(", ")
+            "| {} | {} | {} | **{}** | {sep} | {} | {}/{} |",
+            v.task,
+            v.optimizer,
+            cells.join("; "),
+            v.trend.words(),
+            v.loss_trend.words(),
+            v.diverged_above,
+            v.runs_above
         );
-    }
-    let _ = writeln!(md, "\nSpread = worst minus best final loss over the initial learning rates (diverged runs count as the chance loss).\n");
-    let _ = writeln!(md, "## Discussion\n");
-    for (task, opt, s0, _, _) in verdicts(spread) {
-        let rows: Vec<&Spread> = spread
-            .iter()
-            .filter(|s| s.task == task && s.optimizer == opt)
-            .collect();
-        let (Some(h0), Some(h1), Some(top)) = (
-            rows.iter().find(|s| s.height == 0),
-            rows.iter().find(|s| s.height == 1),
-            rows.last(),
-        ) else {
-            continue;
-        };
-        let above: Vec<&&Spread> = rows.iter().filter(|s| s.height >= 1).collect();
-        let monotone = above.windows(2).all(|w| w[1].range <= w[0].range);
-        let listed: Vec<String> = above.iter().map(|s| format!("{:.3}", s.range)).collect();
-        let trend = if top.height > 1 && monotone && top.range < 0.8 * h1.range {
-            format!(
-                "and keeps falling as the tower grows ({})",
-                listed.join(", ")
-            )
-        } else if top.height > 1 {
-            format!(
-                "but does not keep falling with height (heights 1..{}: {}): the paper's steady \
-                 trend with height is not reproduced here",
-                top.height,
-                listed.join(", ")
-            )
-        } else {
-            String::new()
-        };
-        let towers: Vec<&Record> = records
-            .iter()
-            .filter(|r| r.task == task && r.optimizer == opt && r.height >= 1)
-            .collect();
-        let best_above = towers
-            .iter()
-            .map(|r| r.final_loss)
-            .fold(f64::INFINITY, f64::min);
-        let worst = towers
-            .iter()
-            .copied()
-            .max_by(|a, b| a.final_loss.total_cmp(&b.final_loss));
-        let worst_text = worst.map_or(String::new(), |r| {
-            format!("{} from {:.0e} ({:.3})", r.tower, r.init_lr, r.final_loss)
-        });
-        let _ = writeln!(
-            md,
-            "- {task}, {opt}: the spread drops from {s0:.3} at height 0 to {:.3} at height 1 \
-             {trend}. The best plain run (a well-chosen learning rate) reaches {:.3}, the worst \
-             plain run {:.3}; the best tower run reaches {best_above:.3} ({}), the worst is \
-             {worst_text}.",
-            h1.range,
-            h0.best,
-            h0.worst,
-            if best_above <= h0.best {
-                "as good as the tuned plain run"
-            } else {
-                "worse than the tuned plain run: here the towers buy robustness, not a better optimum"
-            }
-        );
-    }
-    let _ = writeln!(
-        md,
-        "- The first step of every run uses the initial learning rate unchanged: a hypergradient \
-         needs the gradient at the point the first step reached. A learning rate that ruins the \
-         network in one step cannot be rescued. Adam moves every weight by about its learning rate \
-         on that step whatever the gradient, so its grid sits a decade lower than SGD's; in a trial \
-         run with Adam at 1e0 the MLP's ReLUs died on step 1, the hypergradients were zero from \
-         then on, and every height ended at chance.\n\
-         - How the hyperoptimizer levels were chosen: once, on the quick MLP study, from four \
-         settings: Adam at 1e-2 on every level (spread at height 3 rose to 0.37 for SGD and 1.09 \
-         for Adam: a level-2 step of 1e-2 moves level 1's learning rate of 1e-2 by 100% per \
-         step), Adam 1e-2/1e-4/1e-6 (kept), Adam 3e-3/3e-5/3e-7 (spreads 0.03-0.28) and SGD at \
-         1e-2 on every level (most runs at height >= 2 diverged: an SGD hyperoptimizer's step grows \
-         with the hypergradient, which is large exactly when training is unstable). The same \
-         levels are then used for every cell and both tasks.\n"
-    );
-    let _ = writeln!(md, "## Setup\n");
-    let hyper: Vec<String> = plan
-        .hyper
-        .iter()
-        .map(|o| format!("{} (lr {:e})", o.name(), o.lr()))
-        .collect();
-    let _ = writeln!(
-        md,
-        "- Towers: base / level 1 / level 2 / level 3 with levels {} (PyTorch-default betas), the \
-         same for every cell; the base is SGD or Adam (betas 0.9, 0.999, eps 1e-8) at the cell's \
-         learning rate. {} the top level is fixed. Kernels: `tessera_kernels::optim::Tower`, \
-         whose hypergradients are checked against a 512-bit reference (`harness/tests/hypergradients.rs`). \
-         Schedule: {} (`Exact`: the paper's order; `Lagged`: one fused pass per step, each \
-         hypergradient applied one step later; what each costs: `docs/results/hyperopt-cost.md`).",
-        hyper.join(" / "),
-        match plan.learn {
-            Learn::All => "A level learns the learning rate of the level below and, for Adam, its \
-                           betas (through their logits);",
-            Learn::LearningRate => "A level learns only the learning rate of the level below \
-                                    (`--learn lr`: the paper's `Adam^α`; the betas stay 0.9, 0.999);",
-        },
-        match plan.schedule {
-            Schedule::Exact => "Exact",
-            Schedule::Lagged => "Lagged",
-        }
-    );
-    let _ = writeln!(
-        md,
-        "- (a) `mlp`: a 16-64-64-8 ReLU MLP (the harness's own f32 forward/backward), synthetic \
-         classification (labels from a random teacher network, 5% label noise), {} training and {} \
-         test examples, minibatch {}, {} steps; chance loss ln 8 = 2.079.",
-        plan.mlp_train, plan.mlp_test, plan.mlp_batch, plan.mlp_steps
-    );
-    let _ = writeln!(
-        md,
-        "- (b) `charlm`: the character transformer of `harness/src/train` ({} layers, width {}, \
-         sequences of {} tokens, batch {}, last-exit loss only, no layer dropout) on the synthetic \
-         corpus ({} characters), {} steps; loss on {} validation windows; chance loss ln(vocabulary).",
-        plan.lm.layers, plan.lm.dim, plan.lm.seq_len, plan.lm.batch, plan.lm.corpus_chars, plan.lm_steps, plan.lm.eval_windows
-    );
-    let _ = writeln!(
-        md,
-        "\n## Spread across initial learning rates\n{}",
-        spread_table(spread)
-    );
-    let _ = writeln!(md, "## Final loss per cell\n{}", results_table(records));
-    let _ = writeln!(md, "\n## Learned hyperparameters\n");
-    let _ = writeln!(
-        md,
-        "Final base learning rate per cell (initial -> final):\n"
-    );
-    for (task, opt) in keys(records) {
-        let _ = write!(md, "- {task}, {opt}:");
-        for r in records
-            .iter()
-            .filter(|r| r.task == task && r.optimizer == opt && r.height > 0)
-        {
-            let _ = write!(md, " h{} {:.0e}->{:.2e};", r.height, r.init_lr, r.final_lr);
-        }
-        md.push('\n');
-    }
-    let _ = writeln!(md, "\nFull trajectories (learning rate, betas, level-1 learning rate, minibatch loss) are in `hyperopt.json`.\n");
-    let _ = writeln!(md, "## Plots\n");
-    for p in plots {
-        let _ = writeln!(md, "![{p}]({p})\n");
     }
     md
+}
+
+/// `SGD (kappa 1e-2) / SGD (1e-4) / ...` for the report.
+pub(super) fn levels_text(levels: &[Optimizer]) -> String {
+    levels
+        .iter()
+        .map(|o| format!("{} {:.0e}", o.name(), o.lr()))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// `Exact` or `Lagged`, and what the levels learn.
+pub(super) fn setting_words(plan: &Plan) -> (&'static str, &'static str) {
+    (
+        match plan.schedule {
+            Schedule::Exact => "exact (the paper's order)",
+            Schedule::Lagged => "lagged (one fused pass; hyperparameters one step behind)",
+        },
+        match plan.learn {
+            Learn::All => "the learning rate and, for Adam, both betas",
+            Learn::LearningRate => "the learning rate alone (`Adam^α`)",
+        },
+    )
 }

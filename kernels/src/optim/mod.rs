@@ -29,11 +29,23 @@
 //! | optimizer | coordinates | hyperparameters from coordinates |
 //! |---|---|---|
 //! | SGD | `[lr]` | `lr` |
-//! | momentum | `[lr, z]` | `lr`, `momentum = sigmoid(z)` |
-//! | Adam | `[lr, z1, z2]` | `lr`, `beta1 = sigmoid(z1)`, `beta2 = sigmoid(z2)` (`eps`, `weight_decay` fixed) |
+//! | momentum | `[lr, z]` | `lr`, `momentum = (tanh z + 1)/2` |
+//! | Adam | `[lr, z1, z2]` | `lr`, `beta1 = (tanh z1 + 1)/2`, `beta2 = (tanh z2 + 1)/2` (`eps`, `weight_decay` fixed) |
 //!
-//! The logit reparametrisation (our choice; the paper does not fix one) keeps every decay rate in
-//! `(0, 1)`: `sigmoid` is evaluated in `f64` and rounded, and capped at the largest `f32` below 1.
+//! The reparametrisation is gdtuo's (the paper's code: its `Adam.clamp`, `(tanh z + 1) / 2`, which
+//! is `sigmoid(2 z)`, so `d beta / d z = 2 beta (1 - beta)`); it keeps every decay rate in
+//! `(0, 1)`: `tanh` is evaluated in `f64` and rounded, and capped at the largest `f32` below 1.
+//! (gdtuo learns SGD's momentum raw, unclamped; a momentum level here uses the same map as Adam's
+//! betas.)
+//!
+//! **Two further differences from gdtuo**, both kept and measured against it in
+//! `harness/tests/gdtuo_fixture.rs` and `docs/results/hyperopt.md`: (1) gdtuo starts Adam's `v`
+//! at its `eps` (1e-8), here it starts at 0 (the caller's zeroed state; a caller may start it at
+//! `eps` to reproduce gdtuo, as that test does); (2) in gdtuo every level steps at every call, so
+//! a hyper-Adam level's first step has a zero gradient (its bias corrections then run one step
+//! ahead, and its first real step is `sqrt(1 + beta2) / (1 + beta1) = 0.74` times as large at
+//! the default betas), where here level `j` first steps at the tower's step `j + 1`, with a
+//! real hypergradient. An SGD level's zero step changes nothing, so SGD levels agree.
 //! **The learning rate is learned as it is, as in the paper: nothing stops a learned learning
 //! rate from becoming negative** (the hypergradient then pushes it back up, since a step against
 //! the gradient raises the loss). For AdamW a learned `lr` with `lr * weight_decay >= 1` is
@@ -49,16 +61,16 @@
 //!
 //! - SGD: `d y / d lr = -g_k`, so `h = -G · g_k` (Baydin et al.'s SGD-HD).
 //! - momentum: `d y / d lr = -b_k`; `d y / d mu = -lr b_{k-1} = -lr (b_k - g_k) / mu`, so
-//!   `h_z = -lr (1 - mu) G · (b_k - g_k)` (no division).
+//!   `h_z = -2 lr (1 - mu) G · (b_k - g_k)` (no division).
 //! - Adam, with `c1 = 1/(1 - b1^k)`, `c2 = 1/(1 - b2^k)`, `r = 1/(sqrt(v_k c2) + eps)`,
 //!   `q = m_k r`, `s = lr c1`, and `m_{k-1} - g_k = (m_k - g_k)/b1`,
 //!   `v_{k-1} - g_k^2 = (v_k - g_k^2)/b2`:
 //!   - `d y / d lr = -(wd y_k + c1 q)` (`y_k`, the weights before, is recovered as
 //!     `(y_{k+1} + s q) / (1 - lr wd)`);
-//!   - `d y / d z1 = -s r [(1 - b1)(m_k - g_k) + k b1^k (1 - b1) c1 m_k]` (the second term is the
+//!   - `d y / d z1 = -2 s r [(1 - b1)(m_k - g_k) + k b1^k (1 - b1) c1 m_k]` (the second term is the
 //!     bias correction's);
-//!   - `d y / d z2 = q r [s (1 - b2) sqrt(c2)/2 · (v_k - g_k^2)/sqrt(v_k)
-//!     + s k b2^k (1 - b2) c2 sqrt(c2)/2 · sqrt(v_k)]` (the `1/sqrt(v_k)` term is taken as 0
+//!   - `d y / d z2 = q r [s (1 - b2) sqrt(c2) · (v_k - g_k^2)/sqrt(v_k)
+//!     + s k b2^k (1 - b2) c2 sqrt(c2) · sqrt(v_k)]` (the `1/sqrt(v_k)` term is taken as 0
 //!     where `v_k = 0`).
 //!
 //! **Extra state.** Every learned level keeps exactly one more `f32` per parameter: the gradient

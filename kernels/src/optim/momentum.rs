@@ -201,15 +201,17 @@ pub(crate) fn momentum_fused_loop<B: Sink>(
 #[inline]
 fn momentum_hyper_finish(lr: f32, momentum: f32, gb: f64, gd: f64) -> [f64; 3] {
     let (lr, mu) = (lr as f64, momentum as f64);
-    [-gb, -lr * (1.0 - mu) * gd, 0.0]
+    [-gb, -2.0 * lr * (1.0 - mu) * gd, 0.0]
 }
 
-/// The hypergradient of the previous momentum step with respect to `(lr, logit(momentum))`,
+/// The hypergradient of the previous momentum step with respect to `(lr, z)`,
+/// `momentum = (tanh z + 1) / 2`,
 /// and the finiteness check of `grads`, in one read-only pass.
 ///
 /// With `b_k = mu b_{k-1} + g_k` and `w_{k+1} = w_k - lr b_k` (history detached):
 /// `d w_{k+1} / d lr = -b_k` and `d w_{k+1} / d mu = -lr b_{k-1} = -lr (b_k - g_k) / mu`, so with
-/// `mu = sigmoid(z)`, `d w_{k+1} / d z = -lr (1 - mu) (b_k - g_k)`: no division. `lr`, `momentum`
+/// `mu = (tanh z + 1) / 2` (`d mu / d z = 2 mu (1 - mu)`), `d w_{k+1} / d z = -2 lr (1 - mu) (b_k - g_k)`:
+/// no division. `lr`, `momentum`
 /// are the values the previous step used; `velocity` is `b_k`, `prev` is `g_k`.
 pub(crate) fn momentum_hypergradient(
     what: &'static str,

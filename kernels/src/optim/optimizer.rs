@@ -14,10 +14,10 @@ const BELOW_ONE: f32 = 1.0 - 1.0 / 16_777_216.0;
 pub enum Optimizer {
     /// Plain SGD; learned coordinate: `lr`.
     Sgd(SgdConfig),
-    /// SGD with momentum; learned coordinates: `lr`, `logit(momentum)`.
+    /// SGD with momentum; learned coordinates: `lr`, `atanh(2 momentum - 1)`.
     Momentum(MomentumConfig),
-    /// Adam / AdamW; learned coordinates: `lr`, `logit(beta1)`, `logit(beta2)` (`eps` and
-    /// `weight_decay` stay fixed).
+    /// Adam / AdamW; learned coordinates: `lr`, `atanh(2 beta1 - 1)`, `atanh(2 beta2 - 1)`
+    /// (gdtuo's; `eps` and `weight_decay` stay fixed).
     Adam(AdamConfig),
 }
 
@@ -70,7 +70,7 @@ impl Optimizer {
     }
 
     /// The checks for an optimizer whose hyperparameters are learned: a plain-valid start,
-    /// decay rates strictly inside `(0, 1)` (their logits must be finite) and, for AdamW,
+    /// decay rates strictly inside `(0, 1)` (their coordinates must be finite) and, for AdamW,
     /// `lr * weight_decay < 1`.
     pub(crate) fn validate_learned(&self) -> Result<()> {
         self.validate()?;
@@ -85,17 +85,17 @@ impl Optimizer {
         }
     }
 
-    /// The learned coordinates `[lr, logit(.), logit(.)]` (unused entries zero).
+    /// The learned coordinates `[lr, atanh(2 . - 1), atanh(2 . - 1)]` (unused entries zero).
     pub(crate) fn coordinates(&self) -> [f32; 3] {
         match self {
             Optimizer::Sgd(c) => [c.lr, 0.0, 0.0],
-            Optimizer::Momentum(c) => [c.lr, logit(c.momentum), 0.0],
-            Optimizer::Adam(c) => [c.lr, logit(c.beta1), logit(c.beta2)],
+            Optimizer::Momentum(c) => [c.lr, decay_coordinate(c.momentum), 0.0],
+            Optimizer::Adam(c) => [c.lr, decay_coordinate(c.beta1), decay_coordinate(c.beta2)],
         }
     }
 
     /// The optimizer whose learned coordinates are `x`: `lr = x[0]` (any finite value: a learned
-    /// learning rate may become negative), decay rates `sigmoid(x[i])` rounded to `f32` and kept
+    /// learning rate may become negative), decay rates `(tanh(x[i]) + 1) / 2` rounded to `f32` and kept
     /// at most the largest `f32` below 1. `Err` when a value is not finite, or when AdamW's
     /// `lr * weight_decay` would reach 1.
     pub(crate) fn with_coordinates(&self, x: [f32; 3]) -> Result<Self> {
@@ -104,14 +104,14 @@ impl Optimizer {
             Optimizer::Sgd(_) => Optimizer::Sgd(SgdConfig { lr: x[0] }),
             Optimizer::Momentum(_) => Optimizer::Momentum(MomentumConfig {
                 lr: x[0],
-                momentum: sigmoid(x[1]),
+                momentum: decay_rate(x[1]),
             }),
             Optimizer::Adam(c) => {
                 require(x[0] * c.weight_decay < 1.0, "lr * weight_decay")?;
                 Optimizer::Adam(AdamConfig {
                     lr: x[0],
-                    beta1: sigmoid(x[1]),
-                    beta2: sigmoid(x[2]),
+                    beta1: decay_rate(x[1]),
+                    beta2: decay_rate(x[2]),
                     ..c
                 })
             }
@@ -122,7 +122,7 @@ impl Optimizer {
 impl Optimizer {
     /// [`Optimizer::with_coordinates`] for a level that learns only its first `k` coordinates:
     /// with `k = 1` the learning rate alone changes, and the decay rates stay exactly as they
-    /// are (`sigmoid(logit(b))` need not round back to `b`). Same errors.
+    /// are (`decay_rate(decay_coordinate(b))` need not round back to `b`). Same errors.
     pub(crate) fn with_learned_coordinates(&self, x: [f32; 3], k: usize) -> Result<Self> {
         if k >= self.learned_count() {
             return self.with_coordinates(x);
@@ -140,15 +140,18 @@ impl Optimizer {
     }
 }
 
-/// `ln(p / (1 - p))`, computed in `f64`, rounded to `f32`.
-pub(crate) fn logit(p: f32) -> f32 {
+/// A decay rate's learned coordinate, as gdtuo's `unclamp`: `atanh(2 p - 1) = ln(p / (1 - p)) / 2`,
+/// computed in `f64`, rounded to `f32`.
+pub(crate) fn decay_coordinate(p: f32) -> f32 {
     let p = p as f64;
-    libm::log(p / (1.0 - p)) as f32
+    (0.5 * libm::log(p / (1.0 - p))) as f32
 }
 
-/// `1 / (1 + e^-z)`, computed in `f64`, rounded to `f32`, capped below 1.
-pub(crate) fn sigmoid(z: f32) -> f32 {
-    let s = (1.0 / (1.0 + libm::exp(-(z as f64)))) as f32;
+/// The decay rate of coordinate `z`, as gdtuo's `clamp`: `(tanh(z) + 1) / 2` (which is
+/// `sigmoid(2 z)`: `d rate / d z = 2 rate (1 - rate)`), computed in `f64`, rounded to `f32`,
+/// capped below 1.
+pub(crate) fn decay_rate(z: f32) -> f32 {
+    let s = ((libm::tanh(z as f64) + 1.0) * 0.5) as f32;
     if s > BELOW_ONE {
         BELOW_ONE
     } else {

@@ -202,8 +202,8 @@ impl<const CAP: usize> Tower<CAP> {
         self.live(j).map(|l| l.steps)
     }
 
-    /// The learned coordinates of level `j` (`[lr]`, `[lr, logit(momentum)]` or
-    /// `[lr, logit(beta1), logit(beta2)]`; `[lr]` under [`Learn::LearningRate`]); `None` for the
+    /// The learned coordinates of level `j` (`[lr]`, `[lr, z]` or `[lr, z1, z2]`, each decay
+    /// rate `(tanh z + 1) / 2`; `[lr]` under [`Learn::LearningRate`]); `None` for the
     /// top level, whose hyperparameters are fixed.
     pub fn coordinates(&self, j: usize) -> Option<&[f32]> {
         let l = self.live(j).filter(|_| j < self.height)?;

@@ -197,8 +197,8 @@ pub(crate) fn adam_fused_loop<B: Sink>(
     Ok(totals.map(|t| t.iter().sum()))
 }
 
-/// The hypergradient of the previous Adam step with respect to `(lr, logit(beta1),
-/// logit(beta2))`, and the finiteness check of `grads`, in one read-only pass on `backend`'s lanes.
+/// The hypergradient of the previous Adam step with respect to `(lr, z1, z2)`
+/// (`beta = (tanh z + 1) / 2`), and the finiteness check of `grads`, in one read-only pass on `backend`'s lanes.
 ///
 /// `cfg` and `k` are what the previous step used; `params` is `w_{k+1}` (read only when
 /// `weight_decay != 0`), `m`, `v` are `m_k`, `v_k`, `prev` is `g_k`. Each element's terms are

@@ -252,15 +252,16 @@ pub(crate) fn lr_hypergradient(
 }
 
 /// The scalar factors of the closed form's sums (which [`HyperScalars`] carries), giving the
-/// hypergradient with respect to `(lr, logit(beta1), logit(beta2))`. All in `f64`, from the `f32`
-/// values the previous step used and its step number `k`.
+/// hypergradient with respect to `(lr, z1, z2)`, `beta = (tanh z + 1) / 2` (so
+/// `d beta / d z = 2 beta (1 - beta)`: the factors 2 below). All in `f64`, from the `f32` values the
+/// previous step used and its step number `k`.
 struct HyperFactors {
     /// `1 / (1 - beta1^k)`.
     c1: f64,
-    /// `step (1 - beta1)` and `step k beta1^k (1 - beta1) c1`.
+    /// `2 step (1 - beta1)` and `2 step k beta1^k (1 - beta1) c1`.
     p1: f64,
     p2: f64,
-    /// `step (1 - beta2) sqrt(c2) / 2` and `step k beta2^k (1 - beta2) c2 sqrt(c2) / 2`, with
+    /// `step (1 - beta2) sqrt(c2)` and `step k beta2^k (1 - beta2) c2 sqrt(c2)`, with
     /// `c2 = 1 / (1 - beta2^k)`.
     q1: f64,
     q2: f64,
@@ -273,13 +274,15 @@ impl HyperFactors {
         let c1 = 1.0 / (1.0 - b1k);
         let c2 = 1.0 / (1.0 - b2k);
         let step = lr * c1;
-        let half_root_c2 = 0.5 * libm::sqrt(c2);
+        // The sigmoid parametrisation's `sqrt(c2) / 2`, times the tanh one's 2.
+        let root_c2 = libm::sqrt(c2);
+        let twice = 2.0 * step;
         HyperFactors {
             c1,
-            p1: step * (1.0 - b1),
-            p2: step * k as f64 * b1k * (1.0 - b1) * c1,
-            q1: step * (1.0 - b2) * half_root_c2,
-            q2: step * k as f64 * b2k * (1.0 - b2) * c2 * half_root_c2,
+            p1: twice * (1.0 - b1),
+            p2: twice * k as f64 * b1k * (1.0 - b1) * c1,
+            q1: step * (1.0 - b2) * root_c2,
+            q2: step * k as f64 * b2k * (1.0 - b2) * c2 * root_c2,
         }
     }
 }
