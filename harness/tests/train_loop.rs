@@ -230,3 +230,20 @@ fn generate_draws_prompts_from_the_held_out_text() {
     assert!(!out.status.success());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_weights_do_not_depend_on_the_thread_count() {
+    let corpus = corpus();
+    let mut c = tiny(corpus.vocab.len());
+    c.batch = 3; // uneven split over two threads
+    let run = |threads: usize| {
+        let mut t = Trainer::new(c, &corpus.train).unwrap();
+        t.set_threads(threads).unwrap();
+        assert_eq!(t.threads(), threads.min(c.batch));
+        t.run(false, |_, _| {}).unwrap();
+        t.params().to_vec()
+    };
+    let one = run(1);
+    assert_eq!(one, run(2));
+    assert_eq!(one, run(3));
+}

@@ -31,8 +31,10 @@
 //!   whose [`Trainer::tensors`] yields every weight tensor by name (`embedding`,
 //!   `layers.{l}.{wq,wk,wv,wo,attn_norm,mlp_norm,w_gate,w_up,w_down}`, `final_norm`, `lm_head`)
 //!   and [`Trainer::params`] the flat vector in the kernel layout.
-//! - Runs are reproducible: the same config and corpus give the same weights bit for bit
-//!   (single-threaded, every random draw from a ChaCha8 stream seeded by `seed`).
+//! - Runs are reproducible: the same config and corpus give the same weights bit for bit, for any
+//!   thread count ([`Trainer::set_threads`]; data-parallel over the batch, every random draw from
+//!   a ChaCha8 stream seeded by `seed` on the calling thread, each sequence's gradient in its own
+//!   buffer, the buffers summed in sequence order).
 //! - [`checkpoint`] saves and loads safetensors files with the config and vocabulary in the
 //!   metadata.
 
@@ -40,10 +42,12 @@ pub mod checkpoint;
 pub mod corpus;
 pub mod eval;
 pub mod network;
+pub mod sampling;
 pub mod schedule;
+pub mod speedup;
 
 pub use corpus::{synthetic_corpus, Corpus, Vocab};
-pub use schedule::{Curriculum, EarlyExitLoss, LayerDropout};
+pub use schedule::{Curriculum, EarlyExitLoss, LayerDropout, LossScale, TimeScale};
 
 use crate::budget::{ensure_fits, Need};
 use anyhow::{bail, ensure, Context};
@@ -77,24 +81,40 @@ impl Recipe {
     /// No dropout, last-layer loss only: plain training.
     pub fn none() -> Recipe {
         Recipe {
-            dropout: LayerDropout {
-                p_max: 0.0,
-                time_scale: false,
-            },
+            dropout: LayerDropout::OFF,
             early_exit: None,
         }
     }
 
-    /// The recipe of docs/results/layerskip.md: `p_max = 0.2` constant in time, early-exit loss
-    /// with `e_scale = 1` on every exit (the "stronger recipe" of PAPERS.md §3).
+    /// The paper's recipe for pretraining from scratch (PAPERS.md §3): layer dropout with the
+    /// exponential depth scale, `p_max = 0.1` and the exponential time scale `S_exp`; early-exit
+    /// loss with the gradual curriculum, torchtune's `sum_l` scale and `e_scale = 1` (the
+    /// settings of torchtune's `recipes/dev/7B_full_early_exit.yaml`).
     pub fn layerskip() -> Recipe {
         Recipe {
             dropout: LayerDropout {
-                p_max: 0.2,
-                time_scale: false,
+                p_max: 0.1,
+                time_scale: TimeScale::Exp,
             },
             early_exit: Some(EarlyExitLoss {
                 e_scale: 1.0,
+                scale: LossScale::SumL,
+                curriculum: Curriculum::Gradual,
+            }),
+        }
+    }
+
+    /// Not the paper's: every exit on at every step (`Curriculum::All`), the paper's own scale
+    /// equation, `p_max = 0.2` constant in time (the recipe this project used before issue 19).
+    pub fn all_exits() -> Recipe {
+        Recipe {
+            dropout: LayerDropout {
+                p_max: 0.2,
+                time_scale: TimeScale::Constant,
+            },
+            early_exit: Some(EarlyExitLoss {
+                e_scale: 1.0,
+                scale: LossScale::Paper,
                 curriculum: Curriculum::All,
             }),
         }
@@ -302,8 +322,18 @@ pub struct Trainer {
     step: usize,
     rng: ChaCha8Rng,
     data: Vec<u32>,
-    net: Network,
+    /// One network per worker thread.
+    nets: Vec<Network>,
+    /// One gradient buffer per sequence of the batch, summed in sequence order.
+    slots: Vec<Vec<f32>>,
     names: Vec<(String, std::ops::Range<usize>)>,
+}
+
+/// The threads a trainer uses by default: every core, at most one per sequence of the batch.
+pub fn default_threads(batch: usize) -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, batch.max(1))
 }
 
 impl Trainer {
@@ -321,11 +351,20 @@ impl Trainer {
         }
         // Weights, gradients and Adam's two moments, the network's buffers and the data.
         let weights = cfg.model.param_count().map_err(|e| anyhow::anyhow!("{e}"));
+        let weights_n = cfg.model.param_count().map_err(|e| anyhow::anyhow!("{e}"));
         let mut needs = vec![Need::floats(
             "the weights, gradients and Adam state",
             weights.and_then(|n| n.checked_mul(4).context("overflow")),
         )];
-        needs.extend(Network::needs(&cfg.model, cfg.seq_len, cfg.attention));
+        // One network per thread and one gradient buffer per sequence (data parallelism).
+        let threads = default_threads(cfg.batch);
+        for _ in 0..threads {
+            needs.extend(Network::needs(&cfg.model, cfg.seq_len, cfg.attention));
+        }
+        needs.push(Need::floats(
+            "the per-sequence gradients",
+            weights_n.and_then(|n| n.checked_mul(cfg.batch).context("overflow")),
+        ));
         needs.push(Need::of::<u32, ()>("the training tokens", Ok(data.len())));
         ensure_fits(
             &needs,
@@ -336,9 +375,12 @@ impl Trainer {
             crate::precision::round_bf16(&mut params);
         }
         let n = params.len();
+        let nets = (0..default_threads(cfg.batch))
+            .map(|_| Network::new(cfg.model, cfg.seq_len, cfg.attention, cfg.precision))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Trainer {
-            // network.rs reports its errors as text.
-            net: Network::new(cfg.model, cfg.seq_len, cfg.attention, cfg.precision)?,
+            nets,
+            slots: vec![Vec::new(); cfg.batch],
             names: tensor_names(&cfg.model),
             params,
             grads: vec![0.0; n],
@@ -359,6 +401,25 @@ impl Trainer {
     /// Steps taken so far.
     pub fn steps_done(&self) -> usize {
         self.step
+    }
+
+    /// Worker threads of the data-parallel step.
+    pub fn threads(&self) -> usize {
+        self.nets.len()
+    }
+
+    /// Uses `threads` worker threads (at least 1, at most one per sequence of the batch). The
+    /// weights do not depend on it: each sequence's gradient goes to its own buffer and the
+    /// buffers are summed in sequence order.
+    pub fn set_threads(&mut self, threads: usize) -> anyhow::Result<()> {
+        let want = threads.clamp(1, self.cfg.batch);
+        let c = &self.cfg;
+        while self.nets.len() < want {
+            self.nets
+                .push(Network::new(c.model, c.seq_len, c.attention, c.precision)?);
+        }
+        self.nets.truncate(want);
+        Ok(())
     }
 
     /// Starts from `params` (e.g. a checkpoint's) instead of the random initialisation; Adam's
@@ -400,32 +461,73 @@ impl Trainer {
         let rates: Vec<f64> = (0..l_count)
             .map(|l| cfg.recipe.dropout.rate(l, l_count, t, steps))
             .collect();
-        self.grads.fill(0.0);
         let loss_scale = 1.0 / (cfg.batch * cfg.seq_len) as f32;
-        let (mut last_loss, mut weighted, mut dropped) = (0.0f64, 0.0f64, 0usize);
-        let mut drop = vec![false; l_count];
+        // Every random draw happens here, in sequence order, whatever the thread count.
+        let mut samples = Vec::with_capacity(cfg.batch);
         for _ in 0..cfg.batch {
             let start = self.rng.random_range(0..self.data.len() - cfg.seq_len);
-            let inputs = &self.data[start..start + cfg.seq_len];
-            let targets = &self.data[start + 1..start + 1 + cfg.seq_len];
-            for (d, &p) in drop.iter_mut().zip(&rates) {
-                *d = p > 0.0 && self.rng.random_bool(p);
-            }
-            let out = self.net.forward_backward(
-                &self.params,
-                &mut self.grads,
-                inputs,
-                targets,
-                &drop,
-                &scales,
-                loss_scale,
-            )?;
-            dropped += out.dropped;
-            for (l, loss) in out.per_exit.iter().enumerate() {
-                if let Some(x) = loss {
-                    weighted += scales[l] as f64 * x;
-                    if l + 1 == l_count {
-                        last_loss += x;
+            let drop: Vec<bool> = rates
+                .iter()
+                .map(|&p| p > 0.0 && self.rng.random_bool(p))
+                .collect();
+            samples.push((start, drop));
+        }
+        let n = self.params.len();
+        for slot in &mut self.slots {
+            slot.clear();
+            slot.resize(n, 0.0);
+        }
+        let per = cfg.batch.div_ceil(self.nets.len());
+        let (params, data, seq) = (&self.params, &self.data, cfg.seq_len);
+        let scales = &scales;
+        let outs: Vec<anyhow::Result<Vec<network::SequenceLoss>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .nets
+                .iter_mut()
+                .zip(self.slots.chunks_mut(per))
+                .zip(samples.chunks(per))
+                .map(|((net, slots), samples)| {
+                    s.spawn(move || {
+                        let mut outs = Vec::with_capacity(samples.len());
+                        for (grads, (start, drop)) in slots.iter_mut().zip(samples) {
+                            outs.push(net.forward_backward(
+                                params,
+                                grads,
+                                &data[*start..start + seq],
+                                &data[start + 1..start + 1 + seq],
+                                drop,
+                                scales,
+                                loss_scale,
+                            )?);
+                        }
+                        Ok(outs)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a training thread panicked")))
+                })
+                .collect()
+        });
+        // Sum the per-sequence gradients in sequence order: the result is the same for any
+        // thread count.
+        self.grads.fill(0.0);
+        for slot in &self.slots {
+            self.grads.iter_mut().zip(slot).for_each(|(g, &x)| *g += x);
+        }
+        let (mut last_loss, mut weighted, mut dropped) = (0.0f64, 0.0f64, 0usize);
+        for out in outs {
+            for out in out? {
+                dropped += out.dropped;
+                for (l, loss) in out.per_exit.iter().enumerate() {
+                    if let Some(x) = loss {
+                        weighted += scales[l] as f64 * x;
+                        if l + 1 == l_count {
+                            last_loss += x;
+                        }
                     }
                 }
             }
