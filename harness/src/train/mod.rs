@@ -42,6 +42,7 @@ pub mod checkpoint;
 pub mod corpus;
 pub mod eval;
 pub mod network;
+pub mod resume;
 pub mod sampling;
 pub mod schedule;
 pub mod speedup;
@@ -450,6 +451,31 @@ impl Trainer {
             .map(move |(name, r)| (name.as_str(), &self.params[r.clone()]))
     }
 
+    /// The dropout rate of every layer at step `t`.
+    fn rates(&self, t: usize) -> Vec<f64> {
+        let (l_count, steps) = (self.cfg.model.layers, self.cfg.steps);
+        (0..l_count)
+            .map(|l| self.cfg.recipe.dropout.rate(l, l_count, t, steps))
+            .collect()
+    }
+
+    /// The batch's random draws: per sequence its start in the data and the layers it skips.
+    /// Every draw happens here, on the calling thread, in sequence order, whatever the thread
+    /// count (and [`resume`] replays them to continue a run).
+    fn draw_batch(&mut self, rates: &[f64]) -> Vec<(usize, Vec<bool>)> {
+        let (batch, seq) = (self.cfg.batch, self.cfg.seq_len);
+        (0..batch)
+            .map(|_| {
+                let start = self.rng.random_range(0..self.data.len() - seq);
+                let drop = rates
+                    .iter()
+                    .map(|&p| p > 0.0 && self.rng.random_bool(p))
+                    .collect();
+                (start, drop)
+            })
+            .collect()
+    }
+
     /// One Adam step on a fresh batch.
     pub fn step(&mut self) -> anyhow::Result<StepInfo> {
         let cfg = self.cfg;
@@ -458,20 +484,9 @@ impl Trainer {
             Some(e) => e.scales(l_count, t, steps),
             None => schedule::last_layer_only(l_count),
         };
-        let rates: Vec<f64> = (0..l_count)
-            .map(|l| cfg.recipe.dropout.rate(l, l_count, t, steps))
-            .collect();
+        let rates = self.rates(t);
         let loss_scale = 1.0 / (cfg.batch * cfg.seq_len) as f32;
-        // Every random draw happens here, in sequence order, whatever the thread count.
-        let mut samples = Vec::with_capacity(cfg.batch);
-        for _ in 0..cfg.batch {
-            let start = self.rng.random_range(0..self.data.len() - cfg.seq_len);
-            let drop: Vec<bool> = rates
-                .iter()
-                .map(|&p| p > 0.0 && self.rng.random_bool(p))
-                .collect();
-            samples.push((start, drop));
-        }
+        let samples = self.draw_batch(&rates);
         let n = self.params.len();
         for slot in &mut self.slots {
             slot.clear();

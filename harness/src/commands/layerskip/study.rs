@@ -109,6 +109,9 @@ struct Generation {
     spec_seconds: f64,
     /// Full decoding time over speculative time, the same model.
     speedup: f64,
+    /// The paper's measure: full decoding of the no-recipe model (same seed), timed in the same
+    /// loop, over this model's speculative decoding (recipe models only).
+    vs_baseline: Option<f64>,
     /// `1 − layer passes / (tokens · L)`: the memory-bound cost model, free of timing noise.
     layer_passes_saved: f64,
     identical: bool,
@@ -162,6 +165,7 @@ pub(super) fn run(mut a: StudyArgs) -> CliResult {
     let reference: Vec<&[u32]> = prompts.iter().map(|(_, next)| next.as_slice()).collect();
     let mut results = Vec::new();
     for &seed in &a.seeds {
+        let mut arms = Vec::new();
         for (arm, recipe) in [("recipe", Recipe::layerskip()), ("none", Recipe::none())] {
             let mut cfg = base;
             cfg.seed = seed;
@@ -169,17 +173,26 @@ pub(super) fn run(mut a: StudyArgs) -> CliResult {
             let path = a.work.join(format!("{arm}-seed{seed}.safetensors"));
             let settings = format!("study corpus={source} {cfg:?}");
             let (params, secs) = train_or_reuse(&a, cfg, &corpus, &path, &settings)?;
+            arms.push((arm, cfg, params, secs));
+        }
+        // The recipe's model is timed against full decoding of the no-recipe model (the paper's
+        // baseline) in the same loop, so both see the same machine load.
+        let baseline = arms
+            .iter()
+            .find(|x| x.0 == "none")
+            .map(|x| x.2.clone())
+            .context("no baseline")?;
+        for (arm, cfg, params, secs) in &arms {
             eprintln!("measuring {arm} seed {seed}");
-            results.push(measure(
-                &a,
+            let m = Measure {
                 arm,
                 seed,
-                secs,
-                &cfg,
-                &params,
-                &corpus.val,
-                &prompts,
-            )?);
+                train_seconds: *secs,
+                cfg,
+                params,
+                baseline: (*arm == "recipe").then_some(baseline.as_slice()),
+            };
+            results.push(m.run(&a, &corpus.val, &prompts)?);
         }
     }
     let report = Report::new(&a, &base, &source, results, &reference);
@@ -225,13 +238,32 @@ fn train_or_reuse(
     if let Some(t) = a.threads {
         trainer.set_threads(t)?;
     }
+    // The state every 100 steps beside the model: an interrupted study resumes mid-run too.
+    let state = path.with_extension("state");
+    if state.exists() {
+        match trainer.resume(&state) {
+            Ok(()) => eprintln!(
+                "resumed {} at step {}",
+                state.display(),
+                trainer.steps_done()
+            ),
+            Err(e) => eprintln!("not resuming: {e:#}"),
+        }
+    }
     eprintln!(
         "training {} ({} threads)",
         path.display(),
         trainer.threads()
     );
-    trainer.run(!a.no_progress, |_, _| {})?;
+    let mut saved: anyhow::Result<()> = Ok(());
+    trainer.run(!a.no_progress, |info, t| {
+        if info.step % 100 == 0 && saved.is_ok() {
+            saved = t.save_state(&state);
+        }
+    })?;
+    saved?;
     let secs = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&state);
     checkpoint::save(
         path,
         &cfg.model,
@@ -268,46 +300,54 @@ fn held_out_prompts(
         .collect())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn measure(
-    a: &StudyArgs,
+/// One model to measure.
+struct Measure<'m> {
     arm: &'static str,
     seed: u64,
     train_seconds: f64,
-    cfg: &TrainConfig,
-    params: &[f32],
-    val: &[u32],
-    prompts: &[(Vec<u32>, Vec<u32>)],
-) -> anyhow::Result<ModelResult> {
-    let c = cfg.model;
-    let exits = evaluate_exits(&c, params, val, a.seq_len, a.windows)?;
-    let tf = teacher_forced(&c, params, val, a.seq_len, a.windows, a.max_draft)?;
-    let costs = measure_costs(&c, params, a.prompt_chars, a.max_draft, 20, 5)?;
-    let mut best = (1, 1, 0.0f64);
-    for t in &tf {
-        for (d, &tpr) in t.tokens_per_round.iter().enumerate() {
-            let s = costs
-                .expected_speedup(t.exit_layer, d + 1, tpr)
-                .context("costs missing")?;
-            if s > best.2 {
-                best = (t.exit_layer, d + 1, s);
+    cfg: &'m TrainConfig,
+    params: &'m [f32],
+    /// The no-recipe model of the same seed, whose full decoding is timed beside this model's.
+    baseline: Option<&'m [f32]>,
+}
+
+impl Measure<'_> {
+    fn run(
+        &self,
+        a: &StudyArgs,
+        val: &[u32],
+        prompts: &[(Vec<u32>, Vec<u32>)],
+    ) -> anyhow::Result<ModelResult> {
+        let (c, params) = (self.cfg.model, self.params);
+        let exits = evaluate_exits(&c, params, val, a.seq_len, a.windows)?;
+        let tf = teacher_forced(&c, params, val, a.seq_len, a.windows, a.max_draft)?;
+        let costs = measure_costs(&c, params, a.prompt_chars, a.max_draft, 20, 5)?;
+        let mut best = (1, 1, 0.0f64);
+        for t in &tf {
+            for (d, &tpr) in t.tokens_per_round.iter().enumerate() {
+                let s = costs
+                    .expected_speedup(t.exit_layer, d + 1, tpr)
+                    .context("costs missing")?;
+                if s > best.2 {
+                    best = (t.exit_layer, d + 1, s);
+                }
             }
         }
+        let (e, d, expected) = best;
+        let generation = generate(a, self.cfg, params, self.baseline, prompts, e, d)?;
+        Ok(ModelResult {
+            arm: self.arm,
+            seed: self.seed,
+            train_seconds: self.train_seconds,
+            exits,
+            teacher_forced: tf,
+            costs,
+            best_exit: e,
+            best_draft: d,
+            expected_speedup: expected,
+            generation,
+        })
     }
-    let (e, d, expected) = best;
-    let generation = generate(a, cfg, params, prompts, e, d)?;
-    Ok(ModelResult {
-        arm,
-        seed,
-        train_seconds,
-        exits,
-        teacher_forced: tf,
-        costs,
-        best_exit: e,
-        best_draft: d,
-        expected_speedup: expected,
-        generation,
-    })
 }
 
 /// Greedy full and self-speculative decoding from every prompt, interleaved prompt by prompt.
@@ -315,6 +355,7 @@ fn generate(
     a: &StudyArgs,
     cfg: &TrainConfig,
     params: &[f32],
+    baseline: Option<&[f32]>,
     prompts: &[(Vec<u32>, Vec<u32>)],
     e: usize,
     d: usize,
@@ -322,6 +363,9 @@ fn generate(
     let c = cfg.model;
     let attention = parse_attention("baseline")?;
     let w = ModelWeights::new(c, params)?;
+    let bw = baseline.map(|p| ModelWeights::new(c, p)).transpose()?;
+    let mut base_out = vec![0u32; a.tokens];
+    let mut base_s = 0.0;
     let per_call = (d + 1).max(16);
     let mut kv = vec![0.0f32; kv_cache_len(&c)?];
     let mut scratch = vec![0.0f32; decode_scratch_len(&c, per_call, attention)?];
@@ -337,8 +381,14 @@ fn generate(
     }
     for (prompt, _) in prompts {
         let (mut best_full, mut best_spec) = (f64::INFINITY, f64::INFINITY);
+        let mut best_base = f64::INFINITY;
         let mut st = DecodeStats::default();
         for _ in 0..2 {
+            if let Some(bw) = &bw {
+                let t = Instant::now();
+                greedy_decode(bw, prompt, attention, &mut kv, &mut scratch, &mut base_out)?;
+                best_base = best_base.min(t.elapsed().as_secs_f64());
+            }
             let t = Instant::now();
             greedy_decode(&w, prompt, attention, &mut kv, &mut scratch, &mut full_out)?;
             best_full = best_full.min(t.elapsed().as_secs_f64());
@@ -357,6 +407,7 @@ fn generate(
         }
         full_s += best_full;
         spec_s += best_spec;
+        base_s += best_base;
         identical &= spec_out == full_out;
         stats.generated += st.generated;
         stats.drafted += st.drafted;
@@ -374,6 +425,7 @@ fn generate(
         full_seconds: full_s,
         spec_seconds: spec_s,
         speedup: full_s / spec_s,
+        vs_baseline: bw.is_some().then_some(base_s / spec_s),
         layer_passes_saved: 1.0
             - stats.layer_passes as f64 / (stats.generated.max(1) * c.layers) as f64,
         identical,

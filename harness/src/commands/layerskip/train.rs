@@ -83,6 +83,14 @@ pub(super) struct TrainArgs {
     /// f32 or bf16 (bf16-emulated training).
     #[arg(long, default_value = "f32")]
     precision: String,
+    /// Save the whole training state (weights, Adam's moments, step) to `<out>.state` every N
+    /// steps, so that `--resume` can continue an interrupted run.
+    #[arg(long)]
+    checkpoint_every: Option<usize>,
+    /// Continue from `<out>.state` when it exists (same settings required); the finished run has
+    /// the weights an uninterrupted one would.
+    #[arg(long)]
+    resume: bool,
     /// Also write the per-exit evaluation as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -181,8 +189,31 @@ pub(super) fn run(a: TrainArgs) -> CliResult {
     if let Some(t) = a.threads {
         trainer.set_threads(t)?;
     }
+    let state = {
+        let mut name = a.out.clone().into_os_string();
+        name.push(".state");
+        PathBuf::from(name)
+    };
+    if a.resume && state.exists() {
+        trainer.resume(&state)?;
+        eprintln!(
+            "resumed {} at step {}",
+            state.display(),
+            trainer.steps_done()
+        );
+    }
+    let every = a.checkpoint_every.filter(|&n| n > 0);
     let mut last = None;
-    trainer.run(!a.no_progress, |info, _| last = Some(info.clone()))?;
+    let mut saved: anyhow::Result<()> = Ok(());
+    trainer.run(!a.no_progress, |info, t| {
+        last = Some(info.clone());
+        if let Some(n) = every {
+            if info.step % n == 0 && saved.is_ok() {
+                saved = t.save_state(&state);
+            }
+        }
+    })?;
+    saved.with_context(|| format!("cannot save the training state {}", state.display()))?;
     let secs = started.elapsed().as_secs_f64();
     let description = format!(
         "corpus={source} recipe={:?} steps={} seq_len={} batch={} lr={} seed={} init={:?} train_seconds={secs:.0}",
