@@ -116,6 +116,45 @@ fn quick_study_compares_the_arms_and_reuses_its_models() {
         "{md}"
     );
     assert!(md.contains("paper (LayerSkip, pretraining from scratch)"));
+    // Sampling with temperature from one of the models: full and self-speculative.
+    let m = "models/recipe-seed0.safetensors";
+    let sample = |extra: &[&str]| {
+        let base = [
+            "layerskip",
+            "sample",
+            "--model",
+            m,
+            "--exit-layer",
+            "1",
+            "--tokens",
+            "20",
+            "--prompt",
+            "the ",
+        ];
+        tessera(&[&base[..], extra].concat(), &dir)
+    };
+    let ok = sample(&[
+        "--draft",
+        "2",
+        "--temperature",
+        "0.7",
+        "--json",
+        "sample.json",
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("acceptance"));
+    for bad in [
+        &["--temperature", "0"][..],
+        &["--exit-layer", "3"][..],
+        &["--draft", "0"][..],
+    ] {
+        let out = sample(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
     // A second run finds the models and does not train again.
     let again = tessera(&args, &dir);
     assert!(again.status.success());

@@ -126,7 +126,7 @@ pub fn measure_costs(
 ) -> anyhow::Result<Costs> {
     let c = *config;
     ensure!(
-        context + max_draft + 1 <= c.max_seq && context >= 1,
+        context + max_draft < c.max_seq && context >= 1,
         "the context {context} and drafts of {max_draft} exceed max_seq {}",
         c.max_seq
     );

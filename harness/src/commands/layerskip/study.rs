@@ -163,6 +163,17 @@ pub(super) fn run(mut a: StudyArgs) -> CliResult {
     base.validate()?;
     let prompts = held_out_prompts(&corpus.val, a.prompts, a.prompt_chars, a.tokens)?;
     let reference: Vec<&[u32]> = prompts.iter().map(|(_, next)| next.as_slice()).collect();
+    // The costs are the architecture's, the same for every model (the values of the weights do
+    // not change the work): measured once, so timing noise cannot tell the arms apart in (b).
+    eprintln!("measuring the draft, verify and full-step costs");
+    let costs = measure_costs(
+        &base.model,
+        &crate::train::init_params(&base.model, 0)?,
+        a.prompt_chars,
+        a.max_draft,
+        50,
+        9,
+    )?;
     let mut results = Vec::new();
     for &seed in &a.seeds {
         let mut arms = Vec::new();
@@ -191,6 +202,7 @@ pub(super) fn run(mut a: StudyArgs) -> CliResult {
                 cfg,
                 params,
                 baseline: (*arm == "recipe").then_some(baseline.as_slice()),
+                costs: &costs,
             };
             results.push(m.run(&a, &corpus.val, &prompts)?);
         }
@@ -309,6 +321,8 @@ struct Measure<'m> {
     params: &'m [f32],
     /// The no-recipe model of the same seed, whose full decoding is timed beside this model's.
     baseline: Option<&'m [f32]>,
+    /// The measured costs of the architecture.
+    costs: &'m Costs,
 }
 
 impl Measure<'_> {
@@ -321,7 +335,7 @@ impl Measure<'_> {
         let (c, params) = (self.cfg.model, self.params);
         let exits = evaluate_exits(&c, params, val, a.seq_len, a.windows)?;
         let tf = teacher_forced(&c, params, val, a.seq_len, a.windows, a.max_draft)?;
-        let costs = measure_costs(&c, params, a.prompt_chars, a.max_draft, 20, 5)?;
+        let costs = self.costs.clone();
         let mut best = (1, 1, 0.0f64);
         for t in &tf {
             for (d, &tpr) in t.tokens_per_round.iter().enumerate() {
