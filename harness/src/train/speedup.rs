@@ -114,8 +114,8 @@ impl Costs {
     }
 }
 
-/// Times the pieces of decoding with the context filled to `context` positions: the fastest of
-/// `trials` runs of `reps` calls each, per piece.
+/// Times the pieces of decoding with the context filled to `context` positions: per piece the
+/// fastest of `trials` runs of `reps` calls each.
 pub fn measure_costs(
     config: &ModelConfig,
     params: &[f32],
@@ -149,29 +149,29 @@ pub fn measure_costs(
         &mut scratch,
     )?;
     let mut time = |from: usize, to: usize, n: usize| -> anyhow::Result<f64> {
-        let mut best = f64::INFINITY;
-        for _ in 0..trials.max(1) {
-            let t = Instant::now();
-            for _ in 0..reps.max(1) {
-                let h = &mut hidden[..n * c.dim];
-                embed_tokens(&w, &toks[..n], h)?;
-                forward_layers(&w, from..to, attention, context, h, &mut kv, &mut scratch)?;
-                exit_logits(&w, h, &mut logits[..n * c.vocab], &mut scratch)?;
-            }
-            best = best.min(t.elapsed().as_secs_f64() / reps.max(1) as f64);
+        let t = Instant::now();
+        for _ in 0..reps.max(1) {
+            let h = &mut hidden[..n * c.dim];
+            embed_tokens(&w, &toks[..n], h)?;
+            forward_layers(&w, from..to, attention, context, h, &mut kv, &mut scratch)?;
+            exit_logits(&w, h, &mut logits[..n * c.vocab], &mut scratch)?;
         }
-        Ok(best)
+        Ok(t.elapsed().as_secs_f64() / reps.max(1) as f64)
     };
-    let full = time(0, c.layers, 1)?;
-    let mut draft = Vec::new();
-    let mut verify = Vec::new();
-    for e in 1..c.layers {
-        draft.push(time(0, e, 1)?);
-        verify.push(
-            (1..=max_draft)
-                .map(|d| time(e, c.layers, d + 1))
-                .collect::<anyhow::Result<Vec<_>>>()?,
-        );
+    // Every piece once per trial, the trials one after another: a burst of load from elsewhere
+    // hits one trial of many pieces rather than every trial of one; the fastest trial counts.
+    let e_count = c.layers - 1;
+    let mut full = f64::INFINITY;
+    let mut draft = vec![f64::INFINITY; e_count];
+    let mut verify = vec![vec![f64::INFINITY; max_draft]; e_count];
+    for _ in 0..trials.max(1) {
+        full = full.min(time(0, c.layers, 1)?);
+        for e in 1..c.layers {
+            draft[e - 1] = draft[e - 1].min(time(0, e, 1)?);
+            for d in 1..=max_draft {
+                verify[e - 1][d - 1] = verify[e - 1][d - 1].min(time(e, c.layers, d + 1)?);
+            }
+        }
     }
     Ok(Costs {
         full,

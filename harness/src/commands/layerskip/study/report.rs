@@ -39,7 +39,8 @@ fn verdict(recipe: &[f64], none: &[f64]) -> (bool, String) {
     let se = (sr * sr / recipe.len() as f64 + sn * sn / none.len() as f64).sqrt();
     let lo = recipe.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = none.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let yes = lo > hi && mr - mn > 2.0 * se;
+    // One seed per arm has no spread to compare the gap with: no verdict.
+    let yes = recipe.len() > 1 && none.len() > 1 && lo > hi && mr - mn > 2.0 * se;
     let text = format!(
         "recipe {mr:.3} ± {sr:.3} vs no recipe {mn:.3} ± {sn:.3} (gap {:+.3}, 2·SE {:.3}; lowest \
          recipe seed {lo:.3}, highest no-recipe seed {hi:.3})",
@@ -151,7 +152,7 @@ impl Report {
             let se = sd / (x.len() as f64).sqrt();
             v.push((
                 format!("teacher-forced expected speedup above 1 ({label})"),
-                m - 2.0 * se > 1.0,
+                x.len() > 1 && m - 2.0 * se > 1.0,
                 format!(
                     "{m:.3} ± {sd:.3} over {} seeds, 2·SE of the mean {:.3}",
                     x.len(),
