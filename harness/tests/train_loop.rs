@@ -230,3 +230,52 @@ fn generate_draws_prompts_from_the_held_out_text() {
     assert!(!out.status.success());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_weights_do_not_depend_on_the_thread_count() {
+    let corpus = corpus();
+    let mut c = tiny(corpus.vocab.len());
+    c.batch = 3; // uneven split over two threads
+    let run = |threads: usize| {
+        let mut t = Trainer::new(c, &corpus.train).unwrap();
+        t.set_threads(threads).unwrap();
+        assert_eq!(t.threads(), threads.min(c.batch));
+        t.run(false, |_, _| {}).unwrap();
+        t.params().to_vec()
+    };
+    let one = run(1);
+    assert_eq!(one, run(2));
+    assert_eq!(one, run(3));
+}
+
+#[test]
+fn a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one() {
+    let corpus = corpus();
+    let c = tiny(corpus.vocab.len()); // the recipe's dropout draws are replayed too
+    let mut whole = Trainer::new(c, &corpus.train).unwrap();
+    whole.run(false, |_, _| {}).unwrap();
+    let dir = std::env::temp_dir().join(format!("tessera-resume-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("run.state");
+    let mut first = Trainer::new(c, &corpus.train).unwrap();
+    for _ in 0..5 {
+        first.step().unwrap();
+    }
+    first.save_state(&state).unwrap();
+    let mut second = Trainer::new(c, &corpus.train).unwrap();
+    second.resume(&state).unwrap();
+    assert_eq!(second.steps_done(), 5);
+    second.run(false, |_, _| {}).unwrap();
+    assert_eq!(whole.params(), second.params());
+    // Other settings are refused.
+    let mut other = c;
+    other.seed += 1;
+    let err = Trainer::new(other, &corpus.train)
+        .unwrap()
+        .resume(&state)
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("other settings"), "{err:#}");
+    std::fs::write(&state, b"TSRSTATE1\x01").unwrap();
+    assert!(second.resume(&state).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -31,8 +31,10 @@
 //!   whose [`Trainer::tensors`] yields every weight tensor by name (`embedding`,
 //!   `layers.{l}.{wq,wk,wv,wo,attn_norm,mlp_norm,w_gate,w_up,w_down}`, `final_norm`, `lm_head`)
 //!   and [`Trainer::params`] the flat vector in the kernel layout.
-//! - Runs are reproducible: the same config and corpus give the same weights bit for bit
-//!   (single-threaded, every random draw from a ChaCha8 stream seeded by `seed`).
+//! - Runs are reproducible: the same config and corpus give the same weights bit for bit, for any
+//!   thread count ([`Trainer::set_threads`]; data-parallel over the batch, every random draw from
+//!   a ChaCha8 stream seeded by `seed` on the calling thread, each sequence's gradient in its own
+//!   buffer, the buffers summed in sequence order).
 //! - [`checkpoint`] saves and loads safetensors files with the config and vocabulary in the
 //!   metadata.
 
@@ -41,11 +43,14 @@ pub mod checkpoint;
 pub mod corpus;
 pub mod eval;
 pub mod network;
+pub mod resume;
+pub mod sampling;
 pub mod schedule;
+pub mod speedup;
 
 pub use amp::LossScaler;
 pub use corpus::{synthetic_corpus, Corpus, Vocab};
-pub use schedule::{Curriculum, EarlyExitLoss, LayerDropout};
+pub use schedule::{Curriculum, EarlyExitLoss, LayerDropout, LossScale, TimeScale};
 
 use crate::budget::{ensure_fits, Need};
 use anyhow::{bail, ensure, Context};
@@ -100,24 +105,40 @@ impl Recipe {
     /// No dropout, last-layer loss only: plain training.
     pub fn none() -> Recipe {
         Recipe {
-            dropout: LayerDropout {
-                p_max: 0.0,
-                time_scale: false,
-            },
+            dropout: LayerDropout::OFF,
             early_exit: None,
         }
     }
 
-    /// The recipe of docs/results/layerskip.md: `p_max = 0.2` constant in time, early-exit loss
-    /// with `e_scale = 1` on every exit (the "stronger recipe" of PAPERS.md §3).
+    /// The paper's recipe for pretraining from scratch (PAPERS.md §3): layer dropout with the
+    /// exponential depth scale, `p_max = 0.1` and the exponential time scale `S_exp`; early-exit
+    /// loss with the gradual curriculum, torchtune's `sum_l` scale and `e_scale = 1` (the
+    /// settings of torchtune's `recipes/dev/7B_full_early_exit.yaml`).
     pub fn layerskip() -> Recipe {
         Recipe {
             dropout: LayerDropout {
-                p_max: 0.2,
-                time_scale: false,
+                p_max: 0.1,
+                time_scale: TimeScale::Exp,
             },
             early_exit: Some(EarlyExitLoss {
                 e_scale: 1.0,
+                scale: LossScale::SumL,
+                curriculum: Curriculum::Gradual,
+            }),
+        }
+    }
+
+    /// Not the paper's: every exit on at every step (`Curriculum::All`), the paper's own scale
+    /// equation, `p_max = 0.2` constant in time (the recipe this project used before issue 19).
+    pub fn all_exits() -> Recipe {
+        Recipe {
+            dropout: LayerDropout {
+                p_max: 0.2,
+                time_scale: TimeScale::Constant,
+            },
+            early_exit: Some(EarlyExitLoss {
+                e_scale: 1.0,
+                scale: LossScale::Paper,
                 curriculum: Curriculum::All,
             }),
         }
@@ -325,12 +346,22 @@ pub struct Trainer {
     step: usize,
     rng: ChaCha8Rng,
     data: Vec<u32>,
-    net: Network,
+    /// One network per worker thread.
+    nets: Vec<Network>,
+    /// One gradient buffer per sequence of the batch, summed in sequence order.
+    slots: Vec<Vec<f32>>,
     names: Vec<(String, std::ops::Range<usize>)>,
     /// The rounded copy of the master weights that mixed precision computes with (empty
     /// otherwise).
     compute: Vec<f32>,
     scaler: LossScaler,
+}
+
+/// The threads a trainer uses by default: every core, at most one per sequence of the batch.
+pub fn default_threads(batch: usize) -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, batch.max(1))
 }
 
 impl Trainer {
@@ -348,11 +379,20 @@ impl Trainer {
         }
         // Weights, gradients and Adam's two moments, the network's buffers and the data.
         let weights = cfg.model.param_count().map_err(|e| anyhow::anyhow!("{e}"));
+        let weights_n = cfg.model.param_count().map_err(|e| anyhow::anyhow!("{e}"));
         let mut needs = vec![Need::floats(
             "the weights, gradients and Adam state",
             weights.and_then(|n| n.checked_mul(4).context("overflow")),
         )];
-        needs.extend(Network::needs(&cfg.model, cfg.seq_len, cfg.attention));
+        // One network per thread and one gradient buffer per sequence (data parallelism).
+        let threads = default_threads(cfg.batch);
+        for _ in 0..threads {
+            needs.extend(Network::needs(&cfg.model, cfg.seq_len, cfg.attention));
+        }
+        needs.push(Need::floats(
+            "the per-sequence gradients",
+            weights_n.and_then(|n| n.checked_mul(cfg.batch).context("overflow")),
+        ));
         needs.push(Need::of::<u32, ()>("the training tokens", Ok(data.len())));
         ensure_fits(
             &needs,
@@ -363,9 +403,12 @@ impl Trainer {
             crate::precision::round_bf16(&mut params);
         }
         let n = params.len();
+        let nets = (0..default_threads(cfg.batch))
+            .map(|_| Network::new(cfg.model, cfg.seq_len, cfg.attention, cfg.precision))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Trainer {
-            // network.rs reports its errors as text.
-            net: Network::new(cfg.model, cfg.seq_len, cfg.attention, cfg.precision)?,
+            nets,
+            slots: vec![Vec::new(); cfg.batch],
             names: tensor_names(&cfg.model),
             params,
             grads: vec![0.0; n],
@@ -391,6 +434,25 @@ impl Trainer {
     /// Steps taken so far.
     pub fn steps_done(&self) -> usize {
         self.step
+    }
+
+    /// Worker threads of the data-parallel step.
+    pub fn threads(&self) -> usize {
+        self.nets.len()
+    }
+
+    /// Uses `threads` worker threads (at least 1, at most one per sequence of the batch). The
+    /// weights do not depend on it: each sequence's gradient goes to its own buffer and the
+    /// buffers are summed in sequence order.
+    pub fn set_threads(&mut self, threads: usize) -> anyhow::Result<()> {
+        let want = threads.clamp(1, self.cfg.batch);
+        let c = &self.cfg;
+        while self.nets.len() < want {
+            self.nets
+                .push(Network::new(c.model, c.seq_len, c.attention, c.precision)?);
+        }
+        self.nets.truncate(want);
+        Ok(())
     }
 
     /// Starts from `params` (e.g. a checkpoint's) instead of the random initialisation; Adam's
@@ -428,6 +490,31 @@ impl Trainer {
             .map(move |(name, r)| (name.as_str(), &self.params[r.clone()]))
     }
 
+    /// The dropout rate of every layer at step `t`.
+    fn rates(&self, t: usize) -> Vec<f64> {
+        let (l_count, steps) = (self.cfg.model.layers, self.cfg.steps);
+        (0..l_count)
+            .map(|l| self.cfg.recipe.dropout.rate(l, l_count, t, steps))
+            .collect()
+    }
+
+    /// The batch's random draws: per sequence its start in the data and the layers it skips.
+    /// Every draw happens here, on the calling thread, in sequence order, whatever the thread
+    /// count (and [`resume`] replays them to continue a run).
+    fn draw_batch(&mut self, rates: &[f64]) -> Vec<(usize, Vec<bool>)> {
+        let (batch, seq) = (self.cfg.batch, self.cfg.seq_len);
+        (0..batch)
+            .map(|_| {
+                let start = self.rng.random_range(0..self.data.len() - seq);
+                let drop = rates
+                    .iter()
+                    .map(|&p| p > 0.0 && self.rng.random_bool(p))
+                    .collect();
+                (start, drop)
+            })
+            .collect()
+    }
+
     /// One Adam step on a fresh batch.
     pub fn step(&mut self) -> anyhow::Result<StepInfo> {
         let cfg = self.cfg;
@@ -436,49 +523,81 @@ impl Trainer {
             Some(e) => e.scales(l_count, t, steps),
             None => schedule::last_layer_only(l_count),
         };
-        let rates: Vec<f64> = (0..l_count)
-            .map(|l| cfg.recipe.dropout.rate(l, l_count, t, steps))
-            .collect();
-        self.grads.fill(0.0);
+        let rates = self.rates(t);
         let rounding = cfg.precision.compute_rounding();
         // fp16 scales the loss (and so every gradient) up so that small gradients survive fp16.
         let amp_scale = match cfg.precision {
             Precision::MixedF16 => self.scaler.scale,
             _ => 1.0,
         };
-        let forward_params = match rounding {
-            Some(r) => {
-                self.compute.copy_from_slice(&self.params);
-                r.round(&mut self.compute);
-                &self.compute
-            }
-            None => &self.params,
-        };
+        // Mixed precision: the forward and backward see the master weights rounded.
+        if let Some(r) = rounding {
+            self.compute.copy_from_slice(&self.params);
+            r.round(&mut self.compute);
+        }
         let loss_scale = amp_scale / (cfg.batch * cfg.seq_len) as f32;
+        let samples = self.draw_batch(&rates);
+        let n = self.params.len();
+        for slot in &mut self.slots {
+            slot.clear();
+            slot.resize(n, 0.0);
+        }
+        let per = cfg.batch.div_ceil(self.nets.len());
+        let params: &[f32] = if rounding.is_some() {
+            &self.compute
+        } else {
+            &self.params
+        };
+        let (data, seq) = (&self.data, cfg.seq_len);
+        let scales = &scales;
+        let outs: Vec<anyhow::Result<Vec<network::SequenceLoss>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .nets
+                .iter_mut()
+                .zip(self.slots.chunks_mut(per))
+                .zip(samples.chunks(per))
+                .map(|((net, slots), samples)| {
+                    s.spawn(move || {
+                        let mut outs = Vec::with_capacity(samples.len());
+                        for (grads, (start, drop)) in slots.iter_mut().zip(samples) {
+                            outs.push(net.forward_backward(
+                                params,
+                                grads,
+                                &data[*start..start + seq],
+                                &data[start + 1..start + 1 + seq],
+                                drop,
+                                scales,
+                                loss_scale,
+                            )?);
+                        }
+                        Ok(outs)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a training thread panicked")))
+                })
+                .collect()
+        });
+        // Sum the per-sequence gradients in sequence order: the result is the same for any
+        // thread count.
+        self.grads.fill(0.0);
+        for slot in &self.slots {
+            self.grads.iter_mut().zip(slot).for_each(|(g, &x)| *g += x);
+        }
         let (mut last_loss, mut weighted, mut dropped) = (0.0f64, 0.0f64, 0usize);
-        let mut drop = vec![false; l_count];
-        for _ in 0..cfg.batch {
-            let start = self.rng.random_range(0..self.data.len() - cfg.seq_len);
-            let inputs = &self.data[start..start + cfg.seq_len];
-            let targets = &self.data[start + 1..start + 1 + cfg.seq_len];
-            for (d, &p) in drop.iter_mut().zip(&rates) {
-                *d = p > 0.0 && self.rng.random_bool(p);
-            }
-            let out = self.net.forward_backward(
-                forward_params,
-                &mut self.grads,
-                inputs,
-                targets,
-                &drop,
-                &scales,
-                loss_scale,
-            )?;
-            dropped += out.dropped;
-            for (l, loss) in out.per_exit.iter().enumerate() {
-                if let Some(x) = loss {
-                    weighted += scales[l] as f64 * x;
-                    if l + 1 == l_count {
-                        last_loss += x;
+        for out in outs {
+            for out in out? {
+                dropped += out.dropped;
+                for (l, loss) in out.per_exit.iter().enumerate() {
+                    if let Some(x) = loss {
+                        weighted += scales[l] as f64 * x;
+                        if l + 1 == l_count {
+                            last_loss += x;
+                        }
                     }
                 }
             }

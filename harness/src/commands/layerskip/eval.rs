@@ -64,7 +64,7 @@ pub(super) fn run(a: EvalArgs) -> CliResult {
 }
 
 /// A line plot of validation perplexity against the exit layer, one line per model.
-fn perplexity_svg(models: &[(String, Vec<ExitEval>)]) -> String {
+pub(super) fn perplexity_svg(models: &[(String, Vec<ExitEval>)]) -> String {
     let (w, h, left, right, top, bottom) = (640.0, 400.0, 60.0, 20.0, 30.0, 50.0);
     let layers = models
         .iter()

@@ -6,6 +6,8 @@
 //! tessera layerskip eval --model model.safetensors [--corpus FILE] [--json FILE]
 //! tessera layerskip generate --model model.safetensors --exit-layer 3 --draft 4 [--json FILE]
 //! tessera layerskip export --model model.safetensors --out model.bin [--dtype bf16]
+//! tessera layerskip sample --model model.safetensors --exit-layer 2 --draft 3 --temperature 0.8
+//! tessera layerskip study --corpus FILE --work DIR [--seeds 0,1,2] --md report.md --json r.json
 //! ```
 //! Without `--corpus` the project's own synthetic corpus is used (deterministic, offline).
 //! `--exit-layer` and `--draft` take comma-separated lists to sweep.
@@ -16,6 +18,8 @@
 mod eval;
 mod export;
 mod generate;
+mod sample;
+mod study;
 mod train;
 
 use super::CliResult;
@@ -25,7 +29,9 @@ use clap::Subcommand;
 use eval::EvalArgs;
 use export::ExportArgs;
 use generate::GenerateArgs;
+use sample::SampleArgs;
 use std::path::PathBuf;
+use study::StudyArgs;
 use tessera_kernels::attention::FlashTiles;
 use tessera_kernels::nn::AttentionKind;
 use train::TrainArgs;
@@ -47,6 +53,11 @@ enum Command {
     Generate(GenerateArgs),
     /// Write a model as the flat blob the firmware programs link (`firmware/`).
     Export(ExportArgs),
+    /// Sampling with temperature: full model and self-speculative sampling (same distribution).
+    Sample(SampleArgs),
+    /// Recipe vs no recipe over seeds: teacher-forced acceptance, expected and measured speedup,
+    /// repetition of the generated text.
+    Study(StudyArgs),
 }
 
 /// Runs the subcommand.
@@ -56,6 +67,8 @@ pub fn main(args: Args) -> CliResult {
         Command::Eval(a) => eval::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Export(a) => export::run(a),
+        Command::Sample(a) => sample::run(a),
+        Command::Study(a) => study::run(a),
     }
 }
 

@@ -6,7 +6,8 @@ use crate::fsutil::{check_outputs, write_json};
 use crate::train::checkpoint;
 use crate::train::eval::evaluate_exits;
 use crate::train::{
-    Curriculum, EarlyExitLoss, LayerDropout, Precision, Recipe, TrainConfig, Trainer,
+    Curriculum, EarlyExitLoss, LayerDropout, LossScale, Precision, Recipe, TimeScale, TrainConfig,
+    Trainer,
 };
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -47,27 +48,49 @@ pub(super) struct TrainArgs {
     lr: Option<f32>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Plain training: no layer dropout, last-layer loss only.
+    /// Plain training: no layer dropout, last-layer loss only (the paper's speedup baseline).
     #[arg(long)]
     no_recipe: bool,
-    /// Layer dropout rate of the last layer.
-    #[arg(long, default_value_t = 0.2, value_parser = crate::commands::probability)]
+    /// Layer dropout rate p_max of the last layer; layer l gets S(t)·(exp(l·ln2/(L−1)) − 1)·p_max,
+    /// drawn per sample. The paper uses 0.1-0.2.
+    #[arg(long, default_value_t = 0.1, value_parser = crate::commands::probability)]
     p_max: f32,
-    /// Grow the dropout rate over training (S(t) exponential) instead of keeping it constant.
-    #[arg(long)]
-    time_scale: bool,
-    /// Early-exit loss scale e_scale (0 disables the early-exit loss).
+    /// Time scale S(t) of layer dropout: exp (S_exp(t) = exp(t·ln2/(T−1)) − 1, the paper's choice
+    /// when pretraining from scratch) or constant (S = 1, its choice for continual pretraining and
+    /// fine-tuning).
+    #[arg(long, value_enum, default_value_t = TimeScaleArg::Exp)]
+    time_scale: TimeScaleArg,
+    /// Early-exit loss weight e_scale of every exit but the last (0 disables the early-exit loss).
     #[arg(long, default_value_t = 1.0, value_parser = crate::commands::finite_non_negative)]
     e_scale: f32,
-    /// Exit curriculum: all, rotational:R, gradual.
-    #[arg(long, default_value = "all")]
+    /// Per-exit loss scale before normalisation (torchtune's functions): sum_l (cumulative sum of
+    /// l+1 over the exits that are on; torchtune's LayerSkip config), linear_l (l+1), uniform, or
+    /// paper (the paper's equation e(l) = Σ_{i≤l} i, last layer L−1 + e_scale·Σ_{i≤L−2} i).
+    #[arg(long, value_enum, default_value_t = LossScaleArg::SumL)]
+    loss_scale: LossScaleArg,
+    /// Exit curriculum: gradual (one more exit every T/(2L) steps from the last layer down, all on
+    /// from T/2), rotational:R (exit l on when l mod R = t mod R), or all (every exit at every
+    /// step: NOT the paper's recipe, which it reports slows training and hurts the last layer).
+    #[arg(long, default_value = "gradual")]
     curriculum: String,
+    /// Worker threads of the data-parallel step (default: every core, at most one per sequence).
+    /// The trained weights do not depend on it.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    threads: Option<usize>,
     /// Forward attention: baseline or flash.
     #[arg(long, default_value = "baseline")]
     attention: String,
     /// f32 or bf16 (bf16-emulated training).
     #[arg(long, default_value = "f32")]
     precision: String,
+    /// Save the whole training state (weights, Adam's moments, step) to `<out>.state` every N
+    /// steps, so that `--resume` can continue an interrupted run.
+    #[arg(long)]
+    checkpoint_every: Option<usize>,
+    /// Continue from `<out>.state` when it exists (same settings required); the finished run has
+    /// the weights an uninterrupted one would.
+    #[arg(long)]
+    resume: bool,
     /// Also write the per-exit evaluation as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -112,10 +135,19 @@ pub(super) fn run(a: TrainArgs) -> CliResult {
         Recipe {
             dropout: LayerDropout {
                 p_max: a.p_max,
-                time_scale: a.time_scale,
+                time_scale: match a.time_scale {
+                    TimeScaleArg::Exp => TimeScale::Exp,
+                    TimeScaleArg::Constant => TimeScale::Constant,
+                },
             },
             early_exit: (a.e_scale > 0.0).then_some(EarlyExitLoss {
                 e_scale: a.e_scale,
+                scale: match a.loss_scale {
+                    LossScaleArg::SumL => LossScale::SumL,
+                    LossScaleArg::LinearL => LossScale::LinearL,
+                    LossScaleArg::Uniform => LossScale::Uniform,
+                    LossScaleArg::Paper => LossScale::Paper,
+                },
                 curriculum: parse_curriculum(&a.curriculum)?,
             }),
         }
@@ -143,15 +175,45 @@ pub(super) fn run(a: TrainArgs) -> CliResult {
         cfg.steps,
         cfg.batch,
         cfg.seq_len,
-        if a.no_recipe { "none" } else { "layerskip" }
+        if a.no_recipe {
+            "none".to_string()
+        } else {
+            format!("{:?}", cfg.recipe)
+        }
     );
     let started = Instant::now();
     let mut trainer = Trainer::new(cfg, &corpus.train)?;
     if let Some(p) = &init {
         trainer.set_params(p)?;
     }
+    if let Some(t) = a.threads {
+        trainer.set_threads(t)?;
+    }
+    let state = {
+        let mut name = a.out.clone().into_os_string();
+        name.push(".state");
+        PathBuf::from(name)
+    };
+    if a.resume && state.exists() {
+        trainer.resume(&state)?;
+        eprintln!(
+            "resumed {} at step {}",
+            state.display(),
+            trainer.steps_done()
+        );
+    }
+    let every = a.checkpoint_every.filter(|&n| n > 0);
     let mut last = None;
-    trainer.run(!a.no_progress, |info, _| last = Some(info.clone()))?;
+    let mut saved: anyhow::Result<()> = Ok(());
+    trainer.run(!a.no_progress, |info, t| {
+        last = Some(info.clone());
+        if let Some(n) = every {
+            if info.step % n == 0 && saved.is_ok() {
+                saved = t.save_state(&state);
+            }
+        }
+    })?;
+    saved.with_context(|| format!("cannot save the training state {}", state.display()))?;
     let secs = started.elapsed().as_secs_f64();
     let description = format!(
         "corpus={source} recipe={:?} steps={} seq_len={} batch={} lr={} seed={} init={:?} train_seconds={secs:.0}",
@@ -186,15 +248,35 @@ pub(super) fn run(a: TrainArgs) -> CliResult {
     Ok(())
 }
 
+/// The `--time-scale` flag.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub(super) enum TimeScaleArg {
+    Exp,
+    Constant,
+}
+
+/// The `--loss-scale` flag.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub(super) enum LossScaleArg {
+    #[value(name = "sum_l")]
+    SumL,
+    #[value(name = "linear_l")]
+    LinearL,
+    Uniform,
+    Paper,
+}
+
 /// The `--curriculum` flag.
-fn parse_curriculum(s: &str) -> anyhow::Result<Curriculum> {
+pub(super) fn parse_curriculum(s: &str) -> anyhow::Result<Curriculum> {
     match s {
         "all" => Ok(Curriculum::All),
         "gradual" => Ok(Curriculum::Gradual),
         r if r.starts_with("rotational:") => r["rotational:".len()..]
             .parse()
+            .ok()
+            .filter(|&r: &usize| r >= 1)
             .map(|r| Curriculum::Rotational { r })
-            .with_context(|| format!("bad rotation period in {r:?}")),
+            .with_context(|| format!("bad rotation period in {r:?}: want a whole number >= 1")),
         other => bail!("--curriculum must be all, gradual or rotational:R, not {other:?}"),
     }
 }
