@@ -7,6 +7,7 @@
 //! - [`tolerance`]: the one table of tolerances, with the a-priori error bound of a row;
 //! - [`budget`]: the memory a command may allocate, checked before it does;
 //! - [`attention`]: the kernels run from `f32` data by run-time configuration, and seeded problems;
+//! - [`gpu`]: the GPU path (`tessera gpu-check`, feature `cuda`);
 //! - the `tessera` binary's subcommands, one module each.
 
 pub mod attention;
@@ -15,6 +16,7 @@ pub mod commands;
 pub mod data;
 pub mod deviation;
 pub mod fsutil;
+pub mod gpu;
 pub mod hyperopt;
 pub mod metrics;
 pub mod npy;

@@ -2,6 +2,7 @@
 //! that says what was being done; the binary prints the whole chain and exits with status 2.
 
 pub mod deviation;
+pub mod gpu_check;
 pub mod hyperopt;
 pub mod layerskip;
 pub mod run;
