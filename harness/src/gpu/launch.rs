@@ -95,6 +95,10 @@ impl Gpu {
         let ctx = cu(CudaContext::new(ordinal), "opening device")
             .with_context(|| format!("no usable GPU {ordinal}"))?;
         let name = cu(ctx.name(), "device name")?;
+        // SAFETY: every buffer and launch of this launcher is on the one default stream, in
+        // order, so no slice is used by another stream; the per-use events this turns off
+        // would otherwise sit inside the timed region of microsecond kernels (decode).
+        unsafe { ctx.disable_event_tracking() };
         let stream = ctx.default_stream();
         let module = cu(ctx.load_module(Ptx::from_src(src)), "loading the PTX")
             .with_context(|| format!("the driver refused {}", ptx.display()))?;
