@@ -22,7 +22,7 @@ OUT=$ROOT/target/ptx
 mkdir -p "$OUT"
 
 echo "==> nightly with rust-src and llvm-bitcode-linker"
-rustup toolchain install nightly --profile minimal --component rust-src,llvm-bitcode-linker >/dev/null
+rustup toolchain install nightly --profile minimal --component rust-src,llvm-bitcode-linker,clippy >/dev/null
 sysroot=$(rustc +nightly --print sysroot)
 host=$(rustc +nightly -vV | sed -n 's/^host: //p')
 linker=$sysroot/lib/rustlib/$host/bin/self-contained/llvm-bitcode-linker
@@ -47,6 +47,13 @@ for arch in $ARCHES; do
     RUSTFLAGS="-C target-cpu=$arch -C linker=$linker" \
         cargo +nightly build --manifest-path kernels/ptx/Cargo.toml --locked --release \
         --target nvptx64-nvidia-cuda -Zbuild-std=core
+    if [ "$arch" = "${ARCHES%% *}" ]; then
+        echo "==> clippy (nvptx, -D warnings)"
+        CARGO_TARGET_DIR=$OUT/build-$arch \
+        RUSTFLAGS="-C target-cpu=$arch -C linker=$linker" \
+            cargo +nightly clippy --manifest-path kernels/ptx/Cargo.toml --locked --release \
+            --target nvptx64-nvidia-cuda -Zbuild-std=core -- -D warnings
+    fi
     ptx=$OUT/tessera-$arch.ptx
     cp "$OUT/build-$arch/nvptx64-nvidia-cuda/release/tessera_ptx.ptx" "$ptx"
     entries=$(grep -c '^\.visible \.entry' "$ptx" || true)
