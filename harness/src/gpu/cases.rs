@@ -3,6 +3,40 @@
 
 use tessera_kernels::attention::{AttentionShape, FlashTiles};
 
+/// The attention entry points, by storage format and accumulator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttentionFormat {
+    /// `f32` elements, `f32` accumulator.
+    F32,
+    /// `bf16` elements, `f32` accumulator (FlashAttention-2's arithmetic).
+    Bf16,
+    /// `bf16` elements, the matrix-unit model `Bf16Mma` (the paper's bf16 state).
+    Bf16Mma,
+}
+
+impl AttentionFormat {
+    /// Every format, in report order.
+    pub const ALL: [AttentionFormat; 3] = [Self::F32, Self::Bf16, Self::Bf16Mma];
+
+    /// Report name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+            Self::Bf16Mma => "bf16-mma",
+        }
+    }
+
+    /// The entry points' suffix (`flash_<suffix>`, `decode_<suffix>`).
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+            Self::Bf16Mma => "bf16_mma",
+        }
+    }
+}
+
 /// One attention problem of the check.
 #[derive(Clone, Debug)]
 pub struct AttentionCase {

@@ -3,16 +3,14 @@
 //! code) and, for attention, with the exact oracle within the a-priori bound of each row.
 
 use super::cases::{attention_cases, optimizer_sizes, spread_rows, AttentionCase};
+use super::compare;
 use super::launch::{AttentionFormat, Gpu, HYPER_BLOCKS, OPTIM_BLOCK};
 use super::report::{AdamRecord, AttentionRecord, GpuReport, HyperRecord};
-use crate::attention::{AccumulatorKind, AttentionProblem, ElementKind};
+use crate::attention::AttentionProblem;
 use crate::data::{self, InputDistribution};
-use crate::metrics::{Deviation, Format};
 use crate::progress::Progress;
-use crate::tolerance;
 use anyhow::{anyhow, Result};
 use std::path::Path;
-use tessera_kernels::attention::{flash_attention_row, flash_row_scratch_len};
 use tessera_kernels::optim::{adam_step_with, AdamConfig, HyperAdamTerms};
 use tessera_kernels::simd::Backend;
 use tessera_kernels::{bf16, Accumulator, Bf16Mma, Element};
@@ -101,8 +99,7 @@ pub fn run(s: &Settings<'_>) -> Result<GpuReport> {
     Ok(report)
 }
 
-/// One attention case in one format: the GPU's output against the CPU's `flash_attention_row`
-/// (bits) and the oracle (within each row's bound).
+/// One attention case in one format on the GPU, then compared ([`compare::attention_record`]).
 #[allow(clippy::too_many_arguments)]
 fn attention<E: Element, A: Accumulator, T>(
     gpu: &Gpu,
@@ -116,149 +113,28 @@ fn attention<E: Element, A: Accumulator, T>(
 where
     T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits + Default + Clone + Copy,
 {
-    let shape = &case.shape;
-    let (element, accumulator) = match format {
-        AttentionFormat::F32 => (ElementKind::F32, AccumulatorKind::F32),
-        AttentionFormat::Bf16 => (ElementKind::Bf16, AccumulatorKind::F32),
-        AttentionFormat::Bf16Mma => (ElementKind::Bf16, AccumulatorKind::Bf16Mma),
-    };
-    let to_e = |x: &[f32]| x.iter().map(|&x| E::from_f32(x)).collect::<Vec<E>>();
-    let (q, k, v) = (to_e(&problem.q), to_e(&problem.k), to_e(&problem.v));
+    let inputs = compare::inputs::<E>(problem);
     let to_t = |x: &[E]| x.iter().map(|&x| bits(x)).collect::<Vec<T>>();
     let decode = case.kind == "decode";
-    let reps = if problem.rows() * shape.kv_len > 1 << 26 {
+    let reps = if problem.rows() * case.shape.kv_len > 1 << 26 {
         s.reps.min(3)
     } else {
         s.reps
     };
-    let run = gpu.attention(
+    let (q, k, v) = (to_t(&inputs.0), to_t(&inputs.1), to_t(&inputs.2));
+    let run = gpu.attention(format, decode, &case.shape, case.tiles, (&q, &k, &v), reps)?;
+    let out: Vec<f64> = run.out.iter().map(|&x| widen(x)).collect();
+    let mut record = compare::attention_record::<E, A>(
+        case,
+        problem,
         format,
-        decode,
-        shape,
-        case.tiles,
-        (&to_t(&q), &to_t(&k), &to_t(&v)),
-        reps,
+        &inputs,
+        &out,
+        (s.cpu_rows, s.oracle_rows),
     )?;
-    let d = shape.head_dim;
-    let gpu_row = |r: usize| -> Vec<f64> {
-        run.out[r * d..(r + 1) * d]
-            .iter()
-            .map(|&x| widen(x))
-            .collect()
-    };
-
-    // The CPU: every row of a small problem, else `cpu_rows` spread over it.
-    let total = problem.rows();
-    let cpu_rows = if total * shape.kv_len <= 1 << 22 {
-        (0..total).collect()
-    } else {
-        spread_rows(total, s.cpu_rows)
-    };
-    let mut scratch =
-        vec![A::ZERO; flash_row_scratch_len(shape, case.tiles).map_err(|e| anyhow!("{e}"))?];
-    let (mut equal, mut max_diff) = (0, 0.0f64);
-    let mut out = vec![E::from_f32(0.0); d];
-    for &r in &cpu_rows {
-        let (bh, row) = (r / shape.q_len, r % shape.q_len);
-        flash_attention_row(
-            shape,
-            case.tiles,
-            bh,
-            row,
-            &q,
-            &k,
-            &v,
-            &mut out,
-            &mut scratch,
-        )
-        .map_err(|e| anyhow!("{}: CPU row {r}: {e}", case.name))?;
-        let g = gpu_row(r);
-        let same = out
-            .iter()
-            .zip(&g)
-            .all(|(c, g)| c.to_f64().to_bits() == g.to_bits());
-        equal += usize::from(same);
-        for (c, g) in out.iter().zip(&g) {
-            max_diff = max_diff.max((c.to_f64() - g).abs());
-        }
-    }
-
-    // The oracle and the a-priori bound, on rows spread over the problem (in parallel).
-    let oracle_rows = spread_rows(total, s.oracle_rows);
-    let scale = shape.scale as f64;
-    let block_k = Some(case.tiles.block_k.max(1));
-    let (u, u_out) = (accumulator.unit_roundoff(), element.unit_roundoff());
-    let exact: Vec<(Vec<f64>, f64)> = parallel_map(&oracle_rows, |&r| {
-        let row = problem.row_inputs(r, element);
-        let exact = tessera_reference::attention_row(&row.q, &row.keys, &row.values, scale);
-        let bound = tolerance::row_bound(&row.q, &row.keys, &row.values, scale, block_k, u, u_out);
-        (exact, bound)
-    });
-    let fmt = if element == ElementKind::F32 {
-        Format::F32
-    } else {
-        Format::Bf16
-    };
-    let mut deviation: Option<Deviation> = None;
-    let (mut within, mut bound_max, mut err_over_bound) = (0, 0.0f64, 0.0f64);
-    for (&r, (exact, bound)) in oracle_rows.iter().zip(&exact) {
-        let got = gpu_row(r);
-        let dev = Deviation::measure(&got, exact, fmt);
-        within += usize::from(dev.mismatched_non_finite == 0 && dev.max_abs <= *bound);
-        bound_max = bound_max.max(*bound);
-        if *bound > 0.0 {
-            err_over_bound = err_over_bound.max(dev.max_abs / bound);
-        }
-        deviation = Some(match deviation {
-            Some(acc) => acc.merge(dev),
-            None => dev,
-        });
-    }
-    let deviation = deviation.ok_or_else(|| anyhow!("{}: no row sampled", case.name))?;
-    Ok(AttentionRecord {
-        case: case.name.clone(),
-        kind: case.kind,
-        format: format.name(),
-        batch: shape.batch,
-        heads: shape.heads,
-        kv_heads: shape.kv_heads,
-        q_len: shape.q_len,
-        kv_len: shape.kv_len,
-        kv_capacity: shape.kv_capacity,
-        head_dim: d,
-        causal: shape.causal,
-        block_q: case.tiles.block_q,
-        block_k: case.tiles.block_k,
-        seed: case.seed,
-        gpu_ms: run.median_ms,
-        timed_launches: reps,
-        cpu_rows: cpu_rows.len(),
-        cpu_rows_bitwise_equal: equal,
-        cpu_max_abs_diff: max_diff,
-        oracle_rows,
-        oracle: deviation,
-        oracle_rows_within_bound: within,
-        bound_max,
-        max_error_over_bound: err_over_bound,
-    })
-}
-
-/// `f` over `items` on every core, in order.
-fn parallel_map<I: Sync, O: Send>(items: &[I], f: impl Fn(&I) -> O + Sync) -> Vec<O> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .max(1);
-    let chunk = items.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| scope.spawn(|| part.iter().map(&f).collect::<Vec<O>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    })
+    record.gpu_ms = run.median_ms;
+    record.timed_launches = reps;
+    Ok(record)
 }
 
 /// Seeded optimizer state of `n` parameters: weights, gradients, first and second moments

@@ -17,6 +17,8 @@ use std::sync::Arc;
 use tessera_kernels::attention::{flash_row_scratch_len, AttentionShape, FlashTiles, Layout};
 use tessera_kernels::optim::AdamConfig;
 
+pub use super::cases::AttentionFormat;
+
 /// A driver call's error, with what was being done.
 fn cu<T>(r: Result<T, cudarc::driver::DriverError>, what: &str) -> Result<T> {
     r.map_err(|e| anyhow!("CUDA driver: {what}: {e:?}"))
@@ -26,39 +28,6 @@ fn cu<T>(r: Result<T, cudarc::driver::DriverError>, what: &str) -> Result<T> {
 pub const OPTIM_BLOCK: u32 = 256;
 /// Blocks of the hyper pass's first kernel (each a strided share of the parameters).
 pub const HYPER_BLOCKS: u32 = 264;
-
-/// The attention entry points, by storage format and accumulator.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttentionFormat {
-    /// `f32` elements, `f32` accumulator.
-    F32,
-    /// `bf16` elements, `f32` accumulator (FlashAttention-2's arithmetic).
-    Bf16,
-    /// `bf16` elements, the matrix-unit model `Bf16Mma` (the paper's bf16 state).
-    Bf16Mma,
-}
-
-impl AttentionFormat {
-    /// Every format, in report order.
-    pub const ALL: [AttentionFormat; 3] = [Self::F32, Self::Bf16, Self::Bf16Mma];
-
-    /// Report name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::F32 => "f32",
-            Self::Bf16 => "bf16",
-            Self::Bf16Mma => "bf16-mma",
-        }
-    }
-
-    fn suffix(self) -> &'static str {
-        match self {
-            Self::F32 => "f32",
-            Self::Bf16 => "bf16",
-            Self::Bf16Mma => "bf16_mma",
-        }
-    }
-}
 
 /// A GPU with the tessera module loaded.
 pub struct Gpu {
