@@ -237,7 +237,7 @@ def write_markdown(path, check, torch_records, env, check_status):
     L.append("")
     L.append(
         "- The PTX kernels run the CPU's generic code, one thread per query row, with no shared-memory tiles "
-        "and no tensor cores; `fma` is libm's software `fmaf` (the same bits as the CPU). Their time shows what "
+        "and no tensor cores; `exp` is libm's software routine (the same bits as the CPU). Their time shows what "
         "the same source gives on a GPU, not what a GPU kernel written for it gives: PyTorch's kernels use "
         "tensor cores and tiles in shared memory."
     )
