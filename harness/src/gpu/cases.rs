@@ -1,5 +1,6 @@
 //! What `tessera gpu-check` runs: the attention shapes of the deviation study and of the decode
-//! bench, the optimizer sizes of the optim bench, and the rows it samples.
+//! bench, the optimizer sizes of the optim bench, the rows it samples, and the parallel map its
+//! oracle rows are computed with.
 
 use tessera_kernels::attention::{AttentionShape, FlashTiles};
 
@@ -107,6 +108,22 @@ pub fn spread_rows(total: usize, count: usize) -> Vec<usize> {
     let mut rows: Vec<usize> = (0..count).map(|i| i * (total - 1) / (count - 1)).collect();
     rows.dedup();
     rows
+}
+
+/// `f` over `items` on every core, in order.
+pub fn parallel_map<I: Sync, O: Send>(items: &[I], f: impl Fn(&I) -> O + Sync) -> Vec<O> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = items.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(|| part.iter().map(&f).collect::<Vec<O>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! machine: an attention output (the GPU's) against the CPU's `flash_attention_row`, bit for bit,
 //! and against the exact oracle, each sampled row within its a-priori bound.
 
-use super::cases::{spread_rows, AttentionCase, AttentionFormat};
+use super::cases::{parallel_map, spread_rows, AttentionCase, AttentionFormat};
 use super::report::AttentionRecord;
 use crate::attention::{AccumulatorKind, AttentionProblem, ElementKind};
 use crate::metrics::{Deviation, Format};
@@ -127,22 +127,6 @@ pub fn attention_record<E: Element, A: Accumulator>(
         oracle_rows_within_bound: within,
         bound_max,
         max_error_over_bound: over,
-    })
-}
-
-/// `f` over `items` on every core, in order.
-pub fn parallel_map<I: Sync, O: Send>(items: &[I], f: impl Fn(&I) -> O + Sync) -> Vec<O> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = items.len().div_ceil(threads.max(1)).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| scope.spawn(|| part.iter().map(&f).collect::<Vec<O>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
     })
 }
 

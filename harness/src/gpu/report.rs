@@ -240,13 +240,11 @@ pub fn write_inputs(
     crate::npy::write_f32(&out.join("k.npy"), &kvs, &problem.k)?;
     crate::npy::write_f32(&out.join("v.npy"), &kvs, &problem.v)?;
     for element in [ElementKind::F32, ElementKind::Bf16] {
-        let exact: Vec<f64> = rows
-            .iter()
-            .flat_map(|&r| {
-                let row = problem.row_inputs(r, element);
-                tessera_reference::attention_row(&row.q, &row.keys, &row.values, s.scale as f64)
-            })
-            .collect();
+        let exact: Vec<f64> = super::cases::parallel_map(rows, |&r| {
+            let row = problem.row_inputs(r, element);
+            tessera_reference::attention_row(&row.q, &row.keys, &row.values, s.scale as f64)
+        })
+        .concat();
         let name = format!("oracle-{}.npy", element.name());
         crate::npy::write_f64(&out.join(name), &[rows.len(), s.head_dim], &exact)?;
     }
