@@ -189,6 +189,7 @@ fn check_rows<E: Element, A: Accumulator>(case: &Case, q: &[E], k: &[E], v: &[E]
                 let start = match s.layout {
                     Layout::HeadMajor => ((b * s.heads + h) * s.q_len + i) * d,
                     Layout::TokenMajor => ((b * s.q_len + i) * s.heads + h) * d,
+                    Layout::FrameMajor => ((i * s.batch + b) * s.heads + h) * d,
                 };
                 let qi = wide(&q[start..start + d]);
                 let o = wide(&out[start..start + d]);

@@ -25,6 +25,8 @@ enum Command {
     Hyperopt(commands::hyperopt::Args),
     /// The PTX kernels on an NVIDIA GPU against the CPU kernels and the oracle (feature `cuda`).
     GpuCheck(commands::gpu_check::Args),
+    /// Text-to-image/video time by operator class, flash vs baseline (Golden et al. 2024).
+    Characterize(commands::characterize::Args),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
         Some(Command::Layerskip(args)) => commands::layerskip::main(args),
         Some(Command::Hyperopt(args)) => commands::hyperopt::main(args),
         Some(Command::GpuCheck(args)) => commands::gpu_check::main(args),
+        Some(Command::Characterize(args)) => commands::characterize::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -133,6 +133,9 @@ pub struct RowBound {
     pub logit_range: f64,
     /// `V = max |v_ji|`.
     pub value_max: f64,
+    /// `u_P`: the rounding of flash's probabilities to the element format before `P·V`
+    /// (`u_out` when the element is narrower than the accumulator, else 0; 0 for baseline).
+    pub u_p: f64,
 }
 
 impl RowBound {
@@ -173,6 +176,11 @@ impl RowBound {
             logit_magnitude: s_max,
             logit_range: if n == 0 { 0.0 } else { m - s_min },
             value_max,
+            u_p: if block_k.is_some() && u_out > u {
+                u_out
+            } else {
+                0.0
+            },
         }
     }
 
@@ -181,7 +189,7 @@ impl RowBound {
         (self.head_dim + 2) as f64 * self.u * self.logit_magnitude
     }
 
-    /// `V·[ 2·(2·δs + u·R + 4·u) + 2·γ(n + T) + 4·(T − 1)·u ] + u_out·V`; zero for a row that sees
+    /// `V·[ 2·(2·δs + u·R + 4·u) + 2·γ(n + T) + 4·(T − 1)·u ] + u_P·V + u_out·V`; zero for a row that sees
     /// no key (its output is exactly zero) or whose values are all zero.
     pub fn bound(&self) -> f64 {
         let v = self.value_max;
@@ -193,7 +201,7 @@ impl RowBound {
         let weights = 2.0 * self.logit_error() + u * self.logit_range + 4.0 * u;
         let sums = 2.0 * gamma(self.visible_keys + self.key_tiles, u);
         let rescaling = 4.0 * (t - 1.0) * u;
-        v * (2.0 * weights + sums + rescaling) + self.u_out * v
+        v * (2.0 * weights + sums + rescaling) + self.u_p * v + self.u_out * v
     }
 }
 
@@ -232,6 +240,35 @@ pub fn row_bound(
     RowBound::measure(q, keys, values, scale, block_k, u, u_out).bound()
 }
 
+/// The a-priori bound of one [`conv2d`](tessera_kernels::vision::conv2d) output in `f32`
+/// (docs/numerics.md, "Convolution"): the output is a dot product of `patch_len` products plus
+/// a bias, so `|ŷ − y| ≤ γ(patch_len + 1)·(Σ|x_i·w_i| + |b|)` with `u = 2^-24` (`abs_sum` is the
+/// exact `Σ|x_i·w_i| + |b|`).
+pub fn conv2d_bound(patch_len: usize, abs_sum: f64) -> f64 {
+    gamma(patch_len + 1, F32_UNIT_ROUNDOFF) * abs_sum
+}
+
+/// `u = 2^-24`, the unit roundoff of `f32`.
+pub const F32_UNIT_ROUNDOFF: f64 = 5.960_464_477_539_063e-8;
+
+/// The a-priori bound of one [`group_norm`](tessera_kernels::vision::group_norm) output with
+/// statistics in an accumulator of unit roundoff `u` (docs/numerics.md, "Group norm"): with
+/// `m = channels/groups + pixels` (the additions an input passes through), `x̂ = (x − μ)/σ` the
+/// exact normalised value, `M/σ` the group's largest `|x|` over its exact `σ = sqrt(var + eps)`,
+/// `|ŷ − y| ≤ |g|·(γ(m + 2)·M/σ + (γ(m + 8) + 4·u₃₂)·|x̂|) + 2·u₃₂·(|g·x̂| + |b|)`.
+pub fn group_norm_bound(
+    m: usize,
+    u: f64,
+    max_over_sigma: f64,
+    x_hat: f64,
+    gain: f64,
+    bias: f64,
+) -> f64 {
+    let u32 = F32_UNIT_ROUNDOFF;
+    gain.abs() * (gamma(m + 2, u) * max_over_sigma + (gamma(m + 8, u) + 4.0 * u32) * x_hat.abs())
+        + 2.0 * u32 * ((gain * x_hat).abs() + bias.abs())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,11 +303,17 @@ mod tests {
         let u = U_F32;
         let ds = 4.0 * u * 2.5;
         let g = 4.0 * u / (1.0 - 4.0 * u);
-        let want = 4.0 * (2.0 * (2.0 * ds + 3.0 * u + 4.0 * u) + 2.0 * g + 4.0 * u) + U_BF16 * 4.0;
+        // Flash on bf16 elements with an f32 accumulator also stores P in bf16: u_P = U_BF16.
+        assert_eq!(b.u_p, U_BF16);
+        let want =
+            4.0 * (2.0 * (2.0 * ds + 3.0 * u + 4.0 * u) + 2.0 * g + 4.0 * u) + 2.0 * U_BF16 * 4.0;
         assert!((b.bound() - want).abs() <= 1e-15 * want);
         // Baseline drops the rescaling term and one tile of the sum.
-        let base = row_bound(&q, &k, &v, 0.5, None, u, U_BF16);
-        assert!(base < b.bound());
+        let base = RowBound::measure(&q, &k, &v, 0.5, None, u, U_BF16);
+        assert_eq!(base.u_p, 0.0);
+        assert!(base.bound() < b.bound());
+        // Same element and accumulator: the rounding of P is the identity, no term.
+        assert_eq!(RowBound::measure(&q, &k, &v, 0.5, Some(1), u, u).u_p, 0.0);
         assert_eq!(row_bound(&q, &[], &[], 0.5, None, u, u), 0.0);
     }
 }

@@ -48,9 +48,36 @@ pub fn wasserstein1(a: &[f32], b: &[f32]) -> anyhow::Result<f64> {
     Ok(total)
 }
 
+/// The largest absolute element-wise difference of two tensors of one shape (position by
+/// position, unlike the Wasserstein distance; NaN is an error).
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> anyhow::Result<f64> {
+    anyhow::ensure!(
+        a.len() == b.len(),
+        "max difference of tensors of {} and {} values",
+        a.len(),
+        b.len()
+    );
+    let mut max = 0.0f64;
+    for (&x, &y) in a.iter().zip(b) {
+        let d = (x as f64 - y as f64).abs();
+        anyhow::ensure!(!d.is_nan(), "max difference of a tensor with NaN");
+        max = max.max(d);
+    }
+    Ok(max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_difference_is_position_by_position() {
+        let a = [1.0f32, 2.0, 3.0];
+        assert_eq!(max_abs_diff(&a, &[3.0, 2.0, 1.0]).unwrap(), 2.0);
+        assert_eq!(max_abs_diff(&a, &[1.0, 2.5, 3.0]).unwrap(), 0.5);
+        assert!(max_abs_diff(&a, &[1.0]).is_err());
+        assert!(max_abs_diff(&[f32::NAN], &[0.0]).is_err());
+    }
 
     #[test]
     fn shift_moves_by_the_shift() {

@@ -282,6 +282,7 @@ fn training_refuses_absurd_sizes_and_stops_on_divergence() {
         &["deviation", "--quick", "--rows", "100000000000000"],
         &["--rows"],
     );
+    refused(&["deviation", "--quick", "--seeds", "0"], &["--seeds"]);
     refused(
         &[
             "wasserstein",

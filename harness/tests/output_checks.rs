@@ -59,6 +59,11 @@ fn study_commands_check_their_outputs_first() {
         &["cells (", "cell 1/"],
     );
     fails_before_work(&["deviation", "--quick", "--json", &json], &json, &["rows"]);
+    fails_before_work(
+        &["characterize", "tti", "--quick", "--json", &json],
+        &json,
+        &["model(s)"],
+    );
     // A missing output directory is created; one that cannot be is an error before the work.
     let (dir, file) = under_a_file("study");
     fails_before_work(
@@ -67,9 +72,14 @@ fn study_commands_check_their_outputs_first() {
         &["cells ("],
     );
     fails_before_work(
+        &["characterize", "ttv", "--quick", "--out-dir", &dir],
+        &dir,
+        &["model(s)"],
+    );
+    fails_before_work(
         &["wasserstein", "--quick", "--steps", "4", "--out-dir", &dir],
         &dir,
-        &["training 5 runs"],
+        &["runs of 4 steps"],
     );
     remove(file);
 }

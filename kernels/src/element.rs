@@ -54,6 +54,14 @@ pub trait Element:
     fn to_f64(self) -> f64;
     /// Rounds an `f64` into this format, correctly (nearest, ties to even).
     fn from_f64(x: f64) -> Self;
+    /// Rounds an `f32` into this format and widens it back: `from_f32(x).to_f32()`. What
+    /// FlashAttention-2 does to the probabilities `P` before the `P·V` matmul, when the
+    /// accumulator is `f32`. `bf16` overrides it with branch-free integer arithmetic (the same
+    /// round-to-nearest-even) that compilers vectorise.
+    #[inline(always)]
+    fn round_f32(x: f32) -> f32 {
+        Self::from_f32(x).to_f32()
+    }
     /// Whether the value is neither infinite nor NaN (in this format: an `f64` beyond `f32`'s
     /// range is finite). Checked in `f32` unless the format is wider, so no double-precision code
     /// is needed for `f32` and `bf16`.
@@ -132,6 +140,19 @@ impl Element for bf16 {
     fn from_f64(x: f64) -> Self {
         bf16::from_f32(f64_to_f32_round_to_odd(x))
     }
+    #[inline(always)]
+    fn round_f32(x: f32) -> f32 {
+        // Round to nearest, ties to even, on the bit pattern: add half an ulp of bf16 minus one,
+        // plus the lowest kept bit (the tie goes to the even neighbour), then truncate. A finite
+        // value past bf16's largest rounds to infinity, as `half` does; NaN is kept as it is.
+        let bits = x.to_bits();
+        let rounded = bits.wrapping_add(0x7FFF + ((bits >> 16) & 1)) & 0xFFFF_0000;
+        if x.is_nan() {
+            x
+        } else {
+            f32::from_bits(rounded)
+        }
+    }
 }
 
 /// Rounds `x` to `f32` with round-to-odd: an inexact result is truncated toward zero and its last
@@ -155,6 +176,32 @@ pub fn f64_to_f32_round_to_odd(x: f64) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bf16_round_f32_is_halfs_conversion() {
+        // Every 16th bit pattern (all exponents, both signs, ties and near-ties in the low bits),
+        // plus the edges: the fast path must equal `bf16::from_f32(x).to_f32()`, NaN as NaN.
+        let cases = (0..=u32::MAX / 4093)
+            .map(|i| i.wrapping_mul(4093) ^ (i & 0xFFFF))
+            .chain([
+                0x3F80_8000,
+                0x3F81_8000,
+                0x7F7F_FFFF,
+                0x7F7F_8000,
+                0xFF7F_8000,
+                0x0000_8000,
+            ]);
+        for b in cases {
+            let x = f32::from_bits(b);
+            let fast = <bf16 as Element>::round_f32(x);
+            let half = bf16::from_f32(x).to_f32();
+            if x.is_nan() {
+                assert!(fast.is_nan());
+            } else {
+                assert_eq!(fast.to_bits(), half.to_bits(), "{b:#010x}");
+            }
+        }
+    }
 
     #[test]
     fn bf16_from_f64_avoids_double_rounding() {

@@ -38,9 +38,9 @@
 //! | `portable` | `core::simd` (nightly) | 16 lanes | widened to f32 |
 //!
 //! SIMD backends serve the production accumulator `f32`; the research accumulators `f64`,
-//! [`Bf16Acc`], [`F16Acc`] (every operation rounded) and [`Bf16Mma`], [`F16Mma`] (matrix-unit
-//! model: f32 inside each reduction, every stored intermediate rounded) run the same algorithms on
-//! the generic backend.
+//! [`Bf16Acc`], [`F16Acc`] (every operation rounded), [`Bf16Mma`], [`F16Mma`] (matrix-unit
+//! model: f32 inside each reduction, every stored intermediate rounded) and [`Bf16Ops`],
+//! [`F16Ops`] (eager op-by-op attention) run the same algorithms on the generic backend.
 
 #![no_std]
 #![cfg_attr(feature = "nightly", feature(portable_simd))]
@@ -63,8 +63,9 @@ pub mod prelude;
 mod rows;
 pub mod simd;
 mod sqrt;
+pub mod vision;
 
-pub use accumulator::{Accumulator, Bf16Acc, Bf16Mma, F16Acc, F16Mma};
+pub use accumulator::{Accumulator, Bf16Acc, Bf16Mma, Bf16Ops, F16Acc, F16Mma, F16Ops};
 pub use element::{f64_to_f32_round_to_odd, Element};
 pub use error::{Error, Result};
 pub use half::bf16;

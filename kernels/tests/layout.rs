@@ -1,5 +1,6 @@
-//! Token-major queries and output (`Layout::TokenMajor`, read through a row stride) give the
-//! head-major results bit for bit, on every backend, for both algorithms and both element types.
+//! Token-major and frame-major queries and output (`Layout::TokenMajor`, `Layout::FrameMajor`,
+//! read through a row stride) give the head-major results bit for bit, on every backend, for both
+//! algorithms and both element types.
 
 use tessera_kernels::attention::{
     baseline_attention_with, baseline_scratch_len, flash_attention_with, flash_scratch_len,
@@ -8,8 +9,10 @@ use tessera_kernels::attention::{
 use tessera_kernels::simd::available_backends;
 use tessera_kernels::{bf16, Element};
 
-/// `[batch, heads, seq, d]` -> `[batch, seq, heads, d]`, or back with `back`.
+/// `[batch, heads, seq, d]` -> `[batch, seq, heads, d]` (token-major) or `[seq, batch, heads,
+/// d]` (frame-major), or back with `back`.
 fn transpose<T: Copy>(
+    layout: Layout,
     x: &[T],
     batch: usize,
     heads: usize,
@@ -22,7 +25,10 @@ fn transpose<T: Copy>(
         for h in 0..heads {
             for t in 0..seq {
                 let hm = ((b * heads + h) * seq + t) * d;
-                let tm = ((b * seq + t) * heads + h) * d;
+                let tm = match layout {
+                    Layout::FrameMajor => ((t * batch + b) * heads + h) * d,
+                    _ => ((b * seq + t) * heads + h) * d,
+                };
                 let (from, to) = if back { (tm, hm) } else { (hm, tm) };
                 out[to..to + d].copy_from_slice(&x[from..from + d]);
             }
@@ -65,8 +71,6 @@ fn check<E: Element>(flash: bool) {
             .map(|i| E::from_f32((i as f32 * 0.23).sin()))
             .collect();
         let (b, h, n, d) = (shape.batch, shape.heads, shape.q_len, shape.head_dim);
-        let q_t = transpose(&q, b, h, n, d, false);
-        let token = shape.with_layout(Layout::TokenMajor);
         let tiles = FlashTiles::new(4, 8);
         for backend in available_backends() {
             let run = |s: &AttentionShape, q: &[E]| {
@@ -82,19 +86,23 @@ fn check<E: Element>(flash: bool) {
                 out
             };
             let want = run(&shape, &q);
-            let got = transpose(&run(&token, &q_t), b, h, n, d, true);
-            let bits = |x: &[E]| x.iter().map(|e| e.to_f64().to_bits()).collect::<Vec<_>>();
-            assert_eq!(
-                bits(&got),
-                bits(&want),
-                "{shape:?} flash {flash} on {backend:?}"
-            );
+            for layout in [Layout::TokenMajor, Layout::FrameMajor] {
+                let q_t = transpose(layout, &q, b, h, n, d, false);
+                let strided = shape.with_layout(layout);
+                let got = transpose(layout, &run(&strided, &q_t), b, h, n, d, true);
+                let bits = |x: &[E]| x.iter().map(|e| e.to_f64().to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "{shape:?} {layout:?} flash {flash} on {backend:?}"
+                );
+            }
         }
     }
 }
 
 #[test]
-fn token_major_equals_head_major() {
+fn strided_layouts_equal_head_major() {
     for flash in [false, true] {
         check::<f32>(flash);
         check::<bf16>(flash);

@@ -69,6 +69,7 @@ mod round;
 mod row;
 mod scalar;
 mod softmax;
+pub mod vision;
 mod weight;
 mod weighted_sum;
 

@@ -1,6 +1,7 @@
 //! The `tessera` subcommands, one module each. Each returns an error for bad input, with context
 //! that says what was being done; the binary prints the whole chain and exits with status 2.
 
+pub mod characterize;
 pub mod deviation;
 pub mod gpu_check;
 pub mod hyperopt;

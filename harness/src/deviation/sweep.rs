@@ -1,11 +1,12 @@
 //! Running the plan: seeded inputs, exact reference rows, every kernel configuration, in parallel.
 
-use super::plan::{Algorithm, Config, NumberFormat, Plan};
+use super::plan::{Algorithm, Config, Model, Plan};
 use crate::data::{self, InputDistribution};
 use crate::metrics::Deviation;
 use crate::progress::Progress;
 use crate::tolerance::row_bound;
 use anyhow::{ensure, Context};
+use half::bf16;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,15 +17,18 @@ use tessera_kernels::attention::{
     AttentionShape, FlashTiles,
 };
 use tessera_kernels::simd::Backend;
-use tessera_kernels::{Accumulator, Bf16Acc, Bf16Mma, Element, F16Acc, F16Mma};
+use tessera_kernels::{Accumulator, Bf16Acc, Bf16Mma, Bf16Ops, Element, F16Acc, F16Mma, F16Ops};
 
 /// One measured configuration: the JSON record of the study.
 #[derive(Clone, Debug, Serialize)]
 pub struct Record {
     /// `baseline` or `flash`.
     pub algorithm: &'static str,
-    /// Number format name (`bf16`, `fp16`, `f32`, `f64`, `bf16-every-op`, `fp16-every-op`).
+    /// Storage format (`bf16`, `fp16`, `f32`, `f64`).
     pub format: &'static str,
+    /// Precision model (`fa2`, `fused`, `bf16-ops`, `fp16-ops`, `paper`, `every-op`, `f32`,
+    /// `f64`; see [`Model`]).
+    pub model: &'static str,
     /// Keys per row (N).
     pub seq_len: usize,
     /// Features per head (d).
@@ -33,6 +37,8 @@ pub struct Record {
     pub block_q: Option<usize>,
     /// Key tile Bc (null for baseline).
     pub block_k: Option<usize>,
+    /// The SRAM size (bytes) of the paper's default tiling the tiles come from, if they do.
+    pub sram_bytes: Option<usize>,
     /// Input distribution.
     pub distribution: &'static str,
     /// Max |kernel − exact| over the sampled rows (the paper's metric).
@@ -109,6 +115,11 @@ fn run_kernel<E: Element, A: Accumulator>(
     let conv = |x: &[f32]| -> Vec<E> { x.iter().map(|&v| E::from_f32(v)).collect() };
     let (q, k, v) = (conv(&inp.q), conv(&inp.k), conv(&inp.v));
     let mut out = vec![E::from_f32(f32::NAN); rows * d];
+    // The f32 model is the production kernels where they ship (the best SIMD backend). Every
+    // other model runs on the generic backend: the emulated accumulators have no other, and
+    // `fa2`/`fused` are defined by their rounding rules, which the generic backend follows in a
+    // fixed order (bit for bit, harness/tests/precision_models.rs), so their rows are the same on
+    // every machine.
     let backend = if A::NAME == "f32" && E::NAME == "f32" {
         Backend::best()
     } else {
@@ -132,13 +143,18 @@ fn run_kernel<E: Element, A: Accumulator>(
 }
 
 fn run_config(cfg: &Config, inp: &Inputs, rows: usize) -> anyhow::Result<(Vec<f64>, &'static str)> {
-    match cfg.format {
-        NumberFormat::Bf16 => run_kernel::<f32, Bf16Mma>(cfg, inp, rows),
-        NumberFormat::Fp16 => run_kernel::<f32, F16Mma>(cfg, inp, rows),
-        NumberFormat::F32 => run_kernel::<f32, f32>(cfg, inp, rows),
-        NumberFormat::F64 => run_kernel::<f64, f64>(cfg, inp, rows),
-        NumberFormat::Bf16EveryOp => run_kernel::<f32, Bf16Acc>(cfg, inp, rows),
-        NumberFormat::Fp16EveryOp => run_kernel::<f32, F16Acc>(cfg, inp, rows),
+    // The inputs are bf16-exact, so `f32` elements hold them unchanged for the emulated models;
+    // the models of real bf16 kernels take `bf16` tensors.
+    match cfg.model {
+        Model::Fa2 | Model::Fused => run_kernel::<bf16, f32>(cfg, inp, rows),
+        Model::Bf16Ops => run_kernel::<bf16, Bf16Ops>(cfg, inp, rows),
+        Model::Fp16Ops => run_kernel::<f32, F16Ops>(cfg, inp, rows),
+        Model::PaperBf16 => run_kernel::<f32, Bf16Mma>(cfg, inp, rows),
+        Model::PaperFp16 => run_kernel::<f32, F16Mma>(cfg, inp, rows),
+        Model::EveryOpBf16 => run_kernel::<f32, Bf16Acc>(cfg, inp, rows),
+        Model::EveryOpFp16 => run_kernel::<f32, F16Acc>(cfg, inp, rows),
+        Model::F32 => run_kernel::<f32, f32>(cfg, inp, rows),
+        Model::F64 => run_kernel::<f64, f64>(cfg, inp, rows),
     }
 }
 
@@ -172,8 +188,21 @@ fn parallel<T: Send>(count: usize, bar: &Progress, task: impl Fn(usize) -> T + S
         .collect()
 }
 
-/// Runs the plan, showing progress on stderr; returns one record per configuration.
+/// Runs the plan once per input seed, showing progress on stderr; returns one record per
+/// configuration and seed.
 pub fn run_plan(plan: &Plan, show_progress: bool) -> anyhow::Result<Vec<Record>> {
+    let mut records = Vec::new();
+    for i in 0..plan.seeds.max(1) {
+        let one = Plan {
+            seed: plan.seed.wrapping_add(i),
+            ..plan.clone()
+        };
+        records.extend(run_seed(&one, show_progress)?);
+    }
+    Ok(records)
+}
+
+fn run_seed(plan: &Plan, show_progress: bool) -> anyhow::Result<Vec<Record>> {
     let started = Instant::now();
     let keys: Vec<GroupKey> = {
         let mut k: Vec<GroupKey> = plan
@@ -221,14 +250,14 @@ pub fn run_plan(plan: &Plan, show_progress: bool) -> anyhow::Result<Vec<Record>>
         let g = (cfg.distribution.name(), cfg.head_dim, cfg.seq_len);
         let (out, backend) = run_config(cfg, &groups[&g], plan.rows)?;
         let inp = &groups[&g];
-        let dev = Deviation::measure(&out, &exact[&g], cfg.format.ulp_format());
-        let u = cfg.format.unit_roundoff();
+        let dev = Deviation::measure(&out, &exact[&g], cfg.model.ulp_format());
+        let (u, u_out) = cfg.model.unit_roundoffs();
         let (k, v) = (widen(&inp.k), widen(&inp.v));
         let d = cfg.head_dim;
         let bound = (0..plan.rows)
             .map(|r| {
                 let q = widen(&inp.q[r * d..(r + 1) * d]);
-                row_bound(&q, &k, &v, inp.scale as f64, cfg.block_k, u, u)
+                row_bound(&q, &k, &v, inp.scale as f64, cfg.block_k, u, u_out)
             })
             .fold(0.0, f64::max);
         ensure!(
@@ -238,11 +267,13 @@ pub fn run_plan(plan: &Plan, show_progress: bool) -> anyhow::Result<Vec<Record>>
         );
         Ok(Record {
             algorithm: cfg.algorithm.name(),
-            format: cfg.format.name(),
+            format: cfg.model.format(),
+            model: cfg.model.name(),
             seq_len: cfg.seq_len,
             head_dim: cfg.head_dim,
             block_q: cfg.block_q,
             block_k: cfg.block_k,
+            sram_bytes: cfg.sram_bytes,
             distribution: cfg.distribution.name(),
             max_abs_dev: dev.max_abs,
             mean_abs_dev: dev.mean_abs,
@@ -259,7 +290,8 @@ pub fn run_plan(plan: &Plan, show_progress: bool) -> anyhow::Result<Vec<Record>>
     bar.finish();
     if show_progress {
         eprintln!(
-            "deviation: {} configurations, {} exact rows in {:.1} s",
+            "deviation: seed {}: {} configurations, {} exact rows in {:.1} s",
+            plan.seed,
             plan.configs.len(),
             ref_tasks.len(),
             started.elapsed().as_secs_f64()

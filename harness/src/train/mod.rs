@@ -36,12 +36,14 @@
 //! - [`checkpoint`] saves and loads safetensors files with the config and vocabulary in the
 //!   metadata.
 
+pub mod amp;
 pub mod checkpoint;
 pub mod corpus;
 pub mod eval;
 pub mod network;
 pub mod schedule;
 
+pub use amp::LossScaler;
 pub use corpus::{synthetic_corpus, Corpus, Vocab};
 pub use schedule::{Curriculum, EarlyExitLoss, LayerDropout};
 
@@ -62,6 +64,27 @@ pub enum Precision {
     /// bf16 emulation: weights rounded to bf16 after every update and every activation rounded to
     /// bf16 after the op that makes it; the math inside each op, gradients and Adam state `f32`.
     Bf16Emulated,
+    /// Mixed precision with bf16 compute, as autocast training runs: `f32` master weights, which
+    /// Adam updates; each step's forward and backward read a bf16-rounded copy of them, every
+    /// activation is rounded to bf16 after the op that makes it, and the batch's weight gradients
+    /// are rounded to bf16 once before the `f32` optimizer step. No loss scaling.
+    MixedBf16,
+    /// [`Precision::MixedBf16`] with fp16 in place of bf16 and dynamic loss scaling (see
+    /// [`LossScaler`]): the loss is multiplied by the scale before the backward, the rounded
+    /// gradients are divided by it in `f32`, and a step whose gradients overflowed fp16 is skipped.
+    MixedF16,
+}
+
+impl Precision {
+    /// The format the forward and backward compute in, for the mixed-precision modes.
+    fn compute_rounding(self) -> Option<tessera_kernels::nn::ActivationRounding> {
+        use tessera_kernels::nn::ActivationRounding as A;
+        match self {
+            Precision::F32 | Precision::Bf16Emulated => None,
+            Precision::MixedBf16 => Some(A::Bf16),
+            Precision::MixedF16 => Some(A::F16),
+        }
+    }
 }
 
 /// LayerSkip's training recipe.
@@ -304,6 +327,10 @@ pub struct Trainer {
     data: Vec<u32>,
     net: Network,
     names: Vec<(String, std::ops::Range<usize>)>,
+    /// The rounded copy of the master weights that mixed precision computes with (empty
+    /// otherwise).
+    compute: Vec<f32>,
+    scaler: LossScaler,
 }
 
 impl Trainer {
@@ -347,6 +374,11 @@ impl Trainer {
             step: 0,
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
             data: data.to_vec(),
+            compute: match cfg.precision.compute_rounding() {
+                Some(_) => vec![0.0; n],
+                None => Vec::new(),
+            },
+            scaler: LossScaler::new(),
             cfg,
         })
     }
@@ -377,7 +409,14 @@ impl Trainer {
         Ok(())
     }
 
-    /// All weights, in the kernel layout (`ModelWeights::new(config.model, params)`).
+    /// The loss scaler's state ([`Precision::MixedF16`] uses it; other modes leave it at its
+    /// initial value).
+    pub fn loss_scaler(&self) -> LossScaler {
+        self.scaler
+    }
+
+    /// All weights, in the kernel layout (`ModelWeights::new(config.model, params)`); the `f32`
+    /// master weights in the mixed-precision modes.
     pub fn params(&self) -> &[f32] {
         &self.params
     }
@@ -401,7 +440,21 @@ impl Trainer {
             .map(|l| cfg.recipe.dropout.rate(l, l_count, t, steps))
             .collect();
         self.grads.fill(0.0);
-        let loss_scale = 1.0 / (cfg.batch * cfg.seq_len) as f32;
+        let rounding = cfg.precision.compute_rounding();
+        // fp16 scales the loss (and so every gradient) up so that small gradients survive fp16.
+        let amp_scale = match cfg.precision {
+            Precision::MixedF16 => self.scaler.scale,
+            _ => 1.0,
+        };
+        let forward_params = match rounding {
+            Some(r) => {
+                self.compute.copy_from_slice(&self.params);
+                r.round(&mut self.compute);
+                &self.compute
+            }
+            None => &self.params,
+        };
+        let loss_scale = amp_scale / (cfg.batch * cfg.seq_len) as f32;
         let (mut last_loss, mut weighted, mut dropped) = (0.0f64, 0.0f64, 0usize);
         let mut drop = vec![false; l_count];
         for _ in 0..cfg.batch {
@@ -412,7 +465,7 @@ impl Trainer {
                 *d = p > 0.0 && self.rng.random_bool(p);
             }
             let out = self.net.forward_backward(
-                &self.params,
+                forward_params,
                 &mut self.grads,
                 inputs,
                 targets,
@@ -431,6 +484,28 @@ impl Trainer {
             }
         }
         let tokens = cfg.batch as f64 * cfg.seq_len as f64;
+        if let Some(r) = rounding {
+            // The batch's weight gradients come out of the low-precision backward in its format;
+            // the optimizer step then works on them in f32, unscaled.
+            r.round(&mut self.grads);
+            let overflowed = self.grads.iter().any(|g| !g.is_finite());
+            if cfg.precision == Precision::MixedF16 {
+                self.scaler.update(overflowed);
+                if overflowed && last_loss.is_finite() {
+                    // GradScaler skips the update; the step still counts (the schedule moves on).
+                    self.step += 1;
+                    return Ok(StepInfo {
+                        step: self.step,
+                        loss: last_loss / tokens,
+                        weighted_loss: weighted / tokens,
+                        dropped_layers: dropped,
+                        lr: cfg.lr_at(t),
+                    });
+                }
+            }
+            let unscale = 1.0 / amp_scale;
+            self.grads.iter_mut().for_each(|g| *g *= unscale);
+        }
         let norm = self
             .grads
             .iter()

@@ -2,8 +2,9 @@
 //! layer dropout and early-exit losses. Each decoder layer runs through the kernels'
 //! [`decoder_layer_train_forward`] and [`decoder_layer_backward`]; the embedding, the layer
 //! dropout and the early exits are wired here. Weights, gradients and activations are `f32`; in
-//! [`Precision::Bf16Emulated`] every activation a forward op produces is rounded to the nearest
-//! bf16 (the math stays `f32`).
+//! [`Precision::Bf16Emulated`] and [`Precision::MixedBf16`] every activation a forward op produces
+//! is rounded to the nearest bf16, in [`Precision::MixedF16`] to the nearest fp16 (the math stays
+//! `f32`).
 
 use super::Precision;
 use tessera_kernels::nn::{
@@ -123,7 +124,8 @@ impl Network {
         let z = |n: usize| vec![0.0f32; n];
         let rounding = match precision {
             Precision::F32 => ActivationRounding::F32,
-            Precision::Bf16Emulated => ActivationRounding::Bf16,
+            Precision::Bf16Emulated | Precision::MixedBf16 => ActivationRounding::Bf16,
+            Precision::MixedF16 => ActivationRounding::F16,
         };
         Ok(Network {
             c,

@@ -16,6 +16,10 @@ use core::num::NonZeroUsize;
 /// For each tile of `block_q` query rows, key tiles of `block_k` are visited in order. Each row
 /// keeps a running max `m`, a running sum `l` and an unnormalised output `o`; a key tile with a new
 /// max rescales them by `exp(m_old - m_new)`, and the output is divided by `l` once at the end.
+/// The tile's probabilities `P` are rounded to the element format before `P·V` (the sum `l` is
+/// taken before that rounding): with `bf16` tensors and the `f32` accumulator this is
+/// FlashAttention-2's precision as shipped (`S`, `m`, `l`, `O` in `f32`, `P` and the output in
+/// `bf16`), the deviation study's `fa2` model.
 /// `block_k` sets the number of rescalings (about `ceil(kv_len / block_k) - 1` per row) and so
 /// the numerics; `block_q` only sets how many rows share a loaded key tile. If the unnormalised
 /// output of a row overflows (values near the format's limit), that row is recomputed with the
@@ -200,6 +204,7 @@ impl<'a, E: Element, A: Accumulator> Job<E, A> for Flash<'a, E, A> {
                             }
                             *l = l.mul(alpha).add(p_sum);
                         }
+                        store_probabilities::<E, A>(s);
                         ops.accumulate(acc, s, values);
                         *m = m_new;
                     }
@@ -232,6 +237,17 @@ impl<'a, E: Element, A: Accumulator> Job<E, A> for Flash<'a, E, A> {
             }
         }
         Ok(())
+    }
+}
+
+/// Rounds a tile's probabilities to the element format before `P·V`, as FlashAttention-2 does
+/// (`flash_fwd_kernel.h` converts `P` to the element type for the second matmul, while the row
+/// sum `l` is taken from the unrounded values). The identity unless the element is narrower than
+/// the accumulator: `bf16` tensors with the `f32` accumulator, which is the `fa2` precision model.
+#[inline(always)]
+fn store_probabilities<E: Element, A: Accumulator>(p: &mut [A]) {
+    for x in p.iter_mut() {
+        *x = x.round_to::<E>();
     }
 }
 
@@ -268,6 +284,7 @@ fn normalized_row<E: Element, A: Accumulator, O: RowOps<E, A>>(
         fix_overflowed_scores(row.q, keys, row.scale_f32, s);
         ops.exp_sum(s, m);
         ops.normalize(s, l);
+        store_probabilities::<E, A>(s);
         ops.accumulate(acc, s, values);
     }
     clamp_to_values(acc, row.values);

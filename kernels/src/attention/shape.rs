@@ -15,6 +15,11 @@ pub enum Layout {
     /// `[batch, q_len, heads, head_dim]`: each token's heads one after another (the layout a
     /// projection `x·Wqᵀ` produces), read and written through a row stride of `heads·head_dim`.
     TokenMajor,
+    /// `[q_len, batch, heads, head_dim]`: the sequence outermost, read and written through a row
+    /// stride of `batch·heads·head_dim`. Temporal attention in a video model: its activations are
+    /// `[frames, pixels, channels]`, its sequence is a pixel's frames and its batch every pixel,
+    /// so the projections `x·Wqᵀ` are read in place with `batch = pixels`, `q_len = frames`.
+    FrameMajor,
 }
 
 /// The shape of one attention call.
@@ -182,6 +187,7 @@ impl AttentionShape {
                 let h = bh.checked_rem(self.heads).unwrap_or(0);
                 ((b * self.q_len * self.heads + h) * d, self.heads * d)
             }
+            Layout::FrameMajor => (bh * d, self.batch * self.heads * d),
         }
     }
 

@@ -6,7 +6,7 @@ use crate::check::{length, mul, split};
 use crate::{Element, Result};
 
 #[inline(always)]
-fn sigmoid(g: f32) -> f32 {
+pub(crate) fn sigmoid(g: f32) -> f32 {
     // Below -80, `1 + e^-g` is `e^-g` in f32 and overflows below -88.7, which gave 0: `e^g` keeps
     // the subnormal range there (fuzz: nn_blocks). The same bits as before above -80.
     if g < -80.0 {

@@ -22,7 +22,7 @@ mod layer;
 mod layer_backward;
 mod linear;
 mod loss;
-mod mlp;
+pub(crate) mod mlp;
 mod model;
 mod norm;
 mod parts;

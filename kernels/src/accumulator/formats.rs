@@ -1,15 +1,10 @@
-//! Accumulators: the number format intermediate results are computed and rounded in.
-//!
-//! Production kernels accumulate in `f32`. Research runs instantiate the *same* attention code with
-//! [`Bf16Acc`] or [`F16Acc`], which round the result of every operation (add, multiply, divide,
-//! exp, max) to BF16 or FP16, or with `f64`. That is the precision model of the deviation study:
-//! each intermediate is held in the accumulator format, products of inputs included.
+//! The `Accumulator` trait, the native formats (`f32`, `f64`) and the emulated bf16/fp16 ones.
 
 use crate::element::{f64_to_f32_round_to_odd, Element};
 use core::fmt::Debug;
 use half::{bf16, f16};
 
-mod sealed {
+pub(super) mod sealed {
     use crate::rows::{Job, Routed};
     use crate::simd::Backend;
     use crate::Element;
@@ -78,6 +73,14 @@ pub trait Accumulator:
     }
     /// Rounds the value into a storage format.
     fn to_element<E: Element>(self) -> E;
+    /// The value rounded to the storage format `E` and held again in this format:
+    /// `from_element(to_element::<E>())`, the identity when `E` is at least as precise. Flash
+    /// attention stores its probabilities this way before `P·V`, as FlashAttention-2 converts `P`
+    /// to the element type for its second matmul.
+    #[inline(always)]
+    fn round_to<E: Element>(self) -> Self {
+        Self::from_element(self.to_element::<E>())
+    }
     /// `self + rhs`, rounded.
     fn add(self, rhs: Self) -> Self;
     /// `self - rhs`, rounded.
@@ -150,6 +153,14 @@ impl Accumulator for f32 {
     #[inline(always)]
     fn to_element<E: Element>(self) -> E {
         E::from_f32(self)
+    }
+    #[inline(always)]
+    fn round_to<E: Element>(self) -> Self {
+        if E::PRECISION >= 24 {
+            self
+        } else {
+            E::round_f32(self)
+        }
     }
     #[inline(always)]
     fn add(self, rhs: Self) -> Self {
