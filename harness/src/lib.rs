@@ -8,6 +8,7 @@
 //! - [`stats`]: least-squares slopes and Student-t intervals over seeds;
 //! - [`budget`]: the memory a command may allocate, checked before it does;
 //! - [`attention`]: the kernels run from `f32` data by run-time configuration, and seeded problems;
+//! - [`gpu`]: the GPU path (`tessera gpu-check`, feature `cuda`);
 //! - the `tessera` binary's subcommands, one module each.
 
 pub mod attention;
@@ -18,6 +19,7 @@ pub mod commands;
 pub mod data;
 pub mod deviation;
 pub mod fsutil;
+pub mod gpu;
 pub mod hyperopt;
 pub mod metrics;
 pub mod npy;

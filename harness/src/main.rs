@@ -23,6 +23,8 @@ enum Command {
     Layerskip(commands::layerskip::Args),
     /// Hyperoptimizer towers: sensitivity to the initial learning rate.
     Hyperopt(commands::hyperopt::Args),
+    /// The PTX kernels on an NVIDIA GPU against the CPU kernels and the oracle (feature `cuda`).
+    GpuCheck(commands::gpu_check::Args),
     /// Text-to-image/video time by operator class, flash vs baseline (Golden et al. 2024).
     Characterize(commands::characterize::Args),
 }
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Some(Command::Wasserstein(args)) => commands::wasserstein::main(args),
         Some(Command::Layerskip(args)) => commands::layerskip::main(args),
         Some(Command::Hyperopt(args)) => commands::hyperopt::main(args),
+        Some(Command::GpuCheck(args)) => commands::gpu_check::main(args),
         Some(Command::Characterize(args)) => commands::characterize::main(args),
     };
     match result {

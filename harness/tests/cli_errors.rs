@@ -338,3 +338,25 @@ fn outputs_are_probed_before_work_and_special_files_are_refused() {
         }
     }
 }
+
+/// `gpu-check` where it cannot run (issue 21): without the `cuda` feature it says how to build a
+/// binary that can; with it, on a machine with no driver or no GPU (CI), or given a PTX that does
+/// not exist, it says which is missing. Exit 2 either way, never a panic.
+#[test]
+fn gpu_check_without_a_gpu_exits_2_and_says_why() {
+    let missing = scratch().join("missing.ptx");
+    let args = ["gpu-check", "--quick", "--ptx", missing.to_str().unwrap()];
+    if cfg!(feature = "cuda") {
+        let msg = refused(&args, &["gpu-check"]);
+        assert!(
+            ["no CUDA driver", "no usable GPU", "cannot read the PTX"]
+                .iter()
+                .any(|why| msg.contains(why)),
+            "{msg}"
+        );
+    } else {
+        refused(&args, &["built without GPU support", "--features cuda"]);
+    }
+    // Bad arguments are refused before anything is tried.
+    refused(&["gpu-check", "--reps", "0"], &["--reps"]);
+}

@@ -44,6 +44,8 @@
 
 #![no_std]
 #![cfg_attr(feature = "nightly", feature(portable_simd))]
+// The GPU build (kernels/ptx, nightly only): the scalar token's fma and sqrt in hardware.
+#![cfg_attr(target_arch = "nvptx64", feature(core_float_math))]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 #[cfg(feature = "std")]

@@ -3,6 +3,7 @@
 
 pub mod characterize;
 pub mod deviation;
+pub mod gpu_check;
 pub mod hyperopt;
 pub mod layerskip;
 pub mod run;

@@ -162,6 +162,8 @@ mod sgd;
 mod sink;
 mod tower;
 
+#[cfg(feature = "cuda")]
+pub use adam::HyperAdamTerms;
 pub use adam::{adam_step, adam_step_mixed, adam_step_mixed_with, adam_step_with, AdamConfig};
 pub use momentum::{
     momentum_step, momentum_step_mixed, momentum_step_mixed_with, momentum_step_with,

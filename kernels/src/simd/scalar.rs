@@ -90,13 +90,13 @@ impl Lanes for Scalar {
     }
     #[inline(always)]
     fn sqrt(self, a: Self::F) -> Self::F {
-        a.map(libm::sqrtf)
+        a.map(sqrt)
     }
     #[inline(always)]
     fn mul_add(self, a: Self::F, b: Self::F, c: Self::F) -> Self::F {
         let mut out = c;
         for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
-            *o = libm::fmaf(x, y, *o);
+            *o = fma(x, y, *o);
         }
         out
     }
@@ -150,4 +150,24 @@ impl Lanes for Scalar {
     fn shl23_i32(self, a: Self::I) -> Self::I {
         a.map(|x| x.wrapping_shl(23))
     }
+}
+
+/// `a·b + c` rounded once. On a GPU (nvptx, the `kernels/ptx` build) the hardware's
+/// `fma.rn.f32`, through nightly `core::f32::math`; elsewhere libm's correctly rounded `fmaf`.
+/// Both are the IEEE fused multiply-add, so the same bits (docs/gpu.md).
+#[inline(always)]
+fn fma(a: f32, b: f32, c: f32) -> f32 {
+    #[cfg(target_arch = "nvptx64")]
+    return core::f32::math::mul_add(a, b, c);
+    #[cfg(not(target_arch = "nvptx64"))]
+    libm::fmaf(a, b, c)
+}
+
+/// The correctly rounded square root: `sqrt.rn.f32` on nvptx, libm's `sqrtf` elsewhere.
+#[inline(always)]
+fn sqrt(x: f32) -> f32 {
+    #[cfg(target_arch = "nvptx64")]
+    return core::f32::math::sqrt(x);
+    #[cfg(not(target_arch = "nvptx64"))]
+    libm::sqrtf(x)
 }

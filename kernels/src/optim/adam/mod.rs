@@ -1,5 +1,7 @@
 //! Adam and AdamW (decoupled weight decay): one fused pass over caller-owned slices.
 
+#[cfg(feature = "cuda")]
+mod element_pass;
 mod lanes;
 mod scalars;
 #[cfg(test)]
@@ -10,6 +12,8 @@ use super::sink::{nowhere, Sink};
 use crate::check::{length, require};
 use crate::simd::Backend;
 use crate::{Element, Error, Result};
+#[cfg(feature = "cuda")]
+pub use element_pass::HyperAdamTerms;
 use lanes::{adam_fused, adam_hyper_sums, adam_update, AdamFusedSlices, AdamHyperInputs};
 pub(crate) use lanes::{flush, HyperTotals, UpdateConsts, FLUSH};
 pub use scalars::AdamConfig;
