@@ -183,7 +183,14 @@ mod tests {
         // plus the edges: the fast path must equal `bf16::from_f32(x).to_f32()`, NaN as NaN.
         let cases = (0..=u32::MAX / 4093)
             .map(|i| i.wrapping_mul(4093) ^ (i & 0xFFFF))
-            .chain([0x3F80_8000, 0x3F81_8000, 0x7F7F_FFFF, 0x7F7F_8000, 0xFF7F_8000, 0x0000_8000]);
+            .chain([
+                0x3F80_8000,
+                0x3F81_8000,
+                0x7F7F_FFFF,
+                0x7F7F_8000,
+                0xFF7F_8000,
+                0x0000_8000,
+            ]);
         for b in cases {
             let x = f32::from_bits(b);
             let fast = <bf16 as Element>::round_f32(x);

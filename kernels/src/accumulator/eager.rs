@@ -139,7 +139,10 @@ mod tests {
         // A quotient too: 1/3 to the nearest bf16.
         let third = one.div(Bf16Ops::from_f32(3.0));
         assert_eq!(third.to_f64(), bf16::from_f64(1.0 / 3.0).to_f64());
-        assert_eq!(F16Ops::ONE.div(F16Ops::from_f32(3.0)).to_f64(), f16::from_f64(1.0 / 3.0).to_f64());
+        assert_eq!(
+            F16Ops::ONE.div(F16Ops::from_f32(3.0)).to_f64(),
+            f16::from_f64(1.0 / 3.0).to_f64()
+        );
         // exp is f32's.
         assert_eq!(one.exp().to_f64(), libm::expf(1.0) as f64);
     }

@@ -12,9 +12,11 @@
 
 mod baseline;
 mod flash;
+mod flash_part;
 mod heads;
 pub(crate) mod shape;
 
 pub use baseline::{baseline_attention, baseline_attention_with, baseline_scratch_len};
-pub use flash::{flash_attention, flash_attention_with, flash_scratch_len};
+pub use flash::{flash_attention, flash_attention_with, flash_items, flash_scratch_len};
+pub use flash_part::{flash_attention_part, flash_item_row};
 pub use shape::{AttentionShape, FlashTiles, Layout, MAX_TILE};
