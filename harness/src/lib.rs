@@ -14,6 +14,7 @@ pub mod budget;
 pub mod commands;
 pub mod data;
 pub mod deviation;
+pub mod flash_threads;
 pub mod fsutil;
 pub mod hyperopt;
 pub mod metrics;

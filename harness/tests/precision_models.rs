@@ -97,8 +97,9 @@ fn fa2_scalar(p: &Problem, block_k: usize) -> Vec<bf16> {
             }
             for (jj, &pj) in e.iter().enumerate() {
                 let pj = bf16::from_f32(pj).to_f32(); // P in bf16 for the second matmul
-                for i in 0..d {
-                    o[i] += pj * p.v[(j0 + jj) * d + i].to_f32();
+                let v_row = &p.v[(j0 + jj) * d..][..d];
+                for (o, v) in o.iter_mut().zip(v_row) {
+                    *o += pj * v.to_f32();
                 }
             }
             m = m_new;
@@ -194,10 +195,21 @@ fn rounding_p_changes_the_output() {
     let (n, d) = (33, 8);
     let gen = |seed: u32| -> Vec<bf16> {
         (0..n * d)
-            .map(|i| bf16::from_f32((((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 250.0 - 2.0))
+            .map(|i| {
+                bf16::from_f32(
+                    (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 250.0 - 2.0,
+                )
+            })
             .collect()
     };
-    let p = Problem { n, d, causal: false, q: gen(1), k: gen(2), v: gen(3) };
+    let p = Problem {
+        n,
+        d,
+        causal: false,
+        q: gen(1),
+        k: gen(2),
+        v: gen(3),
+    };
     let fa2 = fa2_scalar(&p, 8);
     // Same algorithm, P unrounded.
     let shape = p.shape();
@@ -206,9 +218,23 @@ fn rounding_p_changes_the_output() {
     let tiles = FlashTiles::new(4, 8);
     let mut scratch = vec![0.0f32; flash_scratch_len(&shape, tiles).unwrap()];
     let mut out32 = vec![0.0f32; n * d];
-    flash_attention_with(Backend::Generic, &shape, tiles, &widen(&p.q), &widen(&p.k), &widen(&p.v), &mut out32, &mut scratch).unwrap();
+    flash_attention_with(
+        Backend::Generic,
+        &shape,
+        tiles,
+        &widen(&p.q),
+        &widen(&p.k),
+        &widen(&p.v),
+        &mut out32,
+        &mut scratch,
+    )
+    .unwrap();
     for (u, &x) in unrounded.iter_mut().zip(&out32) {
         *u = bf16::from_f32(x);
     }
-    assert_ne!(bits(&fa2), bits(&unrounded), "rounding P to bf16 made no difference");
+    assert_ne!(
+        bits(&fa2),
+        bits(&unrounded),
+        "rounding P to bf16 made no difference"
+    );
 }
