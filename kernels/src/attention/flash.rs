@@ -94,7 +94,23 @@ pub const fn flash_items(shape: &AttentionShape, tiles: FlashTiles) -> Result<us
     } else {
         shape.q_len
     };
-    product(&[shape.batch, shape.heads, shape.q_len.div_ceil(block_q)])
+    let Some(per_head) = tiles_per_head(shape.q_len, block_q) else {
+        return Err(Error::Overflow);
+    };
+    product(&[shape.batch, shape.heads, per_head])
+}
+
+/// `ceil(q_len / block_q)` (`None` for `block_q = 0`), by checked operations: no division panic
+/// is compiled (the firmware's link-time proof).
+pub(super) const fn tiles_per_head(q_len: usize, block_q: usize) -> Option<usize> {
+    match q_len.checked_rem(block_q) {
+        Some(0) => q_len.checked_div(block_q),
+        Some(_) => match q_len.checked_div(block_q) {
+            Some(n) => Some(n + 1),
+            None => None,
+        },
+        None => None,
+    }
 }
 
 /// Accumulators [`flash_attention`](flash_attention) needs: for each of the `block_q` rows
@@ -229,7 +245,7 @@ impl<'a, E: Element, A: Accumulator> Job<E, A> for Flash<'a, E, A> {
         let keys_of = |x: &'a [E], j0: usize, j1: usize| x.get(j0 * d.get()..j1 * d.get());
         let (q_len, kv_len) = (shape.q_len as isize, shape.kv_len as isize);
 
-        let per_head = shape.q_len.div_ceil(block_q);
+        let per_head = tiles_per_head(shape.q_len, block_q).ok_or(Error::Overflow)?;
         for item in items {
             let bh = item.checked_div(per_head).ok_or(Error::Overflow)?;
             let first_row = item.checked_rem(per_head).ok_or(Error::Overflow)? * block_q;

@@ -2,7 +2,7 @@
 //! threads (the kernel crate spawns none: each thread calls [`flash_attention_part`] on its own
 //! items with its own scratch).
 
-use super::flash::{flash_items, flash_scratch_len, Flash};
+use super::flash::{flash_items, flash_scratch_len, tiles_per_head, Flash};
 use super::heads::check_values;
 use crate::attention::{AttentionShape, FlashTiles};
 use crate::check::try_const;
@@ -36,9 +36,13 @@ pub const fn flash_item_row(
     } else {
         shape.q_len
     };
-    let per_head = shape.q_len.div_ceil(block_q);
-    let row = (item % per_head) * block_q;
-    Ok((item / per_head) * shape.q_len + row)
+    let (Some(per_head), true) = (tiles_per_head(shape.q_len, block_q), block_q > 0) else {
+        return Err(Error::Overflow);
+    };
+    match (item.checked_div(per_head), item.checked_rem(per_head)) {
+        (Some(head), Some(tile)) => Ok(head * shape.q_len + tile * block_q),
+        _ => Err(Error::Overflow),
+    }
 }
 
 /// [`flash_attention_with`](super::flash_attention_with) for the work items `items` only (see

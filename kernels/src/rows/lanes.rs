@@ -5,7 +5,8 @@
 //! - **dot products and sums**: 16 lane accumulators, element `i` into lane `i % 16` by a fused
 //!   multiply-add (sum: add); a tail of fewer than 16 elements is zero-padded into the same lanes
 //!   (adding `0·0` or `+0` changes nothing); then the lanes are summed by [`sum_tree`]. Several keys
-//!   are processed together only to overlap independent chains: each key's order is unchanged.
+//!   (and, in flash's blocked tiles, several query rows: `rows::tile`) are processed together only
+//!   to share loads and overlap independent chains: each dot product's order is unchanged.
 //! - **`accumulate`**: per output element, one fused multiply-add per value row, in row order.
 //! - **`max`**: 16 lane maxima by `x > m ? x : m` (NaN ignored), [`max_tree`], then the tail in
 //!   order.
