@@ -5,6 +5,7 @@
 //! `cargo bench -p tessera-benches --bench peak`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::hint::black_box;
 use std::time::Duration;
 use tessera_kernels::simd::{available_backends, fma_chains, Backend, PEAK_CHAINS};
 
@@ -18,7 +19,7 @@ fn peak(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(2));
     for backend in available_backends().filter(|&b| b != Backend::Generic) {
         group.bench_function(BenchmarkId::from_parameter(backend.name()), |b| {
-            b.iter(|| fma_chains(backend, STEPS).expect("available"))
+            b.iter(|| fma_chains(backend, black_box(STEPS)).expect("available"))
         });
     }
     group.finish();

@@ -11,7 +11,8 @@ pub const PEAK_CHAINS: usize = 12;
 
 /// Runs [`PEAK_CHAINS`] independent chains of `steps` fused multiply-adds on 16 lanes each
 /// (`2·16·PEAK_CHAINS·steps` FLOP) on `backend`, and returns their sum so that nothing is
-/// optimised away. Time it to measure the backend's FMA peak.
+/// optimised away. Time it to measure the backend's FMA peak (pass `steps` through
+/// `std::hint::black_box`, or the compiler evaluates the chains at compile time).
 pub fn fma_chains(backend: Backend, steps: usize) -> Result<f32> {
     run_lanes(backend, Chains(steps))
 }
