@@ -77,12 +77,18 @@ impl<L: Isa, E: ScoreElement> RowOps<E, f32> for LaneOps<L> {
         work: &mut [f32],
     ) {
         // bf16 scores by the token's own pair instruction (in its features, not the plain ones).
-        if E::IS_BF16 && L::BF16_DOTS {
+        if E::IS_BF16 && L::BF16_DOTS && q.rows >= tile::MIN_BLOCKED_ROWS {
             let job = TileScoresOwn(q, keys, scale, counts, &mut *s, ld);
             if !self.0.enter(job) {
                 per_row_scores(self, q, keys, scale, counts, s, ld)
             }
             return;
+        }
+        // Blocking needs AVX-512's 32 registers: on 16-register ISAs (whose 16 lanes take two
+        // registers) the 2 x 2 blocks cost 1.9x the per-row kernel's instructions (callgrind,
+        // AVX2), so they keep the per-row kernels, as tiles too small to block do (same bits).
+        if !L::WIDE_KEY_GROUPS || q.rows < tile::MIN_BLOCKED_ROWS {
+            return per_row_scores(self, q, keys, scale, counts, s, ld);
         }
         let job = TileScores(q, keys, scale, counts, &mut *s, ld, work);
         if !self.0.plain().enter(job) {
@@ -100,6 +106,9 @@ impl<L: Isa, E: ScoreElement> RowOps<E, f32> for LaneOps<L> {
         values: &[E],
         work: &mut [f32],
     ) {
+        if !L::WIDE_KEY_GROUPS || acc.len() < tile::MIN_BLOCKED_ROWS * d {
+            return per_row_accumulate(self, acc, d, p, ld, counts, values);
+        }
         let job = TileAccumulate(&mut *acc, d, p, ld, counts, values, work);
         if !self.0.plain().enter(job) {
             per_row_accumulate(self, acc, d, p, ld, counts, values)
