@@ -18,6 +18,7 @@ pub mod characterize;
 pub mod commands;
 pub mod data;
 pub mod deviation;
+pub mod flash_threads;
 pub mod fsutil;
 pub mod gpu;
 pub mod hyperopt;

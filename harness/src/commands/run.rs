@@ -3,6 +3,7 @@
 //! ```text
 //! tessera run --kernel flash --q Q.npy --k K.npy --v V.npy --out O.npy [--causal]
 //!             [--dtype f32|bf16] [--block-q N --block-k N] [--backend NAME] [--scale X]
+//!             [--threads N]
 //! ```
 //!
 //! Q is `[batch, heads, q_len, head_dim]`, K and V `[batch, kv_heads, kv_len, head_dim]` with
@@ -63,12 +64,17 @@ pub struct Args {
     /// Element type: `f32`, or `bf16` (inputs rounded to bf16; f32 accumulator).
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: DtypeChoice,
-    /// Flash query tile (Br), 1..=4096 [default: 32].
+    /// Flash query tile (Br), 1..=4096 [default: from the head dimension and the caches,
+    /// `FlashTiles::for_shape`].
     #[arg(long)]
     pub block_q: Option<usize>,
-    /// Flash key tile (Bc), 1..=4096 [default: 64].
+    /// Flash key tile (Bc), 1..=4096 [default: from the head dimension and the caches].
     #[arg(long)]
     pub block_k: Option<usize>,
+    /// Threads for flash (split over heads and query tiles; the output does not depend on it)
+    /// [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Backend: `auto`, `generic`, `avx2`, `avx512`, `avx512bf16`, `neon`, `portable`.
     #[arg(long, default_value = "auto")]
     pub backend: String,
@@ -80,7 +86,8 @@ pub struct Args {
 /// Runs the subcommand.
 pub fn main(args: Args) -> CliResult {
     let backend = parse_backend(&args.backend)?;
-    let tiles = parse_tiles(args.block_q, args.block_k)?;
+    let threads = args.threads.unwrap_or_else(crate::flash_threads::all_cores);
+    ensure!(threads != 0, "--threads must be at least 1");
     if let Some(scale) = args.scale {
         ensure!(
             scale.is_finite() && scale > 0.0,
@@ -97,6 +104,7 @@ pub fn main(args: Args) -> CliResult {
         ..shape
     };
     shape.validate().context("bad problem shape")?;
+    let tiles = parse_tiles(&shape, args.block_q, args.block_k)?;
     let problem = AttentionProblem::new(shape, q.data, k.data, v.data)?;
     // The output's directory is checked before the kernel runs (the oracle takes minutes on
     // long sequences), not after.
@@ -120,8 +128,13 @@ pub fn main(args: Args) -> CliResult {
                 ..KernelConfig::baseline()
             };
             let p = &problem;
-            attention::run_f32(&config, &p.shape, &p.q, &p.k, &p.v)
-                .with_context(|| format!("{} kernel failed", kernel.name()))?
+            match kernel {
+                Kernel::Flash => {
+                    crate::flash_threads::run_f32(&config, threads, &p.shape, &p.q, &p.k, &p.v)
+                }
+                Kernel::Baseline => attention::run_f32(&config, &p.shape, &p.q, &p.k, &p.v),
+            }
+            .with_context(|| format!("{} kernel failed", kernel.name()))?
         }
         // The oracle's output is correctly rounded to f64; rounding once more gives float32.
         None => problem
@@ -156,8 +169,12 @@ fn parse_backend(name: &str) -> anyhow::Result<Backend> {
     Ok(backend)
 }
 
-fn parse_tiles(block_q: Option<usize>, block_k: Option<usize>) -> anyhow::Result<FlashTiles> {
-    let default = FlashTiles::default();
+fn parse_tiles(
+    shape: &AttentionShape,
+    block_q: Option<usize>,
+    block_k: Option<usize>,
+) -> anyhow::Result<FlashTiles> {
+    let default = FlashTiles::for_shape(shape);
     let tiles = FlashTiles::new(
         block_q.unwrap_or(default.block_q),
         block_k.unwrap_or(default.block_k),

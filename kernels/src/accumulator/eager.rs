@@ -107,7 +107,7 @@ macro_rules! eager_accumulator {
 
 eager_accumulator!(
     /// Eager bf16 attention (`softmax(q @ k.T * scale) @ v` on bf16 tensors) for the baseline
-    /// kernel: the deviation study's `bf16-ops` model. See the [module](self) docs.
+    /// kernel: the deviation study's `bf16-ops` model. See the module docs (`accumulator::eager`).
     Bf16Ops,
     bf16,
     "bf16-ops",

@@ -5,10 +5,12 @@ use super::heads::{
 };
 use crate::attention::{AttentionShape, FlashTiles};
 use crate::check::{add, product, split, try_const};
-use crate::rows::{self, Job, RowOps};
+use crate::rows::tile::tile_work_len;
+use crate::rows::{self, Counts, Job, QTile, RowOps};
 use crate::simd::Backend;
 use crate::{Accumulator, Element, Error, Result};
 use core::num::NonZeroUsize;
+use core::ops::Range;
 
 /// Attention by the tiled online-softmax algorithm (FlashAttention-2's forward), on the best
 /// available backend.
@@ -59,18 +61,56 @@ pub fn flash_attention_with<E: Element, A: Accumulator>(
             actual: scratch.len(),
         });
     }
+    let items = 0..flash_items(shape, tiles)?;
     rows::run(
         backend,
         Flash {
             shape,
             tiles,
+            items,
             q,
             k,
             v,
             out,
+            out_base: None,
             scratch,
         },
     )?
+}
+
+/// The work items of [`flash_attention`] with `tiles`: one per query tile of each (batch, head),
+/// `batch·heads·ceil(q_len / block_q)` in all (`block_q` at most `q_len`), numbered head by head
+/// and, within a head, tile by tile. Item `i` is query tile `i % per_head` of head `i / per_head`.
+/// Items are independent: [`flash_attention_part`](super::flash_attention_part) runs any range
+/// of them, so threads can share a run.
+pub const fn flash_items(shape: &AttentionShape, tiles: FlashTiles) -> Result<usize> {
+    try_const!(shape.validate());
+    try_const!(tiles.validate());
+    if shape.q_len == 0 {
+        return Ok(0);
+    }
+    let block_q = if tiles.block_q < shape.q_len {
+        tiles.block_q
+    } else {
+        shape.q_len
+    };
+    let Some(per_head) = tiles_per_head(shape.q_len, block_q) else {
+        return Err(Error::Overflow);
+    };
+    product(&[shape.batch, shape.heads, per_head])
+}
+
+/// `ceil(q_len / block_q)` (`None` for `block_q = 0`), by checked operations: no division panic
+/// is compiled (the firmware's link-time proof).
+pub(super) const fn tiles_per_head(q_len: usize, block_q: usize) -> Option<usize> {
+    match q_len.checked_rem(block_q) {
+        Some(0) => q_len.checked_div(block_q),
+        Some(_) => match q_len.checked_div(block_q) {
+            Some(n) => Some(n + 1),
+            None => None,
+        },
+        None => None,
+    }
 }
 
 /// Accumulators [`flash_attention`](flash_attention) needs: for each of the `block_q` rows
@@ -106,17 +146,54 @@ pub const fn flash_scratch_len(shape: &AttentionShape, tiles: FlashTiles) -> Res
         q_rows
     };
     let per_row = try_const!(add(shape.head_dim, 2));
-    add(try_const!(product(&[rows, per_row])), tiles.block_k)
+    let states = try_const!(product(&[rows, per_row]));
+    let scores = try_const!(product(&[rows, tiles.block_k, 1]));
+    let Some(scores) = whole_lines(scores) else {
+        return Err(Error::Overflow);
+    };
+    let Some(work) = tile_work_len(rows, tiles.block_k, shape.head_dim) else {
+        return Err(Error::Overflow);
+    };
+    add(
+        try_const!(add(states, ALIGN_SLACK)),
+        try_const!(add(scores, work)),
+    )
 }
 
-struct Flash<'a, E, A> {
-    shape: &'a AttentionShape,
-    tiles: FlashTiles,
-    q: &'a [E],
-    k: &'a [E],
-    v: &'a [E],
-    out: &'a mut [E],
-    scratch: &'a mut [A],
+/// Accumulators of slack in the scratch, so that the score tile and the packing space start on a
+/// 64-byte boundary whatever the caller's alignment (16 `f32`).
+const ALIGN_SLACK: usize = 16;
+
+/// `n` rounded up to whole 64-byte lines of `f32` (so the packing space after the score tile
+/// stays aligned).
+const fn whole_lines(n: usize) -> Option<usize> {
+    match n.checked_add(ALIGN_SLACK - 1) {
+        Some(x) => Some(x / ALIGN_SLACK * ALIGN_SLACK),
+        None => None,
+    }
+}
+
+/// `x` from its first element on a 64-byte boundary, at most [`ALIGN_SLACK`] elements in (or
+/// from its start, where no such element is that close: accumulators of other sizes, Miri).
+fn aligned<A>(x: &mut [A]) -> Result<&mut [A]> {
+    let off = x.as_ptr().align_offset(64);
+    let off = if off < ALIGN_SLACK { off } else { 0 };
+    Ok(split(x, off)?.1)
+}
+
+/// One flash run: the work items `items` (see [`flash_items`]) of `shape`.
+pub(super) struct Flash<'a, E, A> {
+    pub(super) shape: &'a AttentionShape,
+    pub(super) tiles: FlashTiles,
+    pub(super) items: Range<usize>,
+    pub(super) q: &'a [E],
+    pub(super) k: &'a [E],
+    pub(super) v: &'a [E],
+    pub(super) out: &'a mut [E],
+    /// `None`: `out` is the whole output, in the shape's layout. `Some(base)`: `out` holds the
+    /// items' rows only, head-major (`(bh·q_len + row − base)·d`).
+    pub(super) out_base: Option<usize>,
+    pub(super) scratch: &'a mut [A],
 }
 
 /// What one query row reads: its query, the visible keys and values, and the logit scale.
@@ -138,10 +215,12 @@ impl<'a, E: Element, A: Accumulator> Job<E, A> for Flash<'a, E, A> {
         let Flash {
             shape,
             tiles,
+            items,
             q,
             k,
             v,
             out,
+            out_base,
             scratch,
         } = self;
         let Some(d) = NonZeroUsize::new(shape.head_dim) else {
@@ -156,43 +235,81 @@ impl<'a, E: Element, A: Accumulator> Job<E, A> for Flash<'a, E, A> {
         let (acc_all, rest) = split(scratch, block_q * d.get())?;
         let (max_all, rest) = split(rest, block_q)?;
         let (sum_all, rest) = split(rest, block_q)?;
-        let (scores, _) = split(rest, block_k)?;
+        let rest = aligned(rest)?;
+        // The score tile: row `r` of a query tile at `r·ld`.
+        let ld = block_k;
+        let tile_len = whole_lines(block_q * ld).ok_or(Error::Overflow)?;
+        let (scores, work) = split(rest, tile_len)?;
         // Every slice below is taken with `get`: the shape was validated against the tensors, so
         // none fails, and no panic path is compiled (the firmware's link-time proof).
         let keys_of = |x: &'a [E], j0: usize, j1: usize| x.get(j0 * d.get()..j1 * d.get());
+        let (q_len, kv_len) = (shape.q_len as isize, shape.kv_len as isize);
 
-        for bh in 0..shape.batch * shape.heads {
+        let per_head = tiles_per_head(shape.q_len, block_q).ok_or(Error::Overflow)?;
+        for item in items {
+            let bh = item.checked_div(per_head).ok_or(Error::Overflow)?;
+            let first_row = item.checked_rem(per_head).ok_or(Error::Overflow)? * block_q;
             let (k_head, v_head) = kv_head(shape, bh, k, v)?;
             let (start, stride) = shape.q_rows(bh);
             let row = |r: usize| start + r * stride..start + r * stride + d.get();
-            let mut first_row = 0;
-            while first_row < shape.q_len {
-                let rows = block_q.min(shape.q_len - first_row);
+            let out_row = |r: usize| match out_base {
+                None => Some(row(r)),
+                Some(base) => {
+                    let at = (bh * shape.q_len + r).checked_sub(base)? * d.get();
+                    Some(at..at + d.get())
+                }
+            };
+            {
+                let rows = block_q.min(shape.q_len.saturating_sub(first_row));
+                if rows == 0 {
+                    continue;
+                }
                 let acc_tile = acc_all.get_mut(..rows * d.get()).ok_or(Error::Overflow)?;
                 let max_tile = max_all.get_mut(..rows).ok_or(Error::Overflow)?;
                 let sum_tile = sum_all.get_mut(..rows).ok_or(Error::Overflow)?;
                 acc_tile.fill(A::ZERO);
                 max_tile.fill(A::NEG_INFINITY);
                 sum_tile.fill(A::ZERO);
+                let q_tile = QTile {
+                    q,
+                    start: start + first_row * stride,
+                    stride,
+                    rows,
+                    d: d.get(),
+                };
                 // Causal visibility grows with the row, so the last row bounds the tile.
                 let tile_keys = shape.visible_keys(first_row + rows - 1);
+                // Row `first_row`'s visible keys, before clamping at 0 (`visible_keys`).
+                let first_visible = if shape.causal {
+                    kv_len - (q_len - 1 - first_row as isize)
+                } else {
+                    kv_len
+                };
                 let mut j0 = 0;
                 while j0 < tile_keys {
+                    let n = block_k.min(tile_keys - j0);
+                    let counts = Counts {
+                        at0: first_visible - j0 as isize,
+                        step: isize::from(shape.causal),
+                        n,
+                    };
+                    let keys = keys_of(k_head, j0, j0 + n).ok_or(Error::Overflow)?;
+                    let values = keys_of(v_head, j0, j0 + n).ok_or(Error::Overflow)?;
+                    ops.tile_scores(q_tile, keys, scale, counts, scores, ld, work);
                     let states = acc_tile
                         .chunks_exact_mut(d.get())
                         .zip(max_tile.iter_mut().zip(sum_tile.iter_mut()));
                     for (r, (acc, (m, l))) in states.enumerate() {
-                        let visible = shape.visible_keys(first_row + r);
-                        if visible <= j0 {
+                        let count = counts.of(r);
+                        if count == 0 {
                             continue;
                         }
-                        let q_row = q.get(row(first_row + r)).ok_or(Error::Overflow)?;
-                        let j1 = j0.saturating_add(block_k).min(visible);
-                        let s = scores.get_mut(..j1 - j0).ok_or(Error::Overflow)?;
-                        let keys = keys_of(k_head, j0, j1).ok_or(Error::Overflow)?;
-                        let values = keys_of(v_head, j0, j1).ok_or(Error::Overflow)?;
-                        ops.scores(q_row, keys, scale, s);
-                        fix_overflowed_scores(q_row, keys, shape.scale, s);
+                        let q_row = q_tile.row(r).ok_or(Error::Overflow)?;
+                        let s = scores
+                            .get_mut(r * ld..r * ld + count)
+                            .ok_or(Error::Overflow)?;
+                        let row_keys = keys.get(..count * d.get()).ok_or(Error::Overflow)?;
+                        fix_overflowed_scores(q_row, row_keys, shape.scale, s);
                         let (m_new, p_sum) = ops.max_exp_sum(s, *m);
                         if *m == A::NEG_INFINITY {
                             // First tile: the state is still zero, nothing to rescale.
@@ -205,15 +322,16 @@ impl<'a, E: Element, A: Accumulator> Job<E, A> for Flash<'a, E, A> {
                             *l = l.mul(alpha).add(p_sum);
                         }
                         store_probabilities::<E, A>(s);
-                        ops.accumulate(acc, s, values);
                         *m = m_new;
                     }
+                    ops.tile_accumulate(acc_tile, d.get(), scores, ld, counts, values, work);
                     j0 += block_k;
                 }
                 let finals = acc_tile.chunks_exact_mut(d.get()).zip(sum_tile.iter());
                 for (r, (acc, &l)) in finals.enumerate() {
                     let visible = shape.visible_keys(first_row + r);
-                    let out_row = out.get_mut(row(first_row + r)).ok_or(Error::Overflow)?;
+                    let at = out_row(first_row + r).ok_or(Error::Overflow)?;
+                    let out_row = out.get_mut(at).ok_or(Error::Overflow)?;
                     if visible == 0 {
                         out_row.fill(E::from_f32(0.0));
                         continue;
@@ -233,7 +351,6 @@ impl<'a, E: Element, A: Accumulator> Job<E, A> for Flash<'a, E, A> {
                         nan_if_infinite(out_row);
                     }
                 }
-                first_row += rows;
             }
         }
         Ok(())

@@ -12,13 +12,15 @@
 
 mod baseline;
 mod flash;
+mod flash_part;
 mod heads;
 #[cfg(feature = "cuda")]
 mod row;
 pub(crate) mod shape;
 
 pub use baseline::{baseline_attention, baseline_attention_with, baseline_scratch_len};
-pub use flash::{flash_attention, flash_attention_with, flash_scratch_len};
+pub use flash::{flash_attention, flash_attention_with, flash_items, flash_scratch_len};
+pub use flash_part::{flash_attention_part, flash_item_row};
 #[cfg(feature = "cuda")]
 pub use row::{flash_attention_row, flash_row_scratch_len, query_row_start};
 pub use shape::{AttentionShape, FlashTiles, Layout, MAX_TILE};

@@ -5,7 +5,8 @@
 //! - **dot products and sums**: 16 lane accumulators, element `i` into lane `i % 16` by a fused
 //!   multiply-add (sum: add); a tail of fewer than 16 elements is zero-padded into the same lanes
 //!   (adding `0·0` or `+0` changes nothing); then the lanes are summed by [`sum_tree`]. Several keys
-//!   are processed together only to overlap independent chains: each key's order is unchanged.
+//!   (and, in flash's blocked tiles, several query rows: `rows::tile`) are processed together only
+//!   to share loads and overlap independent chains: each dot product's order is unchanged.
 //! - **`accumulate`**: per output element, one fused multiply-add per value row, in row order.
 //! - **`max`**: 16 lane maxima by `x > m ? x : m` (NaN ignored), [`max_tree`], then the tail in
 //!   order.
@@ -15,9 +16,10 @@
 //! [`sum_tree`]: crate::simd::lanes::sum_tree
 //! [`max_tree`]: crate::simd::lanes::max_tree
 
-use super::lane_dense;
-use super::ops::{Job, Routed, RowOps};
-use crate::simd::lanes::{keep_max, reduce_group, Columns};
+use super::ops::{per_row_accumulate, per_row_scores, Counts, Job, QTile, Routed, RowOps};
+use super::row_kernels::{accumulate, scores};
+use super::{lane_dense, tile};
+use crate::simd::lanes::keep_max;
 use crate::simd::{exp, with_token, Backend, Isa, LaneElement, LaneJob, Lanes, LANES};
 
 /// The row primitives on the lanes of token `L`: each call enters the token's target features
@@ -62,6 +64,101 @@ impl<L: Isa, E: ScoreElement> RowOps<E, f32> for LaneOps<L> {
     #[inline]
     fn linear(self, in_dim: usize, x: &[f32], w: &[E], y: &mut [f32]) {
         self.0.plain().enter(Linear(in_dim, x, w, y))
+    }
+    #[inline]
+    fn tile_scores(
+        self,
+        q: QTile<'_, E>,
+        keys: &[E],
+        scale: f32,
+        counts: Counts,
+        s: &mut [f32],
+        ld: usize,
+        work: &mut [f32],
+    ) {
+        // bf16 scores by the token's own pair instruction (in its features, not the plain ones).
+        if E::IS_BF16 && L::BF16_DOTS && q.rows >= tile::MIN_BLOCKED_ROWS {
+            let job = TileScoresOwn(q, keys, scale, counts, &mut *s, ld);
+            if !self.0.enter(job) {
+                per_row_scores(self, q, keys, scale, counts, s, ld)
+            }
+            return;
+        }
+        // Blocking needs AVX-512's 32 registers: on 16-register ISAs (whose 16 lanes take two
+        // registers) the 2 x 2 blocks cost 1.9x the per-row kernel's instructions (callgrind,
+        // AVX2), so they keep the per-row kernels, as tiles too small to block do (same bits).
+        if !L::WIDE_KEY_GROUPS || q.rows < tile::MIN_BLOCKED_ROWS {
+            return per_row_scores(self, q, keys, scale, counts, s, ld);
+        }
+        let job = TileScores(q, keys, scale, counts, &mut *s, ld, work);
+        if !self.0.plain().enter(job) {
+            per_row_scores(self, q, keys, scale, counts, s, ld)
+        }
+    }
+    #[inline]
+    fn tile_accumulate(
+        self,
+        acc: &mut [f32],
+        d: usize,
+        p: &[f32],
+        ld: usize,
+        counts: Counts,
+        values: &[E],
+        work: &mut [f32],
+    ) {
+        if !L::WIDE_KEY_GROUPS || acc.len() < tile::MIN_BLOCKED_ROWS * d {
+            return per_row_accumulate(self, acc, d, p, ld, counts, values);
+        }
+        let job = TileAccumulate(&mut *acc, d, p, ld, counts, values, work);
+        if !self.0.plain().enter(job) {
+            per_row_accumulate(self, acc, d, p, ld, counts, values)
+        }
+    }
+}
+
+/// The blocked tile primitives of `rows::tile` as lane jobs (`false`: not blocked, nothing done).
+struct TileScores<'a, E>(
+    QTile<'a, E>,
+    &'a [E],
+    f32,
+    Counts,
+    &'a mut [f32],
+    usize,
+    &'a mut [f32],
+);
+struct TileScoresOwn<'a, E>(QTile<'a, E>, &'a [E], f32, Counts, &'a mut [f32], usize);
+struct TileAccumulate<'a, E>(
+    &'a mut [f32],
+    usize,
+    &'a [f32],
+    usize,
+    Counts,
+    &'a [E],
+    &'a mut [f32],
+);
+
+impl<E: LaneElement> LaneJob for TileScores<'_, E> {
+    type Output = bool;
+    #[inline(always)]
+    fn run<L: Lanes>(self, l: L) -> bool {
+        let TileScores(q, keys, scale, counts, s, ld, work) = self;
+        tile::tile_scores(l, q, keys, scale, counts, s, ld, work)
+    }
+}
+impl<E: ScoreElement> LaneJob for TileScoresOwn<'_, E> {
+    type Output = bool;
+    #[inline(always)]
+    fn run<L: Lanes>(self, l: L) -> bool {
+        let TileScoresOwn(q, keys, scale, counts, s, ld) = self;
+        E::tile_scores_own(l, q, keys, scale, counts, s, ld)
+    }
+}
+impl<E: LaneElement> LaneJob for TileAccumulate<'_, E> {
+    type Output = bool;
+    #[inline(always)]
+    fn run<L: Lanes>(self, l: L) -> bool {
+        let TileAccumulate(acc, d, p, ld, counts, values, work) = self;
+        tile::tile_accumulate(l, acc, d, p, ld, counts, values, work)
     }
 }
 
@@ -144,11 +241,29 @@ impl<E: LaneElement> LaneJob for Linear<'_, E> {
 /// The one score computation that depends on the element type: bf16 rows go to the token's
 /// own bf16 dot products where it has them (`Lanes::bf16_scores`).
 pub(crate) trait ScoreElement: LaneElement {
+    /// Whether this is `bf16` (whose scores some tokens compute by their own instruction).
+    const IS_BF16: bool;
+    /// A tile's scores by the token's own instruction for this element (`rows::tile`);
+    /// `false` where there is none.
+    #[allow(clippy::too_many_arguments)]
+    fn tile_scores_own<L: Lanes>(
+        l: L,
+        q: QTile<'_, Self>,
+        keys: &[Self],
+        scale: f32,
+        counts: Counts,
+        s: &mut [f32],
+        ld: usize,
+    ) -> bool {
+        let _ = (l, q, keys, scale, counts, s, ld);
+        false
+    }
     /// `out[j] = dot(q, key j) * scale`.
     fn scores<L: Lanes>(l: L, q: &[Self], keys: &[Self], scale: f32, out: &mut [f32]);
 }
 
 impl ScoreElement for f32 {
+    const IS_BF16: bool = false;
     #[inline(always)]
     fn scores<L: Lanes>(l: L, q: &[f32], keys: &[f32], scale: f32, out: &mut [f32]) {
         scores(l, q, keys, scale, out)
@@ -156,6 +271,19 @@ impl ScoreElement for f32 {
 }
 
 impl ScoreElement for half::bf16 {
+    const IS_BF16: bool = true;
+    #[inline(always)]
+    fn tile_scores_own<L: Lanes>(
+        l: L,
+        q: QTile<'_, Self>,
+        keys: &[Self],
+        scale: f32,
+        counts: Counts,
+        s: &mut [f32],
+        ld: usize,
+    ) -> bool {
+        tile::tile_scores_bf16(l, q, keys, scale, counts, s, ld)
+    }
     #[inline(always)]
     fn scores<L: Lanes>(l: L, q: &[Self], keys: &[Self], scale: f32, out: &mut [f32]) {
         if !l.bf16_scores(q, keys, scale, out) {
@@ -186,83 +314,6 @@ pub(crate) fn run_rows<E: ScoreElement, J: Job<E, f32>>(
         Backend::Generic => Routed::Generic(job),
         chosen => Routed::Done(with_token(chosen, RowJob(job, core::marker::PhantomData))),
     }
-}
-
-/// `out[j] = dot(q, keys[j*d..(j+1)*d]) * scale` for `j < min(out.len(), keys.len() / d)`.
-#[inline(always)]
-pub(crate) fn scores<L: Lanes, E: LaneElement>(
-    l: L,
-    q: &[E],
-    keys: &[E],
-    scale: f32,
-    out: &mut [f32],
-) {
-    if L::WIDE_KEY_GROUPS {
-        scores_by::<L, E, 8>(l, q, keys, scale, out)
-    } else {
-        scores_by::<L, E, 4>(l, q, keys, scale, out)
-    }
-}
-
-/// [`scores`] with the dot products of `G` keys run together (independent FMA chains that share
-/// the loads of `q`); the remaining keys one by one.
-#[inline(always)]
-fn scores_by<L: Lanes, E: LaneElement, const G: usize>(
-    l: L,
-    q: &[E],
-    keys: &[E],
-    scale: f32,
-    out: &mut [f32],
-) {
-    let d = q.len();
-    if d == 0 {
-        out.fill(0.0);
-        return;
-    }
-    // A group spans `G·d` elements; saturated, it is still longer than any slice.
-    let group_len = d.saturating_mul(G);
-    let mut groups = keys.chunks_exact(group_len);
-    let mut outs = out.chunks_exact_mut(G);
-    for (group, o) in (&mut groups).zip(&mut outs) {
-        let sums = reduce_group(l, dots::<L, E, G>(l, q, group));
-        for (o, s) in o.iter_mut().zip(sums) {
-            *o = s * scale;
-        }
-    }
-    let rest = groups.remainder().chunks_exact(d);
-    for (key, o) in rest.zip(outs.into_remainder()) {
-        let [acc] = dots::<L, E, 1>(l, q, key);
-        *o = l.reduce_add(acc) * scale;
-    }
-}
-
-/// The 16 lane sums of `q · key` for each of the `G` keys of length `d = q.len()` that follow
-/// one another in `keys` (`G·d` elements).
-#[inline(always)]
-fn dots<L: Lanes, E: LaneElement, const G: usize>(l: L, q: &[E], keys: &[E]) -> [L::F; G] {
-    let d = q.len();
-    let mut acc = [l.splat(0.0); G];
-    let (q_chunks, q_tail) = q.as_chunks::<LANES>();
-    let rows: [&[E]; G] = core::array::from_fn(|r| keys.get(r * d..(r + 1) * d).unwrap_or(&[]));
-    // Every key's chunks beside the query's, checked once (never `None`: `keys` holds `G` rows).
-    if let Some(columns) = Columns::new(rows, q_chunks.len()) {
-        columns.zip_for_each(q_chunks, |qc, kcs| {
-            let qv = E::load(l, qc);
-            for (a, kc) in acc.iter_mut().zip(kcs) {
-                *a = l.mul_add(qv, E::load(l, kc), *a);
-            }
-        });
-    }
-    if !q_tail.is_empty() {
-        let qv = E::load_partial(l, q_tail);
-        let tail_start = q_chunks.len() * LANES;
-        for (a, row) in acc.iter_mut().zip(rows) {
-            if let Some(kt) = row.get(tail_start..) {
-                *a = l.mul_add(qv, E::load_partial(l, kt), *a);
-            }
-        }
-    }
-    acc
 }
 
 /// The largest value of `s`, NaN ignored; `-inf` if `s` is empty or all NaN.
@@ -322,67 +373,6 @@ pub(crate) fn scale<L: Lanes>(l: L, acc: &mut [f32], alpha: f32) {
     }
     for x in tail {
         *x *= alpha;
-    }
-}
-
-/// Output lanes of `acc` kept in registers while the value rows stream past.
-const CHUNKS_PER_GROUP: usize = 4;
-
-/// `acc[i] = fma(p[j], values[j*d + i], acc[i])` for `j` in order, `d = acc.len()`.
-#[inline(always)]
-pub(crate) fn accumulate<L: Lanes, E: LaneElement>(l: L, acc: &mut [f32], p: &[f32], values: &[E]) {
-    let d = acc.len();
-    if d == 0 {
-        return;
-    }
-    let rows = || p.iter().zip(values.chunks_exact(d));
-    let (chunks, tail) = acc.as_chunks_mut::<LANES>();
-    let mut offset = 0;
-    let mut groups = chunks.chunks_exact_mut(CHUNKS_PER_GROUP);
-    for group in &mut groups {
-        if let Ok(group) = <&mut [[f32; LANES]; CHUNKS_PER_GROUP]>::try_from(group) {
-            accumulate_group(l, group, offset, rows());
-        }
-        offset += CHUNKS_PER_GROUP * LANES;
-    }
-    for chunk in groups.into_remainder() {
-        accumulate_group::<L, E, 1>(l, core::array::from_mut(chunk), offset, rows());
-        offset += LANES;
-    }
-    if !tail.is_empty() {
-        let mut a = l.load_partial(tail);
-        for (&pj, row) in rows() {
-            if let Some(v) = row.get(offset..) {
-                a = l.mul_add(l.splat(pj), E::load_partial(l, v), a);
-            }
-        }
-        l.store_partial(a, tail);
-    }
-}
-
-/// [`accumulate`] for `G` full chunks of `acc` starting at element `offset` of each value row.
-#[inline(always)]
-fn accumulate_group<'a, L: Lanes, E: LaneElement, const G: usize>(
-    l: L,
-    acc: &mut [[f32; LANES]; G],
-    offset: usize,
-    rows: impl Iterator<Item = (&'a f32, &'a [E])>,
-) {
-    let mut a = [l.splat(0.0); G];
-    for (a, c) in a.iter_mut().zip(acc.iter()) {
-        *a = l.load(c);
-    }
-    for (&pj, row) in rows {
-        let pv = l.splat(pj);
-        let Some(v) = row.get(offset..offset + G * LANES) else {
-            continue;
-        };
-        for (a, vc) in a.iter_mut().zip(v.as_chunks::<LANES>().0) {
-            *a = l.mul_add(pv, E::load(l, vc), *a);
-        }
-    }
-    for (c, a) in acc.iter_mut().zip(a) {
-        l.store(a, c);
     }
 }
 

@@ -16,10 +16,12 @@ mod generic;
 mod lane_dense;
 pub(crate) mod lanes;
 pub(crate) mod ops;
+mod row_kernels;
 #[cfg(test)]
 mod tests;
+pub(crate) mod tile;
 
-pub(crate) use ops::{Job, Routed, RowOps};
+pub(crate) use ops::{Counts, Job, QTile, Routed, RowOps};
 
 use crate::simd::Backend;
 use crate::{Accumulator, Element, Error, Result};

@@ -32,6 +32,148 @@ pub trait RowOps<E, A>: Copy {
     /// `k = in_dim`, `n = w.len() / k` outputs and `y.len() / n` rows. Each output is computed by
     /// the same operations in the same order however many rows share the call.
     fn linear(self, in_dim: usize, x: &[f32], w: &[E], y: &mut [f32]);
+
+    /// The scores of a flash tile: for each query row `r < q.rows` and each of its visible keys
+    /// `j < counts.of(r)`, `s[r·ld + j] = dot(q row r, key j) · scale` (keys of `q.d` elements
+    /// one after another in `keys`). Entries past a row's count are left unspecified. `work` is
+    /// the aligned packing space sized by `attention::flash`'s scratch rule.
+    ///
+    /// The default runs [`RowOps::scores`] row by row; the lane backends pack the query rows and
+    /// the key tile and run a register-blocked micro-kernel (see `rows::tile`).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn tile_scores(
+        self,
+        q: QTile<'_, E>,
+        keys: &[E],
+        scale: A,
+        counts: Counts,
+        s: &mut [A],
+        ld: usize,
+        work: &mut [A],
+    ) where
+        A: Copy,
+    {
+        let _ = work;
+        per_row_scores(self, q, keys, scale, counts, s, ld)
+    }
+
+    /// `acc row r += Σ_{j < counts.of(r)} p[r·ld + j] · values[j·d ..]` for each of the
+    /// `acc.len() / d` rows, every output element accumulated in order of `j` (the operations of
+    /// [`RowOps::accumulate`] row by row, which is the default).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn tile_accumulate(
+        self,
+        acc: &mut [A],
+        d: usize,
+        p: &[A],
+        ld: usize,
+        counts: Counts,
+        values: &[E],
+        work: &mut [A],
+    ) {
+        let _ = work;
+        per_row_accumulate(self, acc, d, p, ld, counts, values)
+    }
+}
+
+/// [`RowOps::tile_scores`] by [`RowOps::scores`], row by row.
+#[inline(always)]
+pub(crate) fn per_row_scores<E, A, O: RowOps<E, A>>(
+    ops: O,
+    q: QTile<'_, E>,
+    keys: &[E],
+    scale: A,
+    counts: Counts,
+    s: &mut [A],
+    ld: usize,
+) where
+    A: Copy,
+{
+    for r in 0..q.rows {
+        let n = counts.of(r);
+        if n == 0 {
+            continue;
+        }
+        let (Some(q_row), Some(k), Some(out)) =
+            (q.row(r), keys.get(..n * q.d), s.get_mut(r * ld..r * ld + n))
+        else {
+            continue;
+        };
+        ops.scores(q_row, k, scale, out);
+    }
+}
+
+/// [`RowOps::tile_accumulate`] by [`RowOps::accumulate`], row by row.
+#[inline(always)]
+pub(crate) fn per_row_accumulate<E, A, O: RowOps<E, A>>(
+    ops: O,
+    acc: &mut [A],
+    d: usize,
+    p: &[A],
+    ld: usize,
+    counts: Counts,
+    values: &[E],
+) {
+    for (r, acc_row) in acc.chunks_exact_mut(d.max(1)).enumerate() {
+        let n = counts.of(r);
+        let (Some(p_row), Some(v)) = (p.get(r * ld..r * ld + n), values.get(..n * d)) else {
+            continue;
+        };
+        ops.accumulate(acc_row, p_row, v);
+    }
+}
+
+/// The query rows of a flash tile: row `r` is `q[start + r·stride ..][..d]`.
+#[derive(Clone, Copy, Debug)]
+pub struct QTile<'a, E> {
+    /// The whole query tensor.
+    pub(crate) q: &'a [E],
+    /// Where row 0 starts.
+    pub(crate) start: usize,
+    /// Elements from one row to the next.
+    pub(crate) stride: usize,
+    /// Rows in the tile.
+    pub(crate) rows: usize,
+    /// The head dimension.
+    pub(crate) d: usize,
+}
+
+impl<'a, E> QTile<'a, E> {
+    /// Row `r` (`None` past the tensor).
+    #[inline(always)]
+    pub(crate) fn row(&self, r: usize) -> Option<&'a [E]> {
+        let at = self.start + r * self.stride;
+        self.q.get(at..at + self.d)
+    }
+}
+
+/// How many keys of a tile each query row sees: `clamp(at0 + step·r, 0, n)` (causal rows see one
+/// more key than the row before; `step = 0` without a mask).
+#[derive(Clone, Copy, Debug)]
+pub struct Counts {
+    /// Row 0's count before clamping (negative: row 0 sees none of the tile).
+    pub(crate) at0: isize,
+    /// 1 for causal tiles, 0 otherwise.
+    pub(crate) step: isize,
+    /// Keys in the tile.
+    pub(crate) n: usize,
+}
+
+impl Counts {
+    /// Row `r`'s count.
+    #[inline(always)]
+    pub(crate) fn of(&self, r: usize) -> usize {
+        let c = self
+            .at0
+            .saturating_add(self.step.saturating_mul(r as isize));
+        if c <= 0 {
+            0
+        } else {
+            (c as usize).min(self.n)
+        }
+    }
 }
 
 /// A kernel body, written once over [`RowOps`] and run with whichever backend is chosen.

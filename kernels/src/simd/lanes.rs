@@ -26,6 +26,9 @@ pub(crate) trait Lanes: Copy {
     /// Whether the registers hold 8 keys' dot products at once besides `q` (AVX-512's 32 vector
     /// registers), rather than 4. Only the grouping changes, not any key's order of operations.
     const WIDE_KEY_GROUPS: bool = false;
+    /// Whether [`Lanes::bf16_scores`] computes bf16 scores by an instruction of its own (so bf16
+    /// attention must call it rather than widen the elements).
+    const BF16_DOTS: bool = false;
 
     /// Every lane `x`.
     fn splat(self, x: f32) -> Self::F;
@@ -77,6 +80,15 @@ pub(crate) trait Lanes: Copy {
     fn bf16_scores(self, q: &[bf16], keys: &[bf16], scale: f32, out: &mut [f32]) -> bool {
         let _ = (q, keys, scale, out);
         false
+    }
+
+    /// The lane sums of the dot products of four bf16 query rows with four bf16 key rows (all of
+    /// one length), each by the instruction and order of [`Lanes::bf16_scores`] (which reduces
+    /// such sums by the canonical tree); `None` where the token has no such instruction.
+    #[inline(always)]
+    fn bf16_block_dots(self, q: [&[bf16]; 4], k: [&[bf16]; 4]) -> Option<[[Self::F; 4]; 4]> {
+        let _ = (q, k);
+        None
     }
 
     /// The bits of each lane.

@@ -24,6 +24,7 @@ pub(crate) mod dispatch;
 mod exp;
 pub(crate) mod isa;
 pub(crate) mod lanes;
+mod peak;
 #[cfg(feature = "nightly")]
 pub(crate) mod portable;
 pub(crate) mod scalar;
@@ -37,5 +38,6 @@ pub(crate) use dispatch::{run_lanes, with_token};
 pub(crate) use exp::exp;
 pub(crate) use isa::{Isa, LaneJob};
 pub(crate) use lanes::{LaneElement, Lanes, LANES};
+pub use peak::{fma_chains, PEAK_CHAINS};
 #[cfg(test)]
 pub(crate) use tokens::{for_each_lane_token, for_each_row_token};

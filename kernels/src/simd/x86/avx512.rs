@@ -45,6 +45,7 @@ impl<const BF16: bool> Lanes for Avx512<BF16> {
     type I = __m512i;
     type M = __mmask16;
     const WIDE_KEY_GROUPS: bool = true;
+    const BF16_DOTS: bool = BF16;
 
     #[inline(always)]
     fn splat(self, x: f32) -> __m512 {
@@ -152,6 +153,11 @@ impl<const BF16: bool> Lanes for Avx512<BF16> {
             bf16_scores(Avx512::<true>(()), q, keys, scale, out);
         }
         BF16
+    }
+    #[inline(always)]
+    fn bf16_block_dots(self, q: [&[bf16]; 4], k: [&[bf16]; 4]) -> Option<[[__m512; 4]; 4]> {
+        // `Avx512<true>` tokens come only from `Avx512Bf16::new`: this one is such a token.
+        BF16.then(|| block_dots(Avx512::<true>(()), q, k))
     }
 
     #[inline(always)]
@@ -276,6 +282,46 @@ fn dots<const G: usize>(t: Avx512<true>, q: &[bf16], keys: &[bf16]) -> [__m512; 
             if let Some(kt) = row.get(tail_start..) {
                 // SAFETY: `Avx512<true>` proves AVX512_BF16 is present.
                 *a = unsafe { _mm512_dpbf16_ps(*a, qv, load_pairs_partial(t, kt)) };
+            }
+        }
+    }
+    acc
+}
+
+/// [`dots`] of four query rows with four keys (`Lanes::bf16_block_dots`): the same operations
+/// for each pair, each loaded query chunk used for four keys and each key chunk for four rows.
+#[inline(always)]
+fn block_dots(t: Avx512<true>, q: [&[bf16]; 4], k: [&[bf16]; 4]) -> [[__m512; 4]; 4] {
+    let d = q.iter().chain(k.iter()).map(|x| x.len()).min().unwrap_or(0);
+    // SAFETY: `Avx512<true>` proves AVX-512F is present.
+    let mut acc = [[unsafe { _mm512_setzero_ps() }; 4]; 4];
+    let full = d / PAIR_LANES;
+    fn chunks(x: &[bf16], full: usize) -> &[[bf16; PAIR_LANES]] {
+        x.as_chunks::<PAIR_LANES>().0.get(..full).unwrap_or(&[])
+    }
+    let (qc, kc) = (q.map(|x| chunks(x, full)), k.map(|x| chunks(x, full)));
+    for c in 0..full {
+        let kv = kc.map(|x| x.get(c).map(|x| load_pairs(t, x)));
+        for (a, x) in acc.iter_mut().zip(qc.iter()) {
+            let Some(qv) = x.get(c).map(|x| load_pairs(t, x)) else {
+                continue;
+            };
+            for (a, kv) in a.iter_mut().zip(kv.iter()) {
+                if let Some(kv) = kv {
+                    // SAFETY: `Avx512<true>` proves AVX512_BF16 is present.
+                    *a = unsafe { _mm512_dpbf16_ps(*a, qv, *kv) };
+                }
+            }
+        }
+    }
+    let tail = full * PAIR_LANES;
+    if tail < d {
+        let kv = k.map(|x| load_pairs_partial(t, x.get(tail..d).unwrap_or(&[])));
+        for (a, x) in acc.iter_mut().zip(q.iter()) {
+            let qv = load_pairs_partial(t, x.get(tail..d).unwrap_or(&[]));
+            for (a, kv) in a.iter_mut().zip(kv.iter()) {
+                // SAFETY: `Avx512<true>` proves AVX512_BF16 is present.
+                *a = unsafe { _mm512_dpbf16_ps(*a, qv, *kv) };
             }
         }
     }
