@@ -316,11 +316,11 @@ fn full_table(records: &[Record]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| distribution | d | format | model | algorithm | N | Br | Bc | max abs | mean abs | max ulp | bound |"
+        "| seed | distribution | d | format | model | algorithm | N | Br | Bc | max abs | mean abs | max ulp | bound |"
     );
     let _ = writeln!(
         s,
-        "|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|"
+        "|---:|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|"
     );
     for r in records {
         let tile = |t: Option<usize>| t.map_or("–".to_string(), |v| v.to_string());
