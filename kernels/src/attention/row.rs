@@ -8,20 +8,22 @@
 //! backend: the same operations in the same order as the generic backend's full call, the same
 //! bits (`kernels/tests/gpu_rows.rs` checks it on every layout, GQA, KV caches and causal masks).
 
-use super::flash::flash_attention_with;
+use super::flash::{flash_attention_with, flash_scratch_len};
 use super::heads::kv_head;
 use crate::attention::{AttentionShape, FlashTiles};
-use crate::check::{add, length, try_const};
+use crate::check::{length, try_const};
 use crate::simd::Backend;
 use crate::{Accumulator, Element, Error, Result};
 
 /// Accumulators [`flash_attention_row`] needs for one row of `shape` with key tiles of
-/// `tiles.block_k`: the row's output and its running max and sum, plus one tile of scores.
+/// `tiles.block_k`: what [`flash_scratch_len`] asks for the one-row problem the row runs as
+/// (its output, running max and sum, a tile of scores and the tile work space).
 /// A `const fn`, like every sizing function.
 pub const fn flash_row_scratch_len(shape: &AttentionShape, tiles: FlashTiles) -> Result<usize> {
     try_const!(shape.validate());
     try_const!(tiles.validate());
-    add(try_const!(add(shape.head_dim, 2)), tiles.block_k)
+    let one = AttentionShape::new(1, 1, 1, shape.kv_len, shape.head_dim);
+    flash_scratch_len(&one, FlashTiles::new(1, tiles.block_k))
 }
 
 /// Where row `row` of query head `bh = b * heads + h` starts in the queries and the output of
