@@ -107,18 +107,21 @@ fn in_headline(c: &Comparison, dist: &str, d: usize) -> bool {
         && c.sram_bytes.is_none()
 }
 
-fn headline_slice(comparisons: &[Comparison]) -> Option<(&'static str, usize)> {
-    let dist = if comparisons.iter().any(|c| c.distribution == "normal") {
+/// The slice the headline shows, from the (distribution, head_dim) of the runs or comparisons:
+/// normal inputs if present (else the first distribution), the smallest head_dim of it.
+pub(super) fn headline_slice(
+    mut slices: impl Iterator<Item = (&'static str, usize)> + Clone,
+) -> Option<(&'static str, usize)> {
+    let dist = if slices.clone().any(|(dist, _)| dist == "normal") {
         "normal"
     } else {
-        comparisons.first()?.distribution
+        slices.next()?.0
     };
-    let d = comparisons
-        .iter()
-        .filter(|c| c.distribution == dist)
-        .map(|c| c.head_dim)
-        .min()?;
-    Some((dist, d))
+    slices
+        .filter(|&(x, _)| x == dist)
+        .map(|(_, d)| d)
+        .min()
+        .map(|d| (dist, d))
 }
 
 /// One headline cell: a (flash model, baseline model) pair at one sequence length, over seeds.
@@ -147,7 +150,8 @@ pub struct HeadlineRow {
 /// The headline rows of one (flash model, baseline model) pair, by sequence length, each
 /// aggregated over the seeds.
 pub fn headline_rows(comparisons: &[Comparison], pair: (Model, Model)) -> Vec<HeadlineRow> {
-    let Some((dist, d)) = headline_slice(comparisons) else {
+    let Some((dist, d)) = headline_slice(comparisons.iter().map(|c| (c.distribution, c.head_dim)))
+    else {
         return Vec::new();
     };
     let (f, b) = pair;

@@ -20,17 +20,7 @@ fn find<'a>(
 
 /// The slice the headline table and plots show: first distribution and head dimension present.
 fn headline_slice(records: &[Record]) -> Option<(&'static str, usize)> {
-    let dist = if records.iter().any(|r| r.distribution == "normal") {
-        "normal"
-    } else {
-        records.first()?.distribution
-    };
-    let d = records
-        .iter()
-        .filter(|r| r.distribution == dist)
-        .map(|r| r.head_dim)
-        .min()?;
-    Some((dist, d))
+    super::compare::headline_slice(records.iter().map(|r| (r.distribution, r.head_dim)))
 }
 
 /// The flash models present, as (format, model) in the order of [`Model`]'s lists.
