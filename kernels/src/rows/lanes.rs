@@ -18,7 +18,7 @@
 
 use super::ops::{per_row_accumulate, per_row_scores, Counts, Job, QTile, Routed, RowOps};
 use super::row_kernels::{accumulate, scores};
-use super::{lane_dense, tile};
+use super::{lane_dense, tile, tile_scores};
 use crate::simd::lanes::keep_max;
 use crate::simd::{exp, with_token, Backend, Isa, LaneElement, LaneJob, Lanes, LANES};
 
@@ -142,7 +142,7 @@ impl<E: LaneElement> LaneJob for TileScores<'_, E> {
     #[inline(always)]
     fn run<L: Lanes>(self, l: L) -> bool {
         let TileScores(q, keys, scale, counts, s, ld, work) = self;
-        tile::tile_scores(l, q, keys, scale, counts, s, ld, work)
+        tile_scores::tile_scores(l, q, keys, scale, counts, s, ld, work)
     }
 }
 impl<E: ScoreElement> LaneJob for TileScoresOwn<'_, E> {
@@ -282,7 +282,7 @@ impl ScoreElement for half::bf16 {
         s: &mut [f32],
         ld: usize,
     ) -> bool {
-        tile::tile_scores_bf16(l, q, keys, scale, counts, s, ld)
+        tile_scores::tile_scores_bf16(l, q, keys, scale, counts, s, ld)
     }
     #[inline(always)]
     fn scores<L: Lanes>(l: L, q: &[Self], keys: &[Self], scale: f32, out: &mut [f32]) {

@@ -20,6 +20,7 @@ mod row_kernels;
 #[cfg(test)]
 mod tests;
 pub(crate) mod tile;
+mod tile_scores;
 
 pub(crate) use ops::{Counts, Job, QTile, Routed, RowOps};
 
