@@ -73,8 +73,48 @@ fn bench_shape<E: Element + Send + Sync>(c: &mut Criterion, dtype: &str) {
     }
 }
 
+/// The tile rule's evidence: one shape per head dimension, one thread, several `block_q x block_k`
+/// (the rule's own choice among them), in one group so their ratios are read within one run.
+fn tile_sizes(c: &mut Criterion) {
+    let backend = Backend::best();
+    for (n, d) in [(1024, 64), (1024, 128)] {
+        let shape = AttentionShape::new(1, 8, n, n, d);
+        let len = 8 * n * d;
+        let [q, k, v] = [1u64, 2, 3].map(|seed| tensor(InputDistribution::Normal, len, seed));
+        let mut out = vec![0.0f32; len];
+        let rule = FlashTiles::for_shape(&shape);
+        eprintln!(
+            "tiles_f32_1x8x{n}x{d}: rule {}x{}",
+            rule.block_q, rule.block_k
+        );
+        let mut group = c.benchmark_group(format!("tiles_f32_1x8x{n}x{d}"));
+        group.throughput(Throughput::Elements((4 * 8 * n * n * d) as u64));
+        group.sample_size(10);
+        group.warm_up_time(Duration::from_millis(300));
+        group.measurement_time(Duration::from_secs(2));
+        for (bq, bk) in [
+            (256, 32),
+            (256, 64),
+            (256, 128),
+            (256, 256),
+            (128, 128),
+            (64, 256),
+        ] {
+            let tiles = FlashTiles::new(bq, bk);
+            group.bench_function(BenchmarkId::from_parameter(format!("{bq}x{bk}")), |bench| {
+                bench.iter(|| {
+                    flash_threaded::<f32, f32>(backend, &shape, tiles, &q, &k, &v, &mut out, 1)
+                        .expect("valid shape")
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
 fn flash_shapes(c: &mut Criterion) {
     eprintln!("CPU: {}", cpu_name());
+    tile_sizes(c);
     bench_shape::<f32>(c, "f32");
     bench_shape::<bf16>(c, "bf16");
 }

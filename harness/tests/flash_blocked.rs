@@ -169,10 +169,11 @@ fn bad_item_ranges_are_errors() {
 #[test]
 fn tiles_for_shape_follow_the_documented_rule() {
     let t = |n, d| FlashTiles::for_shape(&AttentionShape::new(1, 8, n, n, d));
-    assert_eq!(t(1024, 64), FlashTiles::new(256, 64));
-    assert_eq!(t(4096, 128), FlashTiles::new(224, 32));
-    assert_eq!(t(1, 64), FlashTiles::new(1, 64));
-    assert_eq!(t(4096, 16), FlashTiles::new(224, 256));
+    assert_eq!(t(1024, 64), FlashTiles::new(256, 256));
+    assert_eq!(t(4096, 128), FlashTiles::new(256, 256));
+    assert_eq!(t(4096, 256), FlashTiles::new(192, 128));
+    assert_eq!(t(1, 64), FlashTiles::new(1, 256));
+    assert_eq!(t(4096, 512), FlashTiles::new(112, 64));
     for (n, d) in [(7, 1), (100, 96), (4096, 512)] {
         let tiles = t(n, d);
         assert!(tiles.validate().is_ok(), "{tiles:?}");

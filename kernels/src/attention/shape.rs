@@ -239,43 +239,44 @@ impl FlashTiles {
         Ok(())
     }
 
-    /// Tiles for `shape` on a CPU with the usual caches ([`FlashTiles::L1_BYTES`],
-    /// [`FlashTiles::L2_BYTES`]): [`FlashTiles::for_caches`].
+    /// Tiles for `shape` on a CPU with the usual L2 ([`FlashTiles::L2_BYTES`]):
+    /// [`FlashTiles::for_caches`].
     pub const fn for_shape(shape: &AttentionShape) -> Self {
-        Self::for_caches(shape, Self::L1_BYTES, Self::L2_BYTES)
+        Self::for_caches(shape, Self::L2_BYTES)
     }
 
-    /// A core's L1 data cache as [`FlashTiles::for_shape`] assumes it (32 KiB: Zen 2-5, Intel
-    /// client cores before Golden Cove).
-    pub const L1_BYTES: usize = 32 << 10;
     /// A core's L2 cache as [`FlashTiles::for_shape`] assumes it (1 MiB: Zen 4).
     pub const L2_BYTES: usize = 1 << 20;
 
     /// Tiles from the head dimension and the cache sizes, by this rule (`d = head_dim`, sizes in
     /// bytes of the `f32` the SIMD backends pack every tile into, whatever the element):
     ///
-    /// - **`block_k`**: the packed key tile (`block_k·d·4`, read again by every block of query
-    ///   rows) and the packed value tile (the same size, read by every block in `P·V`) each in
-    ///   half of L1: `block_k = l1 / (8·d)`, rounded down to a multiple of 16 and clamped to
-    ///   `16..=256` (d = 64: 64 keys; d = 128: 32).
+    /// - **`block_k`**: the packed key tile (`block_k·d·4`, transposed, read again by every block
+    ///   of query rows) and the packed value tile (the same size, read by every block in `P·V`)
+    ///   together in a quarter of L2: `block_k = l2 / (32·d)`, rounded down to a multiple of 16
+    ///   and clamped to `16..=256` (d = 64 and 128: 256 keys). Long key tiles amortise each
+    ///   row's per-tile softmax work (its max, sum, the rescale of its accumulators): on Zen 4,
+    ///   f32, 1x8x1024x64, 256 keys ran 1.25x faster than 64 and 1.44x faster than 32, the
+    ///   micro-kernels streaming the tiles from L2 at no visible cost (`--bench flash_shapes
+    ///   tiles`, docs/results/performance.md).
     /// - **`block_q`**: the rows' output accumulators and packed queries (`2·d·4` bytes a row)
-    ///   and their score tile (`block_k·4`) in a quarter of L2, so a query tile stays in L2
-    ///   while its key tiles stream past: `block_q = l2 / 4 / (8·d + 4·block_k)`, rounded down to
-    ///   a multiple of 16, clamped to `16..=256`, and at most `q_len` (d = 64: 256 rows; d = 128:
-    ///   224).
+    ///   and their score tile (`block_k·4`) in half of L2, so a query tile stays in L2 while its
+    ///   key tiles stream past (and each transposed key tile serves many rows):
+    ///   `block_q = l2 / 2 / (8·d + 4·block_k)`, rounded down to a multiple of 16, clamped to
+    ///   `16..=256`, and at most `q_len` (d = 64 and 128: 256 rows).
     ///
     /// `block_k` sets the numerics (the number of rescalings); `block_q` only how many rows share
     /// a packed key tile, so the outputs do not depend on it. Any tiles may be passed instead
     /// ([`FlashTiles::new`]).
-    pub const fn for_caches(shape: &AttentionShape, l1: usize, l2: usize) -> Self {
+    pub const fn for_caches(shape: &AttentionShape, l2: usize) -> Self {
         let d = if shape.head_dim == 0 {
             1
         } else {
             shape.head_dim
         };
-        let block_k = clamp16(l1 / 8 / d, 16, 256);
+        let block_k = clamp16(l2 / 32 / d, 16, 256);
         let per_row = d.saturating_mul(8).saturating_add(4 * block_k);
-        let mut block_q = clamp16(l2 / 4 / per_row, 16, 256);
+        let mut block_q = clamp16(l2 / 2 / per_row, 16, 256);
         if shape.q_len < block_q {
             block_q = if shape.q_len == 0 { 1 } else { shape.q_len };
         }

@@ -20,25 +20,31 @@
 
 use super::ops::Counts;
 use super::row_kernels::accumulate;
+use super::tile_scores::scores_work_len;
+use crate::simd::lanes::Columns;
 use crate::simd::{LaneElement, Lanes, LANES};
 
 /// Query rows a tile needs before packing pays for itself; smaller tiles (decode) use the
 /// per-row kernels, which give the same bits.
 pub(crate) const MIN_BLOCKED_ROWS: usize = 4;
 
-/// The work space [`tile_scores`] and [`tile_accumulate`] need, in `f32`: the packed query rows
-/// (`rows·d`, rounded up to whole 64-byte lines) and the packed key or value tile (`keys·d`).
+/// The work space the tile primitives need, in `f32`: the larger of the scores' (packed query rows
+/// and the transposed key tile, [`scores_work_len`]) and `P·V`'s (the value tile after the query
+/// rows' whole 64-byte lines).
 pub(crate) const fn tile_work_len(rows: usize, keys: usize, d: usize) -> Option<usize> {
-    let Some(q) = rows.checked_mul(d) else {
+    let Some(scores) = scores_work_len(rows, keys, d) else {
         return None;
     };
-    let Some(k) = keys.checked_mul(d) else {
+    let (Some(q), Some(v)) = (rows.checked_mul(d), keys.checked_mul(d)) else {
         return None;
     };
     let Some(q) = round_up(q) else {
         return None;
     };
-    q.checked_add(k)
+    let Some(pv) = q.checked_add(v) else {
+        return None;
+    };
+    Some(if scores > pv { scores } else { pv })
 }
 
 /// `n` rounded up to a whole number of lanes (a 64-byte line of `f32`).
@@ -190,22 +196,24 @@ fn block_update<L: Lanes, const R: usize, const G: usize>(
             }
         }
     }
-    let p: [&[f32]; R] = p.map(|x| x.get(..keys).unwrap_or(&[]));
+    // Every row's probabilities, checked once for all keys (one bound check a key, not one a
+    // row and key).
+    let Some(p) = Columns::<f32, R, 1>::new(p, keys) else {
+        return;
+    };
     for j in 0..keys {
-        let Some(v) = vp.get(j * d + off..j * d + off + span) else {
-            continue;
+        let (Some(v), Some(pj)) = (vp.get(j * d + off..j * d + off + span), p.get(j)) else {
+            break;
         };
         let (vc, _) = v.as_chunks::<LANES>();
         let mut vv = [l.splat(0.0); G];
         for (x, c) in vv.iter_mut().zip(vc) {
             *x = l.load(c);
         }
-        for (a, p) in a.iter_mut().zip(p.iter()) {
-            if let Some(&pj) = p.get(j) {
-                let pv = l.splat(pj);
-                for (a, &v) in a.iter_mut().zip(vv.iter()) {
-                    *a = l.mul_add(pv, v, *a);
-                }
+        for (a, &&[pj]) in a.iter_mut().zip(pj.iter()) {
+            let pv = l.splat(pj);
+            for (a, &v) in a.iter_mut().zip(vv.iter()) {
+                *a = l.mul_add(pv, v, *a);
             }
         }
     }

@@ -2,14 +2,41 @@
 //! `rows::tile` for the packing and `P·V`).
 
 use super::ops::{Counts, QTile};
-use super::row_kernels::scores;
 use super::tile::{pack, round_up, MIN_BLOCKED_ROWS};
-use crate::simd::lanes::reduce_group;
+use crate::simd::lanes::{reduce_group, Columns};
 use crate::simd::{LaneElement, Lanes, LANES};
 use half::bf16;
 
+/// Keys per panel of the transposed key tile: one per lane.
+const PANEL: usize = LANES;
+
+/// The work space of [`tile_scores`] in `f32`: the packed query rows (`rows·dp`, `dp` = `d`
+/// rounded up to whole chunks of 16) and the transposed key tile (`keys` rounded up to whole
+/// panels of 16, by `dp`).
+pub(crate) const fn scores_work_len(rows: usize, keys: usize, d: usize) -> Option<usize> {
+    let Some(dp) = round_up(d) else {
+        return None;
+    };
+    let Some(kp) = round_up(keys) else {
+        return None;
+    };
+    let (Some(q), Some(k)) = (rows.checked_mul(dp), kp.checked_mul(dp)) else {
+        return None;
+    };
+    q.checked_add(k)
+}
+
 /// The blocked scores of a tile (see [`RowOps::tile_scores`](super::ops::RowOps::tile_scores)).
 /// Returns `false` (nothing done) for tiles too small to block or a too small `work`.
+///
+/// The key tile is transposed into panels of 16 keys (`kt[panel][i][lane]` = element `i` of key
+/// `16·panel + lane`), zero-padded to whole panels and whole chunks of 16 elements, and the query
+/// rows are packed zero-padded the same way. A block of `R` rows by one panel then computes 16
+/// keys' scores per row with one key per lane: the canonical dot product's lane `t` (elements
+/// `i ≡ t mod 16`, in order) becomes a vector accumulator over the 16 keys, fed by broadcasts of
+/// the query's element `i`, and the 16 lane sums are added by the canonical tree as vectors
+/// ([`panel_dots`]). Every score is the same IEEE operations in the same order as the per-row
+/// kernel's, with no horizontal reduction: only the grouping into registers changes.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn tile_scores<L: Lanes, E: LaneElement>(
@@ -23,37 +50,242 @@ pub(crate) fn tile_scores<L: Lanes, E: LaneElement>(
     work: &mut [f32],
 ) -> bool {
     let d = q.d;
-    if q.rows < MIN_BLOCKED_ROWS || d == 0 {
+    let n = counts.n;
+    if q.rows < MIN_BLOCKED_ROWS || d == 0 || n == 0 {
         return false;
     }
-    let Some(q_len) = round_up(q.rows * d) else {
+    let (Some(dp), Some(np)) = (round_up(d), round_up(n)) else {
         return false;
     };
-    let Some((qp, kp)) = work.split_at_mut_checked(q_len) else {
+    let Some((qp, kt)) = work.split_at_mut_checked(q.rows * dp) else {
         return false;
     };
-    let n = counts.n;
-    let (Some(kp), Some(keys)) = (kp.get_mut(..n * d), keys.get(..n * d)) else {
+    let (Some(kt), Some(keys)) = (kt.get_mut(..np * dp), keys.get(..n * d)) else {
         return false;
     };
-    pack(l, keys, kp);
+    transpose_keys(l, keys, d, dp, kt);
     for r in 0..q.rows {
-        if let (Some(src), Some(dst)) = (q.row(r), qp.get_mut(r * d..(r + 1) * d)) {
-            pack(l, src, dst);
+        if let (Some(src), Some(dst)) = (q.row(r), qp.get_mut(r * dp..(r + 1) * dp)) {
+            let (row, pad) = dst.split_at_mut(d.min(dst.len()));
+            pack(l, src, row);
+            pad.fill(0.0);
         }
     }
-    let (qp, kp) = (&*qp, &*kp);
-    let row_q = |r: usize| qp.get(r * d..(r + 1) * d).unwrap_or(&[]);
-    let one_row = |q: &[f32], k: &[f32], out: &mut [f32]| scores(l, q, k, scale, out);
-    let rows = (q.rows, d, scale, counts);
+    let (qp, kt) = (&*qp, &*kt);
+    let (kt, _) = kt.as_chunks::<LANES>();
+    let rows = RowsIn {
+        q: qp,
+        dp,
+        rows: q.rows,
+        scale,
+        counts,
+    };
     if L::WIDE_KEY_GROUPS {
-        let block = |q, k| Some(block_dots::<L, 4, 4>(l, q, k, d));
-        scores_rows::<L, f32, 4, 4>(l, row_q, kp, rows, block, one_row, s, ld);
+        panels_of_rows::<L, 4, 4>(l, &rows, kt, s, ld);
     } else {
-        let block = |q, k| Some(block_dots::<L, 2, 2>(l, q, k, d));
-        scores_rows::<L, f32, 2, 2>(l, row_q, kp, rows, block, one_row, s, ld);
+        panels_of_rows::<L, 1, 4>(l, &rows, kt, s, ld);
     }
     true
+}
+
+/// Widens `keys` (`d` elements each) into `kt` transposed in panels of 16 keys: element `i` of
+/// key `16·b + t` at `kt[(b·dp + i)·16 + t]`; elements `d..dp` and keys past the last are `0`.
+#[inline(always)]
+fn transpose_keys<L: Lanes, E: LaneElement>(l: L, keys: &[E], d: usize, dp: usize, kt: &mut [f32]) {
+    kt.fill(0.0);
+    let mut row = [0.0f32; LANES];
+    for (j, key) in keys.chunks_exact(d).enumerate() {
+        let (b, t) = (j / PANEL, j % PANEL);
+        let Some(panel) = kt.get_mut(b * dp * PANEL..(b + 1) * dp * PANEL) else {
+            return;
+        };
+        let (chunks, tail) = key.as_chunks::<LANES>();
+        let mut at = t;
+        for c in chunks {
+            l.store(E::load(l, c), &mut row);
+            for &x in &row {
+                if let Some(o) = panel.get_mut(at) {
+                    *o = x;
+                }
+                at += PANEL;
+            }
+        }
+        if !tail.is_empty() {
+            l.store(E::load_partial(l, tail), &mut row);
+            for &x in row.iter().take(tail.len()) {
+                if let Some(o) = panel.get_mut(at) {
+                    *o = x;
+                }
+                at += PANEL;
+            }
+        }
+    }
+}
+
+/// A tile's packed query rows (`dp` apart) and what their scores need.
+struct RowsIn<'a> {
+    q: &'a [f32],
+    dp: usize,
+    rows: usize,
+    scale: f32,
+    counts: Counts,
+}
+
+/// Every row's scores against the panels of `kt` (`dp` rows of 16 lanes each): blocks of `R`
+/// rows, then the rows left one at a time, each block over the panels its last row sees (causal
+/// counts grow with the row). Entries past a row's count are not written.
+#[inline(always)]
+fn panels_of_rows<L: Lanes, const R: usize, const G: usize>(
+    l: L,
+    rows: &RowsIn<'_>,
+    kt: &[[f32; LANES]],
+    s: &mut [f32],
+    ld: usize,
+) {
+    let mut r0 = 0;
+    while r0 + R <= rows.rows {
+        panel_block::<L, R, G>(l, rows, r0, kt, s, ld);
+        r0 += R;
+    }
+    while r0 < rows.rows {
+        panel_block::<L, 1, G>(l, rows, r0, kt, s, ld);
+        r0 += 1;
+    }
+}
+
+/// Rows `r0 .. r0 + R` against every panel their last row sees.
+#[inline(always)]
+fn panel_block<L: Lanes, const R: usize, const G: usize>(
+    l: L,
+    rows: &RowsIn<'_>,
+    r0: usize,
+    kt: &[[f32; LANES]],
+    s: &mut [f32],
+    ld: usize,
+) {
+    let dp = rows.dp;
+    let mut q: [&[f32]; R] = [&[]; R];
+    for (i, q) in q.iter_mut().enumerate() {
+        *q = rows.q.get((r0 + i) * dp..(r0 + i + 1) * dp).unwrap_or(&[]);
+    }
+    let Some(q) = Columns::<f32, R>::new(q, dp / LANES) else {
+        return;
+    };
+    let seen = rows.counts.of(r0 + R - 1);
+    let scale = l.splat(rows.scale);
+    for (b, panel) in kt.chunks_exact(dp).enumerate() {
+        let j0 = b * PANEL;
+        if j0 >= seen {
+            break;
+        }
+        let sums = panel_dots::<L, R, G>(l, q, panel);
+        for (i, sum) in sums.into_iter().enumerate() {
+            let n = rows.counts.of(r0 + i);
+            if n <= j0 {
+                continue;
+            }
+            let at = (r0 + i) * ld + j0;
+            let v = l.mul(sum, scale);
+            match s.get_mut(at..at + (n - j0).min(PANEL)) {
+                Some(out) if out.len() == PANEL => {
+                    if let Ok(out) = <&mut [f32; LANES]>::try_from(out) {
+                        l.store(v, out);
+                    }
+                }
+                Some(out) => l.store_partial(v, out),
+                None => {}
+            }
+        }
+    }
+}
+
+/// The 16 keys' dot products of a panel (`dp` rows of 16 lanes: element `i` of each key) with
+/// each of `R` query rows, lane `j` holding key `j`'s: the canonical lane `t` of every dot
+/// product as a vector accumulator of its own (elements `i ≡ t mod 16`, by FMA in order of `i`),
+/// the 16 accumulators added by the canonical tree. `G` of them run at once (lanes `t`,
+/// `t + 16/G`, ...: the ones the tree's first levels join), the rest of the tree over the
+/// residue classes written out.
+#[inline(always)]
+fn panel_dots<L: Lanes, const R: usize, const G: usize>(
+    l: L,
+    q: Columns<'_, f32, R>,
+    panel: &[[f32; LANES]],
+) -> [L::F; R] {
+    // The tree written out for each count of classes (no closures: a closure the compiler
+    // leaves out of line loses the token's target features, and its intrinsics become calls).
+    let c = |t: usize| class_sum::<L, R, G>(l, q, panel, t);
+    match LANES / G {
+        1 => c(0),
+        2 => add_rows(l, c(0), c(1)),
+        4 => add_rows(l, add_rows(l, c(0), c(2)), add_rows(l, c(1), c(3))),
+        _ => add_rows(
+            l,
+            add_rows(l, add_rows(l, c(0), c(4)), add_rows(l, c(2), c(6))),
+            add_rows(l, add_rows(l, c(1), c(5)), add_rows(l, c(3), c(7))),
+        ),
+    }
+}
+
+/// Lanes `t0`, `t0 + 16/G`, ... of every row's dot products with the panel's 16 keys, each a
+/// vector over the keys accumulated by FMA in order of the element, then summed by the canonical
+/// tree's first levels.
+#[inline(always)]
+fn class_sum<L: Lanes, const R: usize, const G: usize>(
+    l: L,
+    q: Columns<'_, f32, R>,
+    panel: &[[f32; LANES]],
+    t0: usize,
+) -> [L::F; R] {
+    let step = LANES / G;
+    let mut acc = [[l.splat(0.0); G]; R];
+    let (chunks, _) = panel.as_chunks::<LANES>();
+    // Plain loops, no closure (see `panel_dots`).
+    for (c, kt) in chunks.iter().enumerate() {
+        let Some(qc) = q.get(c) else {
+            break;
+        };
+        for g in 0..G {
+            let t = t0 + g * step;
+            let Some(kv) = kt.get(t) else {
+                continue;
+            };
+            let kv = l.load(kv);
+            for (a, qc) in acc.iter_mut().zip(qc.iter()) {
+                if let (Some(a), Some(&x)) = (a.get_mut(g), qc.get(t)) {
+                    *a = l.mul_add(l.splat(x), kv, *a);
+                }
+            }
+        }
+    }
+    let mut out = [l.splat(0.0); R];
+    for (o, a) in out.iter_mut().zip(acc) {
+        *o = halving_sum(l, a);
+    }
+    out
+}
+
+/// `a + b` row by row.
+#[inline(always)]
+fn add_rows<L: Lanes, const R: usize>(l: L, a: [L::F; R], b: [L::F; R]) -> [L::F; R] {
+    let mut out = a;
+    for (o, b) in out.iter_mut().zip(b) {
+        *o = l.add(*o, b);
+    }
+    out
+}
+
+/// The canonical halving tree over `G` vectors: `a[k] + a[k + G/2]`, down to one.
+#[inline(always)]
+fn halving_sum<L: Lanes, const G: usize>(l: L, mut a: [L::F; G]) -> L::F {
+    let mut w = G / 2;
+    while w > 0 {
+        let (lo, hi) = a.split_at_mut(w);
+        for (x, &y) in lo.iter_mut().zip(hi.iter()) {
+            *x = l.add(*x, y);
+        }
+        w /= 2;
+    }
+    a.first().copied().unwrap_or(l.splat(0.0))
 }
 
 /// [`tile_scores`] for `bf16` rows on a token with its own bf16 dot products
@@ -137,46 +369,4 @@ fn scores_rows<'a, L: Lanes, T: 'a, const R: usize, const J: usize>(
         }
         r0 += size;
     }
-}
-
-/// The 16 lane sums of each of the `R·J` dot products of `R` query rows with `J` key rows (all
-/// of length `d`), in the canonical order: lane `i % 16` by FMA, the tail zero-padded.
-#[inline(always)]
-fn block_dots<L: Lanes, const R: usize, const J: usize>(
-    l: L,
-    q: [&[f32]; R],
-    k: [&[f32]; J],
-    d: usize,
-) -> [[L::F; J]; R] {
-    let mut acc = [[l.splat(0.0); J]; R];
-    let full = d / LANES;
-    let qc: [&[[f32; LANES]]; R] = q.map(|x| x.as_chunks::<LANES>().0.get(..full).unwrap_or(&[]));
-    let kc: [&[[f32; LANES]]; J] = k.map(|x| x.as_chunks::<LANES>().0.get(..full).unwrap_or(&[]));
-    for c in 0..full {
-        let mut kv = [l.splat(0.0); J];
-        for (v, rows) in kv.iter_mut().zip(kc.iter()) {
-            if let Some(x) = rows.get(c) {
-                *v = l.load(x);
-            }
-        }
-        for (a, rows) in acc.iter_mut().zip(qc.iter()) {
-            if let Some(x) = rows.get(c) {
-                let qv = l.load(x);
-                for (a, &kv) in a.iter_mut().zip(kv.iter()) {
-                    *a = l.mul_add(qv, kv, *a);
-                }
-            }
-        }
-    }
-    let tail = full * LANES;
-    if tail < d {
-        let kv: [L::F; J] = k.map(|x| l.load_partial(x.get(tail..).unwrap_or(&[])));
-        for (a, x) in acc.iter_mut().zip(q.iter()) {
-            let qv = l.load_partial(x.get(tail..).unwrap_or(&[]));
-            for (a, &kv) in a.iter_mut().zip(kv.iter()) {
-                *a = l.mul_add(qv, kv, *a);
-            }
-        }
-    }
-    acc
 }

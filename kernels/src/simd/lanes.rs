@@ -170,6 +170,23 @@ impl<'a, T, const R: usize, const N: usize> Columns<'a, T, R, N> {
         })
     }
 
+    /// Chunk `c` of every row (`None` for `c >= chunks`): one bound check for all `R` rows,
+    /// where indexing each row would check each (flash's scores micro-kernel, whose loop body
+    /// is `R` broadcasts per loaded key vector).
+    #[inline(always)]
+    pub(crate) fn get(self, c: usize) -> Option<[&'a [T; N]; R]> {
+        if c >= self.chunks {
+            return None;
+        }
+        // SAFETY: `c < chunks` and `new` checked that every row holds at least `chunks` whole
+        // chunks, so `p + N c .. p + N c + N` lies inside the row (borrowed for `'a`); `[T; N]`
+        // has the alignment of `T`.
+        Some(
+            self.rows
+                .map(|p| unsafe { &*p.add(c * N).cast::<[T; N]>() }),
+        )
+    }
+
     /// `f(&other[c], [chunk c of each row])` for `c < min(other.len(), chunks)`, in order.
     #[inline(always)]
     pub(crate) fn zip_for_each<U>(self, other: &[U], mut f: impl FnMut(&U, [&'a [T; N]; R])) {

@@ -1,0 +1,57 @@
+//! Flash attention timed by the thread's CPU time (the minimum over repetitions), for comparing
+//! kernel variants on a machine other work is loading: wall-clock benches (criterion) there
+//! measure the load, while on-CPU time of one thread is disturbed only through the caches. Not
+//! a substitute for `--bench flash_shapes` on a quiet machine.
+//!
+//! `cargo run --release -p tessera-benches --example flash_cpu_time -- [f32|bf16] N D BQ BK [REPS]`
+
+use std::time::Duration;
+use tessera_harness::data::{tensor, InputDistribution};
+use tessera_harness::flash_threads::flash_threaded;
+use tessera_harness::precision::round_bf16;
+use tessera_kernels::attention::{AttentionShape, FlashTiles};
+use tessera_kernels::simd::Backend;
+use tessera_kernels::{bf16, Element};
+
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+fn run<E: Element + Send + Sync>(n: usize, d: usize, tiles: FlashTiles, reps: usize) -> f64 {
+    let shape = AttentionShape::new(1, 8, n, n, d);
+    let len = 8 * n * d;
+    let [q, k, v] = [1u64, 2, 3].map(|seed| {
+        let mut x = tensor(InputDistribution::Normal, len, seed);
+        round_bf16(&mut x);
+        x.into_iter().map(E::from_f32).collect::<Vec<E>>()
+    });
+    let mut out = vec![E::from_f32(0.0); len];
+    let mut best = f64::INFINITY;
+    for _ in 0..reps {
+        let t0 = thread_cpu();
+        flash_threaded::<E, f32>(Backend::best(), &shape, tiles, &q, &k, &v, &mut out, 1)
+            .expect("valid shape");
+        best = best.min((thread_cpu() - t0).as_secs_f64());
+    }
+    (4 * 8 * n * n * d) as f64 / best / 1e9
+}
+
+fn main() {
+    let a: Vec<String> = std::env::args().skip(1).collect();
+    let num = |i: usize, default: usize| a.get(i).and_then(|x| x.parse().ok()).unwrap_or(default);
+    let (n, d) = (num(1, 1024), num(2, 64));
+    let tiles = FlashTiles::new(num(3, 256), num(4, 256));
+    let reps = num(5, 15);
+    let gflops = match a.first().map(String::as_str) {
+        Some("bf16") => run::<bf16>(n, d, tiles, reps),
+        _ => run::<f32>(n, d, tiles, reps),
+    };
+    println!(
+        "{} 1x8x{n}x{d} tiles {}x{}: {gflops:.1} GFLOP/s (thread CPU time, best of {reps}; backend {})",
+        a.first().map(String::as_str).unwrap_or("f32"),
+        tiles.block_q,
+        tiles.block_k,
+        Backend::best().name()
+    );
+}
