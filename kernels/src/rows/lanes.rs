@@ -78,7 +78,7 @@ impl<L: Isa, E: ScoreElement> RowOps<E, f32> for LaneOps<L> {
     ) {
         // bf16 scores by the token's own pair instruction (in its features, not the plain ones).
         if E::IS_BF16 && L::BF16_DOTS && q.rows >= tile::MIN_BLOCKED_ROWS {
-            let job = TileScoresOwn(q, keys, scale, counts, &mut *s, ld);
+            let job = TileScoresOwn(q, keys, scale, counts, &mut *s, ld, &mut *work);
             if !self.0.enter(job) {
                 per_row_scores(self, q, keys, scale, counts, s, ld)
             }
@@ -126,7 +126,15 @@ struct TileScores<'a, E>(
     usize,
     &'a mut [f32],
 );
-struct TileScoresOwn<'a, E>(QTile<'a, E>, &'a [E], f32, Counts, &'a mut [f32], usize);
+struct TileScoresOwn<'a, E>(
+    QTile<'a, E>,
+    &'a [E],
+    f32,
+    Counts,
+    &'a mut [f32],
+    usize,
+    &'a mut [f32],
+);
 struct TileAccumulate<'a, E>(
     &'a mut [f32],
     usize,
@@ -149,8 +157,8 @@ impl<E: ScoreElement> LaneJob for TileScoresOwn<'_, E> {
     type Output = bool;
     #[inline(always)]
     fn run<L: Lanes>(self, l: L) -> bool {
-        let TileScoresOwn(q, keys, scale, counts, s, ld) = self;
-        E::tile_scores_own(l, q, keys, scale, counts, s, ld)
+        let TileScoresOwn(q, keys, scale, counts, s, ld, work) = self;
+        E::tile_scores_own(l, q, keys, scale, counts, s, ld, work)
     }
 }
 impl<E: LaneElement> LaneJob for TileAccumulate<'_, E> {
@@ -243,7 +251,7 @@ impl<E: LaneElement> LaneJob for Linear<'_, E> {
 pub(crate) trait ScoreElement: LaneElement {
     /// Whether this is `bf16` (whose scores some tokens compute by their own instruction).
     const IS_BF16: bool;
-    /// A tile's scores by the token's own instruction for this element (`rows::tile`);
+    /// A tile's scores by the token's own instruction for this element (`rows::tile_scores`);
     /// `false` where there is none.
     #[allow(clippy::too_many_arguments)]
     fn tile_scores_own<L: Lanes>(
@@ -254,8 +262,9 @@ pub(crate) trait ScoreElement: LaneElement {
         counts: Counts,
         s: &mut [f32],
         ld: usize,
+        work: &mut [f32],
     ) -> bool {
-        let _ = (l, q, keys, scale, counts, s, ld);
+        let _ = (l, q, keys, scale, counts, s, ld, work);
         false
     }
     /// `out[j] = dot(q, key j) * scale`.
@@ -281,8 +290,9 @@ impl ScoreElement for half::bf16 {
         counts: Counts,
         s: &mut [f32],
         ld: usize,
+        work: &mut [f32],
     ) -> bool {
-        tile_scores::tile_scores_bf16(l, q, keys, scale, counts, s, ld)
+        tile_scores::tile_scores_bf16(l, q, keys, scale, counts, s, ld, work)
     }
     #[inline(always)]
     fn scores<L: Lanes>(l: L, q: &[Self], keys: &[Self], scale: f32, out: &mut [f32]) {

@@ -3,7 +3,7 @@
 
 use super::ops::{Counts, QTile};
 use super::tile::{pack, round_up, MIN_BLOCKED_ROWS};
-use crate::simd::lanes::{reduce_group, Columns};
+use crate::simd::lanes::Columns;
 use crate::simd::{LaneElement, Lanes, LANES};
 use half::bf16;
 
@@ -81,11 +81,111 @@ pub(crate) fn tile_scores<L: Lanes, E: LaneElement>(
         counts,
     };
     if L::WIDE_KEY_GROUPS {
-        panels_of_rows::<L, 4, 4>(l, &rows, kt, s, ld);
+        panels_of_rows::<L, F32Dot, 4, 4>(l, &rows, kt, s, ld);
     } else {
-        panels_of_rows::<L, 1, 4>(l, &rows, kt, s, ld);
+        panels_of_rows::<L, F32Dot, 1, 4>(l, &rows, kt, s, ld);
     }
     true
+}
+
+/// [`tile_scores`] for `bf16` rows on a token with its own bf16 pair instruction
+/// ([`Lanes::bf16_pair_dot`], `vdpbf16ps`): the same micro-kernel with a *pair* of elements where
+/// the `f32` one has an element. The query rows are packed as pairs (the bits of elements
+/// `2p, 2p + 1` in one `f32` slot), the key panels as 16 keys' pairs `p` per row of the panel,
+/// both zero-padded to whole chunks of 16 pairs; lane `t` of a dot product takes pairs
+/// `p ≡ t mod 16` in order, as [`Lanes::bf16_scores`] does, so the bits are those of the per-row
+/// kernel. Returns `false` (nothing done) for tiles too small to block, a too small `work` or
+/// a token without the instruction.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn tile_scores_bf16<L: Lanes>(
+    l: L,
+    q: QTile<'_, bf16>,
+    keys: &[bf16],
+    scale: f32,
+    counts: Counts,
+    s: &mut [f32],
+    ld: usize,
+    work: &mut [f32],
+) -> bool {
+    let d = q.d;
+    let n = counts.n;
+    if q.rows < MIN_BLOCKED_ROWS || d == 0 || n == 0 || !L::BF16_DOTS {
+        return false;
+    }
+    // Pairs per row, rounded up to whole chunks of 16 pairs.
+    let (Some(pp), Some(np)) = (round_up(d.div_ceil(2)), round_up(n)) else {
+        return false;
+    };
+    let Some((qp, kt)) = work.split_at_mut_checked(q.rows * pp) else {
+        return false;
+    };
+    let (Some(kt), Some(keys)) = (kt.get_mut(..np * pp), keys.get(..n * d)) else {
+        return false;
+    };
+    kt.fill(0.0);
+    for (j, key) in keys.chunks_exact(d).enumerate() {
+        let (b, t) = (j / PANEL, j % PANEL);
+        if let Some(panel) = kt.get_mut(b * pp * PANEL..(b + 1) * pp * PANEL) {
+            for (p, pair) in key.chunks(2).enumerate() {
+                if let Some(o) = panel.get_mut(p * PANEL + t) {
+                    *o = pair_bits(pair);
+                }
+            }
+        }
+    }
+    for r in 0..q.rows {
+        if let (Some(src), Some(dst)) = (q.row(r), qp.get_mut(r * pp..(r + 1) * pp)) {
+            dst.fill(0.0);
+            for (o, pair) in dst.iter_mut().zip(src.chunks(2)) {
+                *o = pair_bits(pair);
+            }
+        }
+    }
+    let (qp, kt) = (&*qp, &*kt);
+    let (kt, _) = kt.as_chunks::<LANES>();
+    let rows = RowsIn {
+        q: qp,
+        dp: pp,
+        rows: q.rows,
+        scale,
+        counts,
+    };
+    panels_of_rows::<L, Bf16PairDot, 4, 4>(l, &rows, kt, s, ld);
+    true
+}
+
+/// A pair of bf16 elements (the second `0` if missing) as the bits of one `f32` slot, element 0
+/// in the low half, as `vdpbf16ps` reads a lane.
+#[inline(always)]
+fn pair_bits(pair: &[bf16]) -> f32 {
+    let lo = pair.first().map_or(0, |x| x.to_bits());
+    let hi = pair.get(1).map_or(0, |x| x.to_bits());
+    f32::from_bits(u32::from(lo) | (u32::from(hi) << 16))
+}
+
+/// One step of a dot product in the micro-kernel: `acc + q·k` for one unit of the query row
+/// (broadcast) and the same unit of 16 keys (one per lane).
+trait PanelDot {
+    fn dot<L: Lanes>(l: L, acc: L::F, q: f32, k: L::F) -> L::F;
+}
+
+/// `f32` elements: one fused multiply-add.
+struct F32Dot;
+impl PanelDot for F32Dot {
+    #[inline(always)]
+    fn dot<L: Lanes>(l: L, acc: L::F, q: f32, k: L::F) -> L::F {
+        l.mul_add(l.splat(q), k, acc)
+    }
+}
+
+/// Pairs of bf16 elements (the bits of a pair in each `f32` slot): the token's pair instruction.
+struct Bf16PairDot;
+impl PanelDot for Bf16PairDot {
+    #[inline(always)]
+    fn dot<L: Lanes>(l: L, acc: L::F, q: f32, k: L::F) -> L::F {
+        l.bf16_pair_dot(acc, q, k)
+    }
 }
 
 /// Widens `keys` (`d` elements each) into `kt` transposed in panels of 16 keys: element `i` of
@@ -135,7 +235,7 @@ struct RowsIn<'a> {
 /// rows, then the rows left one at a time, each block over the panels its last row sees (causal
 /// counts grow with the row). Entries past a row's count are not written.
 #[inline(always)]
-fn panels_of_rows<L: Lanes, const R: usize, const G: usize>(
+fn panels_of_rows<L: Lanes, D: PanelDot, const R: usize, const G: usize>(
     l: L,
     rows: &RowsIn<'_>,
     kt: &[[f32; LANES]],
@@ -144,18 +244,18 @@ fn panels_of_rows<L: Lanes, const R: usize, const G: usize>(
 ) {
     let mut r0 = 0;
     while r0 + R <= rows.rows {
-        panel_block::<L, R, G>(l, rows, r0, kt, s, ld);
+        panel_block::<L, D, R, G>(l, rows, r0, kt, s, ld);
         r0 += R;
     }
     while r0 < rows.rows {
-        panel_block::<L, 1, G>(l, rows, r0, kt, s, ld);
+        panel_block::<L, D, 1, G>(l, rows, r0, kt, s, ld);
         r0 += 1;
     }
 }
 
 /// Rows `r0 .. r0 + R` against every panel their last row sees.
 #[inline(always)]
-fn panel_block<L: Lanes, const R: usize, const G: usize>(
+fn panel_block<L: Lanes, D: PanelDot, const R: usize, const G: usize>(
     l: L,
     rows: &RowsIn<'_>,
     r0: usize,
@@ -178,7 +278,7 @@ fn panel_block<L: Lanes, const R: usize, const G: usize>(
         if j0 >= seen {
             break;
         }
-        let sums = panel_dots::<L, R, G>(l, q, panel);
+        let sums = panel_dots::<L, D, R, G>(l, q, panel);
         for (i, sum) in sums.into_iter().enumerate() {
             let n = rows.counts.of(r0 + i);
             if n <= j0 {
@@ -206,14 +306,14 @@ fn panel_block<L: Lanes, const R: usize, const G: usize>(
 /// `t + 16/G`, ...: the ones the tree's first levels join), the rest of the tree over the
 /// residue classes written out.
 #[inline(always)]
-fn panel_dots<L: Lanes, const R: usize, const G: usize>(
+fn panel_dots<L: Lanes, D: PanelDot, const R: usize, const G: usize>(
     l: L,
     q: Columns<'_, f32, R>,
     panel: &[[f32; LANES]],
 ) -> [L::F; R] {
     // The tree written out for each count of classes (no closures: a closure the compiler
     // leaves out of line loses the token's target features, and its intrinsics become calls).
-    let c = |t: usize| class_sum::<L, R, G>(l, q, panel, t);
+    let c = |t: usize| class_sum::<L, D, R, G>(l, q, panel, t);
     match LANES / G {
         1 => c(0),
         2 => add_rows(l, c(0), c(1)),
@@ -230,7 +330,7 @@ fn panel_dots<L: Lanes, const R: usize, const G: usize>(
 /// vector over the keys accumulated by FMA in order of the element, then summed by the canonical
 /// tree's first levels.
 #[inline(always)]
-fn class_sum<L: Lanes, const R: usize, const G: usize>(
+fn class_sum<L: Lanes, D: PanelDot, const R: usize, const G: usize>(
     l: L,
     q: Columns<'_, f32, R>,
     panel: &[[f32; LANES]],
@@ -252,7 +352,7 @@ fn class_sum<L: Lanes, const R: usize, const G: usize>(
             let kv = l.load(kv);
             for (a, qc) in acc.iter_mut().zip(qc.iter()) {
                 if let (Some(a), Some(&x)) = (a.get_mut(g), qc.get(t)) {
-                    *a = l.mul_add(l.splat(x), kv, *a);
+                    *a = D::dot(l, *a, x, kv);
                 }
             }
         }
@@ -286,87 +386,4 @@ fn halving_sum<L: Lanes, const G: usize>(l: L, mut a: [L::F; G]) -> L::F {
         w /= 2;
     }
     a.first().copied().unwrap_or(l.splat(0.0))
-}
-
-/// [`tile_scores`] for `bf16` rows on a token with its own bf16 dot products
-/// ([`Lanes::bf16_block_dots`], [`Lanes::bf16_scores`]): blocks of 4 rows by 4 keys, each dot
-/// product in the order of the token's per-row kernel. Returns `false` (nothing done) for tiles
-/// too small to block or a token without them.
-#[inline(always)]
-pub(crate) fn tile_scores_bf16<L: Lanes>(
-    l: L,
-    q: QTile<'_, bf16>,
-    keys: &[bf16],
-    scale: f32,
-    counts: Counts,
-    s: &mut [f32],
-    ld: usize,
-) -> bool {
-    let d = q.d;
-    if q.rows < MIN_BLOCKED_ROWS || d == 0 || !L::BF16_DOTS {
-        return false;
-    }
-    let row_q = |r: usize| q.row(r).unwrap_or(&[]);
-    let one_row = |q: &[bf16], k: &[bf16], out: &mut [f32]| {
-        l.bf16_scores(q, k, scale, out);
-    };
-    let block = |q, k| l.bf16_block_dots(q, k);
-    let rows = (q.rows, d, scale, counts);
-    scores_rows::<L, bf16, 4, 4>(l, row_q, keys, rows, block, one_row, s, ld);
-    true
-}
-
-/// The scores of a tile's rows (`row_q(r)`, `d` elements) against the keys `kp`, in blocks of
-/// `R` rows by `J` keys by `block` (the lane sums of each dot product, reduced here by the
-/// canonical tree), and each row's keys outside whole blocks by `one_row`.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn scores_rows<'a, L: Lanes, T: 'a, const R: usize, const J: usize>(
-    l: L,
-    row_q: impl Fn(usize) -> &'a [T],
-    kp: &'a [T],
-    (rows, d, scale, counts): (usize, usize, f32, Counts),
-    block: impl Fn([&'a [T]; R], [&'a [T]; J]) -> Option<[[L::F; J]; R]>,
-    one_row: impl Fn(&[T], &[T], &mut [f32]),
-    s: &mut [f32],
-    ld: usize,
-) {
-    let mut r0 = 0;
-    while r0 < rows {
-        let size = R.min(rows - r0);
-        // Counts grow with the row: the block's first row sees the fewest keys.
-        let common = if size == R { counts.of(r0) } else { 0 };
-        let mut j0 = 0;
-        if common > 0 {
-            let q_rows: [&[T]; R] = core::array::from_fn(|i| row_q(r0 + i));
-            while j0 + J <= common {
-                let k_rows: [&[T]; J] =
-                    core::array::from_fn(|j| kp.get((j0 + j) * d..(j0 + j + 1) * d).unwrap_or(&[]));
-                let Some(acc) = block(q_rows, k_rows) else {
-                    break;
-                };
-                for (i, acc) in acc.into_iter().enumerate() {
-                    let sums = reduce_group(l, acc);
-                    let at = (r0 + i) * ld + j0;
-                    if let Some(out) = s.get_mut(at..at + J) {
-                        for (o, x) in out.iter_mut().zip(sums) {
-                            *o = x * scale;
-                        }
-                    }
-                }
-                j0 += J;
-            }
-        }
-        // Each row's keys outside whole blocks, in order.
-        for r in r0..r0 + size {
-            let n = counts.of(r);
-            let at = r * ld;
-            if n > j0 {
-                if let (Some(k), Some(out)) = (kp.get(j0 * d..n * d), s.get_mut(at + j0..at + n)) {
-                    one_row(row_q(r), k, out);
-                }
-            }
-        }
-        r0 += size;
-    }
 }

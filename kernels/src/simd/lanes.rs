@@ -82,13 +82,15 @@ pub(crate) trait Lanes: Copy {
         false
     }
 
-    /// The lane sums of the dot products of four bf16 query rows with four bf16 key rows (all of
-    /// one length), each by the instruction and order of [`Lanes::bf16_scores`] (which reduces
-    /// such sums by the canonical tree); `None` where the token has no such instruction.
+    /// `acc + q·k` by the token's bf16 pair instruction (`vdpbf16ps`): `q` holds the bits of one
+    /// bf16 pair (element 0 in the low half), used for every lane, and lane `j` of `k` the bits
+    /// of another; each lane adds the pair's two products to `acc` in the instruction's order,
+    /// as [`Lanes::bf16_scores`] does for its lane `j`. Flash's bf16 scores micro-kernel calls it
+    /// only where [`Lanes::BF16_DOTS`]; tokens without the instruction return `acc`.
     #[inline(always)]
-    fn bf16_block_dots(self, q: [&[bf16]; 4], k: [&[bf16]; 4]) -> Option<[[Self::F; 4]; 4]> {
+    fn bf16_pair_dot(self, acc: Self::F, q: f32, k: Self::F) -> Self::F {
         let _ = (q, k);
-        None
+        acc
     }
 
     /// The bits of each lane.

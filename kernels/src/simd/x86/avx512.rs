@@ -155,9 +155,17 @@ impl<const BF16: bool> Lanes for Avx512<BF16> {
         BF16
     }
     #[inline(always)]
-    fn bf16_block_dots(self, q: [&[bf16]; 4], k: [&[bf16]; 4]) -> Option<[[__m512; 4]; 4]> {
-        // `Avx512<true>` tokens come only from `Avx512Bf16::new`: this one is such a token.
-        BF16.then(|| block_dots(Avx512::<true>(()), q, k))
+    fn bf16_pair_dot(self, acc: __m512, q: f32, k: __m512) -> __m512 {
+        if !BF16 {
+            return acc;
+        }
+        // SAFETY: `Avx512<true>` tokens come only from `Avx512Bf16::new` (AVX-512F and
+        // AVX512_BF16 present); `__m512bh` is 32 bf16 bit patterns in the 64 bytes of a `__m512`.
+        unsafe {
+            let q = core::mem::transmute::<__m512, __m512bh>(_mm512_set1_ps(q));
+            let k = core::mem::transmute::<__m512, __m512bh>(k);
+            _mm512_dpbf16_ps(acc, q, k)
+        }
     }
 
     #[inline(always)]
@@ -282,46 +290,6 @@ fn dots<const G: usize>(t: Avx512<true>, q: &[bf16], keys: &[bf16]) -> [__m512; 
             if let Some(kt) = row.get(tail_start..) {
                 // SAFETY: `Avx512<true>` proves AVX512_BF16 is present.
                 *a = unsafe { _mm512_dpbf16_ps(*a, qv, load_pairs_partial(t, kt)) };
-            }
-        }
-    }
-    acc
-}
-
-/// [`dots`] of four query rows with four keys (`Lanes::bf16_block_dots`): the same operations
-/// for each pair, each loaded query chunk used for four keys and each key chunk for four rows.
-#[inline(always)]
-fn block_dots(t: Avx512<true>, q: [&[bf16]; 4], k: [&[bf16]; 4]) -> [[__m512; 4]; 4] {
-    let d = q.iter().chain(k.iter()).map(|x| x.len()).min().unwrap_or(0);
-    // SAFETY: `Avx512<true>` proves AVX-512F is present.
-    let mut acc = [[unsafe { _mm512_setzero_ps() }; 4]; 4];
-    let full = d / PAIR_LANES;
-    fn chunks(x: &[bf16], full: usize) -> &[[bf16; PAIR_LANES]] {
-        x.as_chunks::<PAIR_LANES>().0.get(..full).unwrap_or(&[])
-    }
-    let (qc, kc) = (q.map(|x| chunks(x, full)), k.map(|x| chunks(x, full)));
-    for c in 0..full {
-        let kv = kc.map(|x| x.get(c).map(|x| load_pairs(t, x)));
-        for (a, x) in acc.iter_mut().zip(qc.iter()) {
-            let Some(qv) = x.get(c).map(|x| load_pairs(t, x)) else {
-                continue;
-            };
-            for (a, kv) in a.iter_mut().zip(kv.iter()) {
-                if let Some(kv) = kv {
-                    // SAFETY: `Avx512<true>` proves AVX512_BF16 is present.
-                    *a = unsafe { _mm512_dpbf16_ps(*a, qv, *kv) };
-                }
-            }
-        }
-    }
-    let tail = full * PAIR_LANES;
-    if tail < d {
-        let kv = k.map(|x| load_pairs_partial(t, x.get(tail..d).unwrap_or(&[])));
-        for (a, x) in acc.iter_mut().zip(q.iter()) {
-            let qv = load_pairs_partial(t, x.get(tail..d).unwrap_or(&[]));
-            for (a, kv) in a.iter_mut().zip(kv.iter()) {
-                // SAFETY: `Avx512<true>` proves AVX512_BF16 is present.
-                *a = unsafe { _mm512_dpbf16_ps(*a, qv, *kv) };
             }
         }
     }
