@@ -3,7 +3,8 @@
 //! measure the load, while on-CPU time of one thread is disturbed only through the caches. Not
 //! a substitute for `--bench flash_shapes` on a quiet machine.
 //!
-//! `cargo run --release -p tessera-benches --example flash_cpu_time -- [f32|bf16] N D BQ BK [REPS]`
+//! `cargo run --release -p tessera-benches --example flash_cpu_time -- [f32|bf16] N D BQ BK [REPS]
+//! [BACKEND]` (8 heads; backend by name, default the best this CPU has).
 
 use std::time::Duration;
 use tessera_harness::data::{tensor, InputDistribution};
@@ -18,7 +19,13 @@ fn thread_cpu() -> Duration {
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
-fn run<E: Element + Send + Sync>(n: usize, d: usize, tiles: FlashTiles, reps: usize) -> f64 {
+fn run<E: Element + Send + Sync>(
+    backend: Backend,
+    n: usize,
+    d: usize,
+    tiles: FlashTiles,
+    reps: usize,
+) -> f64 {
     let shape = AttentionShape::new(1, 8, n, n, d);
     let len = 8 * n * d;
     let [q, k, v] = [1u64, 2, 3].map(|seed| {
@@ -30,7 +37,7 @@ fn run<E: Element + Send + Sync>(n: usize, d: usize, tiles: FlashTiles, reps: us
     let mut best = f64::INFINITY;
     for _ in 0..reps {
         let t0 = thread_cpu();
-        flash_threaded::<E, f32>(Backend::best(), &shape, tiles, &q, &k, &v, &mut out, 1)
+        flash_threaded::<E, f32>(backend, &shape, tiles, &q, &k, &v, &mut out, 1)
             .expect("valid shape");
         best = best.min((thread_cpu() - t0).as_secs_f64());
     }
@@ -43,15 +50,19 @@ fn main() {
     let (n, d) = (num(1, 1024), num(2, 64));
     let tiles = FlashTiles::new(num(3, 256), num(4, 256));
     let reps = num(5, 15);
+    let backend = a
+        .get(6)
+        .map(|b| Backend::from_name(b).expect("backend name"))
+        .unwrap_or_else(Backend::best);
     let gflops = match a.first().map(String::as_str) {
-        Some("bf16") => run::<bf16>(n, d, tiles, reps),
-        _ => run::<f32>(n, d, tiles, reps),
+        Some("bf16") => run::<bf16>(backend, n, d, tiles, reps),
+        _ => run::<f32>(backend, n, d, tiles, reps),
     };
     println!(
         "{} 1x8x{n}x{d} tiles {}x{}: {gflops:.1} GFLOP/s (thread CPU time, best of {reps}; backend {})",
         a.first().map(String::as_str).unwrap_or("f32"),
         tiles.block_q,
         tiles.block_k,
-        Backend::best().name()
+        backend.name()
     );
 }

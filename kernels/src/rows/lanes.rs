@@ -84,10 +84,8 @@ impl<L: Isa, E: ScoreElement> RowOps<E, f32> for LaneOps<L> {
             }
             return;
         }
-        // Blocking needs AVX-512's 32 registers: on 16-register ISAs (whose 16 lanes take two
-        // registers) the 2 x 2 blocks cost 1.9x the per-row kernel's instructions (callgrind,
-        // AVX2), so they keep the per-row kernels, as tiles too small to block do (same bits).
-        if !L::WIDE_KEY_GROUPS || q.rows < tile::MIN_BLOCKED_ROWS {
+        // Tiles too small to block keep the per-row kernels (same bits).
+        if q.rows < tile::MIN_BLOCKED_ROWS {
             return per_row_scores(self, q, keys, scale, counts, s, ld);
         }
         let job = TileScores(q, keys, scale, counts, &mut *s, ld, work);
@@ -106,7 +104,7 @@ impl<L: Isa, E: ScoreElement> RowOps<E, f32> for LaneOps<L> {
         values: &[E],
         work: &mut [f32],
     ) {
-        if !L::WIDE_KEY_GROUPS || acc.len() < tile::MIN_BLOCKED_ROWS * d {
+        if acc.len() < tile::MIN_BLOCKED_ROWS * d {
             return per_row_accumulate(self, acc, d, p, ld, counts, values);
         }
         let job = TileAccumulate(&mut *acc, d, p, ld, counts, values, work);

@@ -83,7 +83,7 @@ pub(crate) fn tile_scores<L: Lanes, E: LaneElement>(
     if L::WIDE_KEY_GROUPS {
         panels_of_rows::<L, F32Dot, 4, 4>(l, &rows, kt, s, ld);
     } else {
-        panels_of_rows::<L, F32Dot, 1, 4>(l, &rows, kt, s, ld);
+        panels_of_rows::<L, F32Dot, 3, 2>(l, &rows, kt, s, ld);
     }
     true
 }
@@ -124,21 +124,37 @@ pub(crate) fn tile_scores_bf16<L: Lanes>(
         return false;
     };
     kt.fill(0.0);
-    for (j, key) in keys.chunks_exact(d).enumerate() {
+    for j in 0..n {
         let (b, t) = (j / PANEL, j % PANEL);
-        if let Some(panel) = kt.get_mut(b * pp * PANEL..(b + 1) * pp * PANEL) {
-            for (p, pair) in key.chunks(2).enumerate() {
-                if let Some(o) = panel.get_mut(p * PANEL + t) {
-                    *o = pair_bits(pair);
-                }
+        let (Some(panel), Some(key)) = (
+            kt.get_mut(b * pp * PANEL..(b + 1) * pp * PANEL),
+            keys.get(j * d..(j + 1) * d),
+        ) else {
+            break;
+        };
+        // Pair `p` of the key into lane `t` of panel row `p` (16 slots apart).
+        let (pairs, odd) = key.as_chunks::<2>();
+        let (rows, _) = panel.as_chunks_mut::<PANEL>();
+        for (row, pair) in rows.iter_mut().zip(pairs) {
+            if let Some(o) = row.get_mut(t) {
+                *o = pair_bits(pair);
+            }
+        }
+        if let (Some(row), Some(&last)) = (rows.get_mut(pairs.len()), odd.first()) {
+            if let Some(o) = row.get_mut(t) {
+                *o = pair_bits(&[last, bf16::ZERO]);
             }
         }
     }
     for r in 0..q.rows {
         if let (Some(src), Some(dst)) = (q.row(r), qp.get_mut(r * pp..(r + 1) * pp)) {
             dst.fill(0.0);
-            for (o, pair) in dst.iter_mut().zip(src.chunks(2)) {
+            let (pairs, odd) = src.as_chunks::<2>();
+            for (o, pair) in dst.iter_mut().zip(pairs) {
                 *o = pair_bits(pair);
+            }
+            if let (Some(o), Some(&last)) = (dst.get_mut(pairs.len()), odd.first()) {
+                *o = pair_bits(&[last, bf16::ZERO]);
             }
         }
     }
@@ -155,13 +171,11 @@ pub(crate) fn tile_scores_bf16<L: Lanes>(
     true
 }
 
-/// A pair of bf16 elements (the second `0` if missing) as the bits of one `f32` slot, element 0
-/// in the low half, as `vdpbf16ps` reads a lane.
+/// A pair of bf16 elements as the bits of one `f32` slot, element 0 in the low half, as
+/// `vdpbf16ps` reads a lane.
 #[inline(always)]
-fn pair_bits(pair: &[bf16]) -> f32 {
-    let lo = pair.first().map_or(0, |x| x.to_bits());
-    let hi = pair.get(1).map_or(0, |x| x.to_bits());
-    f32::from_bits(u32::from(lo) | (u32::from(hi) << 16))
+fn pair_bits(&[lo, hi]: &[bf16; 2]) -> f32 {
+    f32::from_bits(u32::from(lo.to_bits()) | (u32::from(hi.to_bits()) << 16))
 }
 
 /// One step of a dot product in the micro-kernel: `acc + q·k` for one unit of the query row
@@ -194,9 +208,13 @@ impl PanelDot for Bf16PairDot {
 fn transpose_keys<L: Lanes, E: LaneElement>(l: L, keys: &[E], d: usize, dp: usize, kt: &mut [f32]) {
     kt.fill(0.0);
     let mut row = [0.0f32; LANES];
-    for (j, key) in keys.chunks_exact(d).enumerate() {
+    // Indexed, not `chunks_exact(d)`: that one keeps a panic path for `d = 0`.
+    for j in 0..keys.len() / d.max(1) {
         let (b, t) = (j / PANEL, j % PANEL);
-        let Some(panel) = kt.get_mut(b * dp * PANEL..(b + 1) * dp * PANEL) else {
+        let (Some(panel), Some(key)) = (
+            kt.get_mut(b * dp * PANEL..(b + 1) * dp * PANEL),
+            keys.get(j * d..(j + 1) * d),
+        ) else {
             return;
         };
         let (chunks, tail) = key.as_chunks::<LANES>();

@@ -162,7 +162,8 @@ impl<const BF16: bool> Lanes for Avx512<BF16> {
         // SAFETY: `Avx512<true>` tokens come only from `Avx512Bf16::new` (AVX-512F and
         // AVX512_BF16 present); `__m512bh` is 32 bf16 bit patterns in the 64 bytes of a `__m512`.
         unsafe {
-            let q = core::mem::transmute::<__m512, __m512bh>(_mm512_set1_ps(q));
+            let q =
+                core::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(q.to_bits() as i32));
             let k = core::mem::transmute::<__m512, __m512bh>(k);
             _mm512_dpbf16_ps(acc, q, k)
         }
