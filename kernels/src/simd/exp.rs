@@ -5,7 +5,8 @@
 //! a high part with 16 significant bits, so `n·LN2_HI` is exact, and a low part). `e^r` for
 //! `|r| ≤ ln(2)/2` is `1 + r + r²·P(r)` with the degree-5 minimax `P` of SLEEF's `expf_u10`, all by
 //! fused multiply-adds. `2^n` is built from exponent bits in two halves `2^⌊n/2⌋ · 2^(n−⌊n/2⌋)`,
-//! so results that overflow become `+inf` and results in the subnormal range are rounded once.
+//! so results that overflow become `+inf` and results in the subnormal range are rounded once
+//! (AVX-512: one `vscalefps`, the same single rounding).
 //!
 //! Accuracy: within 2 ulp of the exact `e^x` over the whole `f32` range (the tests measure about 1),
 //! `exp(−inf) = 0`, `exp(NaN) = NaN`, `x > 88.73 → +inf`, `x < −103.98 → 0`.
@@ -57,6 +58,11 @@ pub(crate) fn exp<L: Lanes>(l: L, x: L::F) -> L::F {
     let p = l.mul_add(l.mul(r, r), p, r);
     let p = l.add(p, l.splat(1.0));
 
+    if L::SCALE_POW2 {
+        // One instruction for `p · 2^n` rounded once: the same bits as the two halves below
+        // (`p · 2^n1` is exact, a normal number, so the second product is the one rounding).
+        return l.scale_pow2(p, n);
+    }
     // n in -150..=128: each half in -75..=64, so 2^half is a normal f32.
     let n = l.sub_i32(l.bits(t), l.splat_i32(ROUND_MAGIC_BITS));
     let n1 = l.shr1_i32(n);

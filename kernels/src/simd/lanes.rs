@@ -30,6 +30,10 @@ pub(crate) trait Lanes: Copy {
     /// attention must call it rather than widen the elements).
     const BF16_DOTS: bool = false;
 
+    /// Whether [`Lanes::scale_pow2`] is an instruction of this ISA (so `exp` uses it instead of
+    /// building the power of two from exponent bits).
+    const SCALE_POW2: bool = false;
+
     /// Every lane `x`.
     fn splat(self, x: f32) -> Self::F;
     /// Every lane `x`.
@@ -91,6 +95,14 @@ pub(crate) trait Lanes: Copy {
     fn bf16_pair_dot(self, acc: Self::F, q: f32, k: Self::F) -> Self::F {
         let _ = (q, k);
         acc
+    }
+
+    /// `p · 2^n` rounded once, for lanes holding integers `n` (AVX-512's `vscalefps`); only called
+    /// where [`Lanes::SCALE_POW2`], others return `p`.
+    #[inline(always)]
+    fn scale_pow2(self, p: Self::F, n: Self::F) -> Self::F {
+        let _ = n;
+        p
     }
 
     /// The bits of each lane.

@@ -46,6 +46,7 @@ impl<const BF16: bool> Lanes for Avx512<BF16> {
     type M = __mmask16;
     const WIDE_KEY_GROUPS: bool = true;
     const BF16_DOTS: bool = BF16;
+    const SCALE_POW2: bool = true;
 
     #[inline(always)]
     fn splat(self, x: f32) -> __m512 {
@@ -167,6 +168,12 @@ impl<const BF16: bool> Lanes for Avx512<BF16> {
             let k = core::mem::transmute::<__m512, __m512bh>(k);
             _mm512_dpbf16_ps(acc, q, k)
         }
+    }
+
+    #[inline(always)]
+    fn scale_pow2(self, p: __m512, n: __m512) -> __m512 {
+        // SAFETY: `Avx512` proves AVX-512F is present.
+        unsafe { _mm512_scalef_ps(p, n) }
     }
 
     #[inline(always)]
