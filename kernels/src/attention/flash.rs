@@ -309,8 +309,13 @@ impl<'a, E: Element, A: Accumulator> Job<E, A> for Flash<'a, E, A> {
                             .get_mut(r * ld..r * ld + count)
                             .ok_or(Error::Overflow)?;
                         let row_keys = keys.get(..count * d.get()).ok_or(Error::Overflow)?;
-                        fix_overflowed_scores(q_row, row_keys, shape.scale, s);
-                        let (m_new, p_sum) = ops.max_exp_sum(s, *m);
+                        let (m_new, p_sum) = match ops.finite_max_exp_sum(s, *m) {
+                            Some(done) => done,
+                            None => {
+                                fix_overflowed_scores(q_row, row_keys, shape.scale, s);
+                                ops.max_exp_sum(s, *m)
+                            }
+                        };
                         if *m == A::NEG_INFINITY {
                             // First tile: the state is still zero, nothing to rescale.
                             *l = p_sum;

@@ -37,6 +37,12 @@ impl<E: Element, A: Accumulator> RowOps<E, A> for Generic {
     }
 
     #[inline]
+    fn finite_max_exp_sum(self, s: &mut [A], m: A) -> Option<(A, A)> {
+        let finite = s.iter().fold(true, |ok, x| ok & x.is_finite());
+        finite.then(|| RowOps::<E, A>::max_exp_sum(self, s, m))
+    }
+
+    #[inline]
     fn exp_sum(self, s: &mut [A], m: A) -> A {
         let mut sum = A::Wide::ZERO;
         for x in s.iter_mut() {

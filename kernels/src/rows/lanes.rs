@@ -42,6 +42,10 @@ impl<L: Isa, E: ScoreElement> RowOps<E, f32> for LaneOps<L> {
         self.0.plain().enter(MaxExpSum(s, m))
     }
     #[inline]
+    fn finite_max_exp_sum(self, s: &mut [f32], m: f32) -> Option<(f32, f32)> {
+        self.0.plain().enter(FiniteMaxExpSum(s, m))
+    }
+    #[inline]
     fn exp_sum(self, s: &mut [f32], m: f32) -> f32 {
         self.0.plain().enter(ExpSum(s, m))
     }
@@ -172,6 +176,7 @@ impl<E: LaneElement> LaneJob for TileAccumulate<'_, E> {
 struct Scores<'a, E>(&'a [E], &'a [E], f32, &'a mut [f32]);
 struct Max<'a>(&'a [f32]);
 struct MaxExpSum<'a>(&'a mut [f32], f32);
+struct FiniteMaxExpSum<'a>(&'a mut [f32], f32);
 struct ExpSum<'a>(&'a mut [f32], f32);
 struct Normalize<'a>(&'a mut [f32], f32);
 struct Scale<'a>(&'a mut [f32], f32);
@@ -199,6 +204,18 @@ impl LaneJob for MaxExpSum<'_> {
     fn run<L: Lanes>(self, l: L) -> (f32, f32) {
         let m = f32::max(self.1, max(l, self.0));
         (m, exp_sum(l, self.0, m))
+    }
+}
+impl LaneJob for FiniteMaxExpSum<'_> {
+    type Output = Option<(f32, f32)>;
+    #[inline(always)]
+    fn run<L: Lanes>(self, l: L) -> Option<(f32, f32)> {
+        let (max, finite) = finite_max(l, self.0);
+        if !finite {
+            return None;
+        }
+        let m = f32::max(self.1, max);
+        Some((m, exp_sum(l, self.0, m)))
     }
 }
 impl LaneJob for ExpSum<'_> {
@@ -333,6 +350,25 @@ pub(crate) fn max<L: Lanes>(l: L, s: &[f32]) -> f32 {
         m = l.max_keep(m, l.load(c));
     }
     tail.iter().fold(l.reduce_max(m), |m, &x| keep_max(m, x))
+}
+
+/// [`max`] and whether every value is finite: `x - x` is `0` for a finite `x` and NaN for an
+/// infinity or NaN, so one add a chunk carries the check through the same pass.
+#[inline(always)]
+fn finite_max<L: Lanes>(l: L, s: &[f32]) -> (f32, bool) {
+    let (chunks, tail) = s.as_chunks::<LANES>();
+    let mut m = l.splat(f32::NEG_INFINITY);
+    let mut nf = l.splat(0.0);
+    for c in chunks {
+        let x = l.load(c);
+        m = l.max_keep(m, x);
+        nf = l.add(nf, l.sub(x, x));
+    }
+    let finite = l.reduce_add(nf) == 0.0 && tail.iter().fold(true, |ok, x| ok & x.is_finite());
+    (
+        tail.iter().fold(l.reduce_max(m), |m, &x| keep_max(m, x)),
+        finite,
+    )
 }
 
 /// `s[j] = exp(s[j] - m)`; returns the sum of the new values.
