@@ -4,7 +4,8 @@
 //! a substitute for `--bench flash_shapes` on a quiet machine.
 //!
 //! `cargo run --release -p tessera-benches --example flash_cpu_time -- [f32|bf16] N D BQ BK [REPS]
-//! [BACKEND]` (8 heads; backend by name, default the best this CPU has).
+//! [BACKEND] [causal]` (8 heads; backend by name, default the best this CPU has; FLOP of the
+//! non-causal problem, halved for causal).
 
 use std::time::Duration;
 use tessera_harness::data::{tensor, InputDistribution};
@@ -25,8 +26,9 @@ fn run<E: Element + Send + Sync>(
     d: usize,
     tiles: FlashTiles,
     reps: usize,
+    causal: bool,
 ) -> f64 {
-    let shape = AttentionShape::new(1, 8, n, n, d);
+    let shape = AttentionShape::new(1, 8, n, n, d).with_causal(causal);
     let len = 8 * n * d;
     let [q, k, v] = [1u64, 2, 3].map(|seed| {
         let mut x = tensor(InputDistribution::Normal, len, seed);
@@ -41,7 +43,8 @@ fn run<E: Element + Send + Sync>(
             .expect("valid shape");
         best = best.min((thread_cpu() - t0).as_secs_f64());
     }
-    (4 * 8 * n * n * d) as f64 / best / 1e9
+    let flop = (4 * 8 * n * n * d) as f64 / if causal { 2.0 } else { 1.0 };
+    flop / best / 1e9
 }
 
 fn main() {
@@ -54,13 +57,15 @@ fn main() {
         .get(6)
         .map(|b| Backend::from_name(b).expect("backend name"))
         .unwrap_or_else(Backend::best);
+    let causal = a.get(7).is_some_and(|c| c == "causal");
     let gflops = match a.first().map(String::as_str) {
-        Some("bf16") => run::<bf16>(backend, n, d, tiles, reps),
-        _ => run::<f32>(backend, n, d, tiles, reps),
+        Some("bf16") => run::<bf16>(backend, n, d, tiles, reps, causal),
+        _ => run::<f32>(backend, n, d, tiles, reps, causal),
     };
     println!(
-        "{} 1x8x{n}x{d} tiles {}x{}: {gflops:.1} GFLOP/s (thread CPU time, best of {reps}; backend {})",
+        "{} 1x8x{n}x{d}{} tiles {}x{}: {gflops:.1} GFLOP/s (thread CPU time, best of {reps}; backend {})",
         a.first().map(String::as_str).unwrap_or("f32"),
+        if causal { " causal" } else { "" },
         tiles.block_q,
         tiles.block_k,
         backend.name()
