@@ -10,8 +10,8 @@
 #
 # PEAK_GFLOPS: one core's FP32 FMA peak (cargo bench -p tessera-benches --bench peak), for the
 # fraction-of-peak columns (none if unset). PYTHON: an interpreter with torch (optional: without
-# it the PyTorch column stays empty). NOTE: printed in bold above the table; by default the
-# machine's load before and after the run. Not part of CI (candle takes minutes to build).
+# it the PyTorch column stays empty). NOTE: printed in bold above the table, followed by the
+# machine's load (uptime) before and after the run. Not part of CI (candle takes minutes to build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -33,7 +33,7 @@ else
   TORCH_JSON=""
 fi
 AFTER=$(uptime)
-NOTE=${NOTE:-"Load: before \`$BEFORE\`, after \`$AFTER\`."}
+NOTE="${NOTE:+$NOTE }Load: before \`$BEFORE\`, after \`$AFTER\`."
 CRITERION=${CARGO_TARGET_DIR:-benches/peers/target}/criterion
 python3 scripts/peers-report.py "$LOG" "$CRITERION" "$TORCH_JSON" "$OUT" "$NOTE" "${PEAK_GFLOPS:-}"
 echo "peers: wrote $OUT/peers.md and $OUT/peers.json (bench log: $LOG)" >&2
