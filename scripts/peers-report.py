@@ -58,6 +58,11 @@ for bench in glob.glob(os.path.join(crit_dir, "*", "*", "*", "new", "benchmark.j
     gflops[(b["group_id"], b["function_id"], int(b["value_str"]))] = \
         flop / est["median"]["point_estimate"]  # FLOP per ns = GFLOP/s
 
+# The candle-nn the bench was built with, from its lockfile.
+lock = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benches", "peers", "Cargo.lock")
+m = re.search(r'name = "candle-nn"\nversion = "([^"]+)"', open(lock).read()) if os.path.exists(lock) else None
+candle_version = m.group(1) if m else "(version unknown)"
+
 # PyTorch: {(shape, dtype, causal, threads): row}.
 torch_rows = {}
 if torch_data:
@@ -149,7 +154,7 @@ lines = [
        f"of the same distribution)." if pt else "(not run)."),
     "",
     "- **Tessera**: `flash_threaded` (harness), one thread.",
-    "- **candle**: candle-nn 0.11 `candle_nn::attention::flash_attn` (its CPU flash attention; "
+    f"- **candle**: candle-nn {candle_version} `candle_nn::attention::flash_attn` (its CPU flash attention; "
     "`candle_flash_attn` is CUDA-only), f32 or bf16 tensors in its `(B, S, H, D)` layout.",
     "- **GEMM**: `softmax(Q·Kᵀ·scale)·V` per head as two f32 GEMMs (ndarray `general_mat_mul`, "
     "matrixmultiply's kernels, one thread) and a scalar row softmax; bf16 widened to f32 per head "
@@ -198,8 +203,18 @@ lines += [f"| {r['group']} | {r['diff_candle']} | {r['diff_gemm']} |" for r in r
 if peak:
     lines += ["", f"Fraction of peak: Tessera's GFLOP/s over {peak} GFLOP/s, one core's FP32 FMA "
               "peak (`cargo bench -p tessera-benches --bench peak`)."]
+lines += ["", "Beside issue 18's measurement (shared/design/PERFORMANCE.md: one Zen 4 core, one thread, "
+          "PyTorch SDPA f32 79 GFLOP/s at 1x8x1024x64 and 85 at 1x8x4096x128, candle `flash_attn` "
+          "7.6 and ~8): that run's candle and PyTorch versions and machine load are not recorded; "
+          f"here candle-nn is {candle_version}"
+          + (f", torch {pt['torch']}" if pt else "")
+          + ", and the GEMM attention is new. On a loaded machine compare the ratios, not "
+          "the GFLOP/s."]
 if pt:
     lines += ["", f"PyTorch load: before `{pt['load_before']['uptime']}`, after "
-              f"`{pt['load_after']['uptime']}`; its own table: [peers-pytorch.md](peers-pytorch.md)."]
+              f"`{pt['load_after']['uptime']}`; its own table: [peers-pytorch.md](peers-pytorch.md). "
+              "The Rust groups and PyTorch run one after the other, not interleaved: on a shared "
+              "machine the load each one saw differs (the uptimes above), and the PyTorch ratios "
+              "carry that difference."]
 open(os.path.join(out_dir, "peers.md"), "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))

@@ -23,6 +23,7 @@ echo "peers: $BEFORE" >&2
 # Peers on one thread: rayon's pool and candle's barrier pool read these when they start.
 RAYON_NUM_THREADS=1 CANDLE_NUM_THREADS=1 \
   cargo bench --manifest-path benches/peers/Cargo.toml --bench peers -- "$@" 2>&1 | tee "$LOG"
+BENCH_AFTER=$(uptime)
 
 TORCH_JSON=$OUT/peers-pytorch.json
 if "$PYTHON" -c "import torch" 2>/dev/null; then
@@ -33,7 +34,7 @@ else
   TORCH_JSON=""
 fi
 AFTER=$(uptime)
-NOTE="${NOTE:+$NOTE }Load: before \`$BEFORE\`, after \`$AFTER\`."
+NOTE="${NOTE:+$NOTE }Load (uptime): before the bench \`$BEFORE\`, after it \`$BENCH_AFTER\`, after PyTorch \`$AFTER\`."
 CRITERION=${CARGO_TARGET_DIR:-benches/peers/target}/criterion
 python3 scripts/peers-report.py "$LOG" "$CRITERION" "$TORCH_JSON" "$OUT" "$NOTE" "${PEAK_GFLOPS:-}"
 echo "peers: wrote $OUT/peers.md and $OUT/peers.json (bench log: $LOG)" >&2
