@@ -10,7 +10,9 @@ divided by the peer's.
 Every number is computed from those files: GFLOP/s is the group's FLOP (criterion's
 `throughput.Elements`) over the median of criterion's estimate (`new/estimates.json`); only the
 groups this log's run set up are read (older criterion directories are ignored). PEAK, when given,
-is one core's FP32 FMA peak in GFLOP/s: fractions divide by it times the thread count.
+is one core's FP32 FMA peak in GFLOP/s: fractions divide by it (for one thread); without it,
+by the `fma_peak` group of the same run. `peers-report.py --peak LOG CRITERION_DIR` prints that
+measured peak (peers.sh hands it to the PyTorch script).
 Exit status 2 on missing or unreadable inputs."""
 import glob
 import json
@@ -24,8 +26,33 @@ def fail(msg):
     sys.exit(2)
 
 
+def measured_peak(text, crit_dir, backend):
+    """This run's `fma_peak/<backend>` median in GFLOP/s, if the log shows it ran."""
+    if not backend or not re.search(rf"^fma_peak/{backend}\b", text, re.M):
+        return None
+    d = os.path.join(crit_dir, "fma_peak", backend, "new")
+    try:
+        b = json.load(open(os.path.join(d, "benchmark.json")))
+        est = json.load(open(os.path.join(d, "estimates.json")))
+    except (OSError, ValueError):
+        return None
+    return b["throughput"]["Elements"] / est["median"]["point_estimate"]
+
+
+if len(sys.argv) == 4 and sys.argv[1] == "--peak":  # peers.sh: the peak for the PyTorch script
+    try:
+        log_text = open(sys.argv[2]).read()
+    except OSError as e:
+        fail(str(e))
+    be = re.search(r"^tessera backend: (\w+)", log_text, re.M)
+    p = measured_peak(log_text, sys.argv[3], be.group(1) if be else None)
+    if p is None:
+        fail("the log shows no fma_peak group of the backend that ran")
+    print(f"{p:.1f}")
+    sys.exit(0)
 if len(sys.argv) not in (6, 7):
-    fail("usage: peers-report.py LOG CRITERION_DIR PYTORCH_JSON OUT_DIR NOTE [PEAK_GFLOPS]")
+    fail("usage: peers-report.py LOG CRITERION_DIR PYTORCH_JSON OUT_DIR NOTE [PEAK_GFLOPS]\n"
+         "       peers-report.py --peak LOG CRITERION_DIR")
 log_path, crit_dir, torch_path, out_dir, note = sys.argv[1:6]
 try:
     peak = float(sys.argv[6]) if len(sys.argv) == 7 and sys.argv[6] else None
@@ -45,6 +72,14 @@ setups = {m.group(1): {"tiles": m.group(2), "diff_candle": m.group(3), "diff_gem
 skipped = set(re.findall(r"^(\w+)/candle: not run", text, re.M))
 if not setups:
     fail(f"{log_path} names no group the peers bench set up")
+run_peak = measured_peak(text, crit_dir, backend.group(1) if backend else None)
+if peak is not None:
+    peak_source = (f"{peak} GFLOP/s, one core's FP32 FMA peak passed as PEAK_GFLOPS"
+                   + (f" (this run's `fma_peak` measured {run_peak:.1f})" if run_peak else ""))
+elif run_peak is not None:
+    peak = run_peak
+    peak_source = (f"{peak:.1f} GFLOP/s, one core's FP32 FMA peak on the backend that ran, "
+                   "measured in this run (group `fma_peak`, as `--bench peak` measures it)")
 skipped &= set(setups)  # the bench names every skipped group, also those the filter left out
 
 # Criterion's medians: {(group, function, threads): GFLOP/s}.
@@ -129,7 +164,8 @@ def verdict(rows, t, key, label, want):
 
 os.makedirs(out_dir, exist_ok=True)
 data = {"cpu": cpu.group(1) if cpu else None, "tessera_backend": backend.group(1) if backend else None,
-        "peers_threads": threads_env, "peak_gflops_per_core": peak, "load": note,
+        "peers_threads": threads_env, "peak_gflops_per_core": peak,
+        "fma_peak_measured_this_run": run_peak, "load": note,
         "pytorch": {k: torch_data[k] for k in ("torch", "cpu", "cpu_capability", "load_before",
                                                 "load_after", "timing")} if torch_data else None,
         "rows": rows}
@@ -201,8 +237,7 @@ lines += ["", "Largest |Tessera − peer| over the outputs (same inputs; a check
           "| group | candle | GEMM |", "|---|---:|---:|"]
 lines += [f"| {r['group']} | {r['diff_candle']} | {r['diff_gemm']} |" for r in rows]
 if peak:
-    lines += ["", f"Fraction of peak: Tessera's GFLOP/s over {peak} GFLOP/s, one core's FP32 FMA "
-              "peak (`cargo bench -p tessera-benches --bench peak`)."]
+    lines += ["", f"Fraction of peak: Tessera's GFLOP/s over {peak_source}."]
 lines += ["", "Beside issue 18's measurement (shared/design/PERFORMANCE.md: one Zen 4 core, one thread, "
           "PyTorch SDPA f32 79 GFLOP/s at 1x8x1024x64 and 85 at 1x8x4096x128, candle `flash_attn` "
           "7.6 and ~8): that run's candle and PyTorch versions and machine load are not recorded; "

@@ -7,6 +7,9 @@
 //! - `candle/1`: candle-nn's CPU `flash_attn` (`candle_nn::attention::flash_attn`);
 //! - `gemm/1`: `softmax(Q·Kᵀ)·V` as two f32 GEMMs (ndarray + matrixmultiply; bf16 widened).
 //!
+//! A first group, `fma_peak/<backend>`, measures one core's FP32 FMA peak on the backend Tessera
+//! runs, for the fractions of peak.
+//!
 //! Throughput is FLOP (`4·N²·d` per head, half when causal, `4·N·d` for decode), so criterion's
 //! `Gelem/s` reads as GFLOP/s. Peers run on one thread: this binary sets `RAYON_NUM_THREADS=1`
 //! and `CANDLE_NUM_THREADS=1` before candle starts its pools, unless they are already set (then
@@ -18,12 +21,13 @@
 use candle_core::{DType, Tensor, WithDType};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use std::cell::{OnceCell, RefCell};
+use std::hint::black_box;
 use std::time::Duration;
 use tessera_harness::data::{tensor, InputDistribution};
 use tessera_harness::flash_threads::flash_threaded;
 use tessera_harness::precision::round_bf16;
 use tessera_kernels::attention::{AttentionShape, FlashTiles};
-use tessera_kernels::simd::Backend;
+use tessera_kernels::simd::{fma_chains, Backend, PEAK_CHAINS};
 use tessera_kernels::{bf16, Element};
 use tessera_peers::{
     candle_attention, candle_tensor, cases, cpu_description, max_abs_diff, Case, GemmAttention,
@@ -158,6 +162,23 @@ fn bench_case<E: PeerElement + Send + Sync>(c: &mut Criterion, case: Case, dtype
     group.finish();
 }
 
+/// One core's FP32 FMA peak on the backend Tessera runs (`fma_chains`, as
+/// `cargo bench -p tessera-benches --bench peak` measures it), in the same run and under the same
+/// load as the groups: the fractions of peak in docs/results/peers.md divide by it.
+fn fma_peak(c: &mut Criterion) {
+    const STEPS: usize = 1 << 16;
+    let backend = Backend::best();
+    let mut group = c.benchmark_group("fma_peak");
+    group.throughput(Throughput::Elements((2 * 16 * PEAK_CHAINS * STEPS) as u64));
+    group.sample_size(20);
+    group.warm_up_time(Duration::from_millis(300));
+    group.measurement_time(Duration::from_secs(2));
+    group.bench_function(BenchmarkId::from_parameter(backend.name()), |b| {
+        b.iter(|| fma_chains(backend, black_box(STEPS)).expect("the best backend is available"))
+    });
+    group.finish();
+}
+
 /// Pins candle's pools (rayon's global pool and candle's barrier pool) to one thread.
 fn one_thread_peers() {
     for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
@@ -178,6 +199,7 @@ fn main() {
     eprintln!("CPU: {}", cpu_description());
     eprintln!("tessera backend: {}", Backend::best().name());
     let mut c = Criterion::default().configure_from_args();
+    fma_peak(&mut c);
     for case in cases() {
         bench_case::<f32>(&mut c, case, "f32");
         bench_case::<bf16>(&mut c, case, "bf16");
