@@ -83,15 +83,16 @@ elif run_peak is not None:
 skipped &= set(setups)  # the bench names every skipped group, also those the filter left out
 
 # Criterion's medians: {(group, function, threads): GFLOP/s}.
-gflops = {}
+gflops, group_flop = {}, {}
 for bench in glob.glob(os.path.join(crit_dir, "*", "*", "*", "new", "benchmark.json")):
     b = json.load(open(bench))
     if b["group_id"] not in setups:
         continue
     est = json.load(open(os.path.join(os.path.dirname(bench), "estimates.json")))
     flop = b["throughput"]["Elements"]
-    gflops[(b["group_id"], b["function_id"], int(b["value_str"]))] = \
-        flop / est["median"]["point_estimate"]  # FLOP per ns = GFLOP/s
+    key = (b["group_id"], b["function_id"], int(b["value_str"]))
+    gflops[key] = flop / est["median"]["point_estimate"]  # FLOP per ns = GFLOP/s
+    group_flop[key] = flop
 
 # The candle-nn the bench was built with, from its lockfile.
 lock = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benches", "peers", "Cargo.lock")
@@ -230,8 +231,18 @@ if sps:
     lines.append(f"- Tessera 2 threads / 1 thread: {min(sps):.2f}x to {max(sps):.2f}x; >= 1.8x in "
                  f"{sum(s >= 1.8 for s in sps)} of {len(sps)}.")
 if skipped:
-    lines += ["", f"candle not run: {', '.join(sorted(skipped))} (its bf16 kernels are scalar: a "
-              "group at N = 4096 takes most of an hour; `PEERS_CANDLE_BF16_ALL=1` runs them)."]
+    # What running them would take: at least 11 calls (warm-up + 10 samples) per group at the
+    # slowest bf16 prefill rate candle showed in this run.
+    rates = [r["candle_1"] for r in rows
+             if r["dtype"] == "bf16" and r["candle_1"] and not r["shape"].startswith("decode")]
+    flops = {g: f for (g, fn, t), f in group_flop.items() if fn == "tessera" and t == 1}
+    est = ""
+    if rates and all(g in flops for g in skipped):
+        mins = sum(11 * flops[g] / (min(rates) * 1e9) for g in skipped) / 60
+        est = (f" at this run's slowest candle bf16 prefill rate ({min(rates):.2f} GFLOP/s) they "
+               f"would take about {mins:.0f} minutes;")
+    lines += ["", f"candle not run: {', '.join(sorted(skipped))} (candle's bf16 dot product is a "
+              f"sequential scalar loop:{est} `PEERS_CANDLE_BF16_ALL=1` runs them)."]
 lines += ["", "Largest |Tessera − peer| over the outputs (same inputs; a check that every peer "
           "solved the same problem):", "",
           "| group | candle | GEMM |", "|---|---:|---:|"]

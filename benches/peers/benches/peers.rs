@@ -52,9 +52,11 @@ struct Setup<E> {
     gemm: RefCell<(GemmAttention, Vec<E>)>,
 }
 
-/// candle's bf16 kernels are scalar (about 0.3 GFLOP/s on the development machine, 6 s a call at
-/// 1x8x1024x64): at N = 4096 one call takes minutes and a group of 11 calls most of an hour, so
-/// bf16 prefill over more than this many keys runs candle only with `PEERS_CANDLE_BF16_ALL=1`.
+/// candle's bf16 dot product is a sequential scalar loop (`dot_f32` in candle-nn's
+/// `attention/cpu_flash/mod.rs`): 0.3-0.5 GFLOP/s on the development machine, 4-6 s a call at
+/// 1x8x1024x64. At N = 4096 a call takes one to two minutes and a group (at least 11 calls) 10-25
+/// minutes, so bf16 prefill over more than this many keys runs candle only with
+/// `PEERS_CANDLE_BF16_ALL=1` (docs/results/peers.md gives the estimate from the run's own rate).
 const CANDLE_BF16_MAX_KV: usize = 1024;
 
 /// Whether candle runs in `case`'s `dtype` group (see [`CANDLE_BF16_MAX_KV`]).
