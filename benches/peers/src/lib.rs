@@ -154,8 +154,9 @@ pub fn candle_attention<E: PeerElement>(
     flash_attn::<E>(q, k, v, case.scale(), mask, None, None)
 }
 
-/// The GEMM-based attention with its buffers: the `q_len x kv_len` scores of one head, and
-/// (for elements other than `f32`) one head's Q, K, V and output widened to `f32`.
+/// The GEMM-based attention with its buffers: the `q_len x kv_len` scores of one head, and one
+/// head's Q, K, V and output as `f32` (widened from bf16; for `f32` a copy, `O(N·d)` beside the
+/// GEMMs' `O(N²·d)`, timed with them).
 pub struct GemmAttention {
     case: Case,
     scores: Array2<f32>,
