@@ -13,6 +13,7 @@ groups this log's run set up are read (older criterion directories are ignored).
 is one core's FP32 FMA peak in GFLOP/s: fractions divide by it (for one thread); without it,
 by the `fma_peak` group of the same run. `peers-report.py --peak LOG CRITERION_DIR` prints that
 measured peak (peers.sh hands it to the PyTorch script).
+TESSERA_COMMIT (set by peers.sh) names the commit the bench measured.
 Exit status 2 on missing or unreadable inputs."""
 import glob
 import json
@@ -166,7 +167,8 @@ def verdict(rows, t, key, label, want):
 os.makedirs(out_dir, exist_ok=True)
 data = {"cpu": cpu.group(1) if cpu else None, "tessera_backend": backend.group(1) if backend else None,
         "peers_threads": threads_env, "peak_gflops_per_core": peak,
-        "fma_peak_measured_this_run": run_peak, "load": note,
+        "fma_peak_measured_this_run": run_peak,
+        "tessera_commit": os.environ.get("TESSERA_COMMIT") or "(not recorded: run through peers.sh)", "load": note,
         "pytorch": {k: torch_data[k] for k in ("torch", "cpu", "cpu_capability", "load_before",
                                                 "load_after", "timing")} if torch_data else None,
         "rows": rows}
@@ -179,7 +181,7 @@ lines = [
     f"**{note}**",
     "",
     f"Made by `bash scripts/peers.sh` (benches/peers, then scripts/pytorch-sdpa.py, then "
-    f"scripts/peers-report.py). CPU: {data['cpu']}; Tessera backend `{data['tessera_backend']}`"
+    f"scripts/peers-report.py) at Tessera commit {data['tessera_commit']}. CPU: {data['cpu']}; Tessera backend `{data['tessera_backend']}`"
     f" with `FlashTiles::for_shape` (tiles per row below); peers pinned to one thread: "
     f"{', '.join(threads_env) or 'not recorded'}.",
     "",

@@ -19,6 +19,9 @@ PYTHON=${PYTHON:-python3}
 OUT=${OUT:-docs/results}
 LOG=$(mktemp /tmp/peers-bench.XXXXXX.log)
 BEFORE=$(uptime)
+# The Tessera the bench measures: this commit, "+modified" when kernels/ or harness/ differ from it.
+TESSERA_COMMIT=${TESSERA_COMMIT:-$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- kernels harness || echo "+modified")}
+export TESSERA_COMMIT
 echo "peers: $BEFORE" >&2
 
 # Peers on one thread: rayon's pool and candle's barrier pool read these when they start.
