@@ -20,13 +20,28 @@
 
 use super::ops::Counts;
 use super::row_kernels::accumulate;
-use super::tile_scores::scores_work_len;
 use crate::simd::lanes::Columns;
 use crate::simd::{LaneElement, Lanes, LANES};
 
 /// Query rows a tile needs before packing pays for itself; smaller tiles (decode) use the
 /// per-row kernels, which give the same bits.
 pub(crate) const MIN_BLOCKED_ROWS: usize = 4;
+
+/// The work space of the scores micro-kernel (`rows::tile_scores`) in `f32`: the packed query rows (`rows·dp`, `dp` = `d`
+/// rounded up to whole chunks of 16) and the transposed key tile (`keys` rounded up to whole
+/// panels of 16, by `dp`).
+const fn scores_work_len(rows: usize, keys: usize, d: usize) -> Option<usize> {
+    let Some(dp) = round_up(d) else {
+        return None;
+    };
+    let Some(kp) = round_up(keys) else {
+        return None;
+    };
+    let (Some(q), Some(k)) = (rows.checked_mul(dp), kp.checked_mul(dp)) else {
+        return None;
+    };
+    q.checked_add(k)
+}
 
 /// The work space the tile primitives need, in `f32`: the larger of the scores' (packed query rows
 /// and the transposed key tile, [`scores_work_len`]) and `P·V`'s (the value tile after the query

@@ -10,22 +10,6 @@ use half::bf16;
 /// Keys per panel of the transposed key tile: one per lane.
 const PANEL: usize = LANES;
 
-/// The work space of [`tile_scores`] in `f32`: the packed query rows (`rows·dp`, `dp` = `d`
-/// rounded up to whole chunks of 16) and the transposed key tile (`keys` rounded up to whole
-/// panels of 16, by `dp`).
-pub(crate) const fn scores_work_len(rows: usize, keys: usize, d: usize) -> Option<usize> {
-    let Some(dp) = round_up(d) else {
-        return None;
-    };
-    let Some(kp) = round_up(keys) else {
-        return None;
-    };
-    let (Some(q), Some(k)) = (rows.checked_mul(dp), kp.checked_mul(dp)) else {
-        return None;
-    };
-    q.checked_add(k)
-}
-
 /// The blocked scores of a tile (see [`RowOps::tile_scores`](super::ops::RowOps::tile_scores)).
 /// Returns `false` (nothing done) for tiles too small to block or a too small `work`.
 ///
