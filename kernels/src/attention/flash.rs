@@ -326,9 +326,10 @@ impl<'a, E: Element, A: Accumulator> Job<E, A> for Flash<'a, E, A> {
                             }
                             *l = l.mul(alpha).add(p_sum);
                         }
-                        store_probabilities::<E, A>(s);
                         *m = m_new;
                     }
+                    // `P` is rounded to the element format inside (FlashAttention-2's rule, as
+                    // `store_probabilities`; `l` above took the unrounded values).
                     ops.tile_accumulate(acc_tile, d.get(), scores, ld, counts, values, work);
                     j0 += block_k;
                 }
