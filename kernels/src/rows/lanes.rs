@@ -7,7 +7,9 @@
 //!   (adding `0·0` or `+0` changes nothing); then the lanes are summed by [`sum_tree`]. Several keys
 //!   (and, in flash's blocked tiles, several query rows: `rows::tile`) are processed together only
 //!   to share loads and overlap independent chains: each dot product's order is unchanged.
-//! - **`accumulate`**: per output element, one fused multiply-add per value row, in row order.
+//! - **`accumulate`**: per output element, one fused multiply-add per value row, in row order
+//!   (flash's `P·V` on bf16 values on a token with bf16 pair products, `avx512bf16`, is the
+//!   exception: keys in pairs by `vdpbf16ps`, see `simd/x86/bf16_pv.rs`).
 //! - **`max`**: 16 lane maxima by `x > m ? x : m` (NaN ignored), [`max_tree`], then the tail in
 //!   order.
 //! - **elementwise** (`normalize`, `scale`, `store`): one IEEE operation per element.
