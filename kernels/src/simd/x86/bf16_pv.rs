@@ -96,15 +96,22 @@ pub(super) fn tile_accumulate(
     let (Some(stride), Some(p_stride)) = (lines(d), lines(pairs)) else {
         return false;
     };
-    let Some(values) = values.get(..keys * d) else {
+    let Some(values) = keys.checked_mul(d).and_then(|n| values.get(..n)) else {
         return false;
     };
     let blocked = rows >= BLOCK_ROWS;
-    let v_len = if blocked { pairs * stride } else { 0 };
+    let v_len = if blocked {
+        pairs.checked_mul(stride)
+    } else {
+        Some(0)
+    };
+    let (Some(v_len), Some(p_len)) = (v_len, rows.checked_mul(p_stride)) else {
+        return false;
+    };
     let Some((vp, pp)) = work.split_at_mut_checked(v_len) else {
         return false;
     };
-    let Some(pp) = pp.get_mut(..rows * p_stride) else {
+    let Some(pp) = pp.get_mut(..p_len) else {
         return false;
     };
     if (0..rows).any(|r| p.get(r * ld..r * ld + count(r)).is_none()) {
@@ -116,21 +123,12 @@ pub(super) fn tile_accumulate(
     }
     let pp = &*pp;
     let pp_row = |r: usize| pp.get(r * p_stride..(r + 1) * p_stride).unwrap_or(&[]);
-    let interleaved = |m: usize, c: usize| interleave(t, values, d, keys, m, c);
+    let interleaved = Interleaved { values, d, keys };
     if !blocked {
         for (r, acc_row) in acc.chunks_exact_mut(d).enumerate() {
             let c = count(r);
             let (pairs, lone) = (0..c / 2, c % 2 == 1);
-            by_chunks::<1>(
-                t,
-                acc_row,
-                d,
-                chunks,
-                [pp_row(r)],
-                pairs,
-                lone,
-                &interleaved,
-            );
+            by_chunks::<1>(t, acc_row, d, chunks, [pp_row(r)], pairs, lone, interleaved);
         }
         return true;
     }
@@ -140,21 +138,13 @@ pub(super) fn tile_accumulate(
                 .get_mut(m * stride + c * LANES..)
                 .and_then(|x| x.first_chunk_mut::<LANES>())
             {
+                let x = interleaved.pair(t, m, c);
                 // SAFETY: AVX-512F is present; `out` is 16 writable `f32`, 64 bytes.
-                unsafe { _mm512_storeu_si512(out.as_mut_ptr().cast(), interleaved(m, c)) };
+                unsafe { _mm512_storeu_si512(out.as_mut_ptr().cast(), x) };
             }
         }
     }
-    let vp = &*vp;
-    let packed = |m: usize, c: usize| match vp
-        .get(m * stride + c * LANES..)
-        .and_then(|x| x.first_chunk::<LANES>())
-    {
-        // SAFETY: AVX-512F is present; `x` is 16 readable `f32`, 64 bytes.
-        Some(x) => unsafe { _mm512_loadu_si512(x.as_ptr().cast()) },
-        // SAFETY: AVX-512F is present.
-        None => unsafe { _mm512_setzero_si512() },
-    };
+    let packed = Packed { vp: &*vp, stride };
     let mut r0 = 0;
     while r0 < rows {
         let block = BLOCK_ROWS.min(rows - r0);
@@ -170,23 +160,14 @@ pub(super) fn tile_accumulate(
         if shared > 0 {
             let pp_rows: [&[f32]; BLOCK_ROWS] = core::array::from_fn(|i| pp_row(r0 + i));
             let range = 0..shared;
-            by_chunks::<BLOCK_ROWS>(t, acc_block, d, chunks, pp_rows, range, false, &packed);
+            by_chunks::<BLOCK_ROWS>(t, acc_block, d, chunks, pp_rows, range, false, packed);
         }
         // Each row's own remaining pairs, and its lone last key, continuing in key order.
         for (i, acc_row) in acc_block.chunks_exact_mut(d).enumerate() {
             let c = count(r0 + i);
             let (pairs, lone) = (shared..c / 2, c % 2 == 1);
             if !pairs.is_empty() || lone {
-                by_chunks::<1>(
-                    t,
-                    acc_row,
-                    d,
-                    chunks,
-                    [pp_row(r0 + i)],
-                    pairs,
-                    lone,
-                    &packed,
-                );
+                by_chunks::<1>(t, acc_row, d, chunks, [pp_row(r0 + i)], pairs, lone, packed);
             }
         }
         r0 += block;
@@ -205,7 +186,7 @@ fn by_chunks<const R: usize>(
     pp: [&[f32]; R],
     pairs: Range<usize>,
     lone: bool,
-    pair: &impl Fn(usize, usize) -> __m512i,
+    pair: impl Pairs,
 ) {
     let mut c0 = 0;
     while c0 + GROUP <= chunks {
@@ -231,7 +212,7 @@ fn update<const R: usize, const G: usize>(
     pp: [&[f32]; R],
     pairs: Range<usize>,
     lone: bool,
-    pair: &impl Fn(usize, usize) -> __m512i,
+    pair: impl Pairs,
 ) {
     // Every chunk starts inside a row, and the rows are inside `acc`.
     if G == 0 || (c0 + G - 1) * LANES >= d || acc.len() < R * d {
@@ -268,16 +249,16 @@ fn update<const R: usize, const G: usize>(
 /// `vdpbf16ps`, the value pair's high half (key `2m+1`) zeroed if `lone`.
 #[inline(always)]
 fn step<const R: usize, const G: usize>(
-    _: Bf16,
+    t: Bf16,
     a: &mut [[__m512; G]; R],
     pp: [&[f32]; R],
     m: usize,
     c0: usize,
-    pair: &impl Fn(usize, usize) -> __m512i,
+    pair: impl Pairs,
     lone: bool,
 ) {
     let v: [__m512bh; G] = core::array::from_fn(|g| {
-        let x = pair(m, c0 + g);
+        let x = pair.pair(t, m, c0 + g);
         // SAFETY: AVX-512F is present; `__m512bh` is 32 bf16 bit patterns in the same 64 bytes
         // as `__m512i`.
         unsafe {
@@ -301,19 +282,59 @@ fn step<const R: usize, const G: usize>(
     }
 }
 
-/// Chunk `c` (outputs `16c ..`) of value pair `m`: 16 words `(V[2m][i], V[2m+1][i])`, zero past
-/// `d` and for a key `2m+1 ≥ keys`.
-#[inline(always)]
-fn interleave(t: Bf16, values: &[bf16], d: usize, keys: usize, m: usize, c: usize) -> __m512i {
-    let (k0, k1) = (2 * m, 2 * m + 1);
-    let len = d.saturating_sub(c * LANES).min(LANES);
-    let lo = widen_chunk(t, values, k0 * d + c * LANES, len);
-    if k1 >= keys {
-        return lo;
+/// Where the value pairs come from: chunk `c` (outputs `16c ..`) of pair `m` is 16 words
+/// `(V[2m][i], V[2m+1][i])`, zero past `d` and for a key `2m+1 ≥ keys`. (A trait with
+/// `#[inline(always)]` methods, not a closure: a closure is compiled without the token's target
+/// features and, where it is not inlined, leaves each intrinsic in it an out-of-line call.)
+trait Pairs: Copy {
+    /// Chunk `c` of pair `m`.
+    fn pair(self, t: Bf16, m: usize, c: usize) -> __m512i;
+}
+
+/// The value tile packed by pairs, `stride` words from one pair to the next.
+#[derive(Clone, Copy)]
+struct Packed<'a> {
+    vp: &'a [f32],
+    stride: usize,
+}
+
+impl Pairs for Packed<'_> {
+    #[inline(always)]
+    fn pair(self, _: Bf16, m: usize, c: usize) -> __m512i {
+        match self
+            .vp
+            .get(m * self.stride + c * LANES..)
+            .and_then(|x| x.first_chunk::<LANES>())
+        {
+            // SAFETY: AVX-512F is present; `x` is 16 readable `f32`, 64 bytes.
+            Some(x) => unsafe { _mm512_loadu_si512(x.as_ptr().cast()) },
+            // SAFETY: AVX-512F is present.
+            None => unsafe { _mm512_setzero_si512() },
+        }
     }
-    let hi = widen_chunk(t, values, k1 * d + c * LANES, len);
-    // SAFETY: AVX-512F is present.
-    unsafe { _mm512_or_si512(lo, _mm512_slli_epi32::<16>(hi)) }
+}
+
+/// The value rows themselves (`keys` rows of `d`), interleaved in registers.
+#[derive(Clone, Copy)]
+struct Interleaved<'a> {
+    values: &'a [bf16],
+    d: usize,
+    keys: usize,
+}
+
+impl Pairs for Interleaved<'_> {
+    #[inline(always)]
+    fn pair(self, t: Bf16, m: usize, c: usize) -> __m512i {
+        let (k0, k1, d) = (2 * m, 2 * m + 1, self.d);
+        let len = d.saturating_sub(c * LANES).min(LANES);
+        let lo = widen_chunk(t, self.values, k0 * d + c * LANES, len);
+        if k1 >= self.keys {
+            return lo;
+        }
+        let hi = widen_chunk(t, self.values, k1 * d + c * LANES, len);
+        // SAFETY: AVX-512F is present.
+        unsafe { _mm512_or_si512(lo, _mm512_slli_epi32::<16>(hi)) }
+    }
 }
 
 /// `values[at .. at + len]` (`len ≤ 16`) as the low halves of 16 words, the rest zero.
