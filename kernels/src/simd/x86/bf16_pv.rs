@@ -257,19 +257,22 @@ fn step<const R: usize, const G: usize>(
     pair: impl Pairs,
     lone: bool,
 ) {
-    let v: [__m512bh; G] = core::array::from_fn(|g| {
+    // A loop, not `array::from_fn`: its closure would be compiled without the target features.
+    // SAFETY: AVX-512F is present; `__m512bh` has the layout of `__m512i`.
+    let mut v = [unsafe { core::mem::transmute::<__m512i, __m512bh>(_mm512_setzero_si512()) }; G];
+    for (g, v) in v.iter_mut().enumerate() {
         let x = pair.pair(t, m, c0 + g);
         // SAFETY: AVX-512F is present; `__m512bh` is 32 bf16 bit patterns in the same 64 bytes
         // as `__m512i`.
-        unsafe {
+        *v = unsafe {
             let x = if lone {
                 _mm512_and_si512(x, _mm512_set1_epi32(0xFFFF))
             } else {
                 x
             };
             core::mem::transmute::<__m512i, __m512bh>(x)
-        }
-    });
+        };
+    }
     for (a, pp) in a.iter_mut().zip(pp.iter()) {
         let w = pp.get(m).map_or(0, |x| x.to_bits());
         // SAFETY: AVX-512F is present; the bf16 pair `w` broadcast is 16 copies of 32 bits, and
