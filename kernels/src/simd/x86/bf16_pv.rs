@@ -58,10 +58,7 @@ const GROUP: usize = 4;
 
 /// `n` rounded up to whole 16-lane lines, `None` on overflow.
 const fn lines(n: usize) -> Option<usize> {
-    match n.div_ceil(LANES).checked_mul(LANES) {
-        Some(x) => Some(x),
-        None => None,
-    }
+    n.div_ceil(LANES).checked_mul(LANES)
 }
 
 /// The mask of lanes `0..min(n, 16)`.
