@@ -125,7 +125,36 @@ pub(super) fn tile_accumulate(
         for (r, acc_row) in acc.chunks_exact_mut(d).enumerate() {
             let c = count(r);
             let (pairs, lone) = (0..c / 2, c % 2 == 1);
-            by_chunks::<1>(t, acc_row, d, chunks, [pp_row(r)], pairs, lone, interleaved);
+            let row = Row {
+                pp: pp_row(r),
+                pairs,
+                lone,
+                values,
+                d,
+            };
+            // 64 and then 32 outputs at a time by unpacking two value rows, the rest by chunks.
+            let mut o = 0;
+            while o + 4 * LANES <= d {
+                unpacked::<2>(t, acc_row, o, &row);
+                o += 4 * LANES;
+            }
+            if o + 2 * LANES <= d {
+                unpacked::<1>(t, acc_row, o, &row);
+                o += 2 * LANES;
+            }
+            let (pairs, lone) = (row.pairs, row.lone);
+            let c0 = o / LANES;
+            by_chunks::<1>(
+                t,
+                acc_row,
+                d,
+                c0,
+                chunks,
+                [row.pp],
+                pairs,
+                lone,
+                interleaved,
+            );
         }
         return true;
     }
@@ -157,14 +186,24 @@ pub(super) fn tile_accumulate(
         if shared > 0 {
             let pp_rows: [&[f32]; BLOCK_ROWS] = core::array::from_fn(|i| pp_row(r0 + i));
             let range = 0..shared;
-            by_chunks::<BLOCK_ROWS>(t, acc_block, d, chunks, pp_rows, range, false, packed);
+            by_chunks::<BLOCK_ROWS>(t, acc_block, d, 0, chunks, pp_rows, range, false, packed);
         }
         // Each row's own remaining pairs, and its lone last key, continuing in key order.
         for (i, acc_row) in acc_block.chunks_exact_mut(d).enumerate() {
             let c = count(r0 + i);
             let (pairs, lone) = (shared..c / 2, c % 2 == 1);
             if !pairs.is_empty() || lone {
-                by_chunks::<1>(t, acc_row, d, chunks, [pp_row(r0 + i)], pairs, lone, packed);
+                by_chunks::<1>(
+                    t,
+                    acc_row,
+                    d,
+                    0,
+                    chunks,
+                    [pp_row(r0 + i)],
+                    pairs,
+                    lone,
+                    packed,
+                );
             }
         }
         r0 += block;
@@ -172,20 +211,22 @@ pub(super) fn tile_accumulate(
     true
 }
 
-/// [`update`] over every chunk of the `R` rows: groups of [`GROUP`] chunks, then one by one.
+/// [`update`] over the chunks `first .. chunks` of the `R` rows: groups of [`GROUP`] chunks,
+/// then one by one.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn by_chunks<const R: usize>(
     t: Bf16,
     acc: &mut [f32],
     d: usize,
+    first: usize,
     chunks: usize,
     pp: [&[f32]; R],
     pairs: Range<usize>,
     lone: bool,
     pair: impl Pairs,
 ) {
-    let mut c0 = 0;
+    let mut c0 = first;
     while c0 + GROUP <= chunks {
         update::<R, GROUP>(t, acc, d, c0, pp, pairs.clone(), lone, pair);
         c0 += GROUP;
@@ -278,6 +319,105 @@ fn step<const R: usize, const G: usize>(
         for (a, &v) in a.iter_mut().zip(v.iter()) {
             // SAFETY: `Bf16` proves AVX512_BF16 is present.
             *a = unsafe { _mm512_dpbf16_ps(*a, pb, v) };
+        }
+    }
+}
+
+/// One output row of a tile too small to pack: its probability pairs, its whole pairs and lone
+/// last key, and the value rows.
+struct Row<'a> {
+    pp: &'a [f32],
+    pairs: Range<usize>,
+    lone: bool,
+    values: &'a [bf16],
+    d: usize,
+}
+
+/// Outputs `o .. o + 32W` of one row (`acc`, `d` long) by `vpunpck{l,h}wd` of two value rows'
+/// 32 elements: the same pairs and operations as [`update`], the accumulators held permuted
+/// (the unpacks pair elements `8L + j` and `8L + 4 + j` of each 128-bit block `L`, `j < 4`) and
+/// put back in order at the end.
+#[inline(always)]
+fn unpacked<const W: usize>(t: Bf16, acc: &mut [f32], o: usize, row: &Row<'_>) {
+    let Some(out) = acc.get_mut(o..o + 2 * LANES * W) else {
+        return;
+    };
+    // SAFETY: AVX-512F is present.
+    let (lo_idx, hi_idx, back0, back1) = unsafe {
+        (
+            _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27),
+            _mm512_setr_epi32(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31),
+            _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23),
+            _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31),
+        )
+    };
+    // SAFETY: AVX-512F is present.
+    let mut a = [[unsafe { _mm512_setzero_ps() }; 2]; W];
+    for (a, x) in a.iter_mut().zip(out.as_chunks::<{ 2 * LANES }>().0) {
+        // SAFETY: AVX-512F is present; `x` is 32 readable `f32`.
+        unsafe {
+            let (x0, x1) = (
+                _mm512_loadu_ps(x.as_ptr()),
+                _mm512_loadu_ps(x.as_ptr().add(LANES)),
+            );
+            *a = [
+                _mm512_permutex2var_ps(x0, lo_idx, x1),
+                _mm512_permutex2var_ps(x0, hi_idx, x1),
+            ];
+        }
+    }
+    for m in row.pairs.clone() {
+        unpacked_step(t, &mut a, row, o, m, false);
+    }
+    if row.lone {
+        unpacked_step(t, &mut a, row, o, row.pairs.end, true);
+    }
+    for (a, x) in a.iter().zip(out.as_chunks_mut::<{ 2 * LANES }>().0) {
+        // SAFETY: AVX-512F is present; `x` is 32 writable `f32`.
+        unsafe {
+            let p = x.as_mut_ptr();
+            _mm512_storeu_ps(p, _mm512_permutex2var_ps(a[0], back0, a[1]));
+            _mm512_storeu_ps(p.add(LANES), _mm512_permutex2var_ps(a[0], back1, a[1]));
+        }
+    }
+}
+
+/// One pair `m` into [`unpacked`]'s permuted accumulators (key `2m+1` zero if `lone`).
+#[inline(always)]
+fn unpacked_step<const W: usize>(
+    _: Bf16,
+    a: &mut [[__m512; 2]; W],
+    row: &Row<'_>,
+    o: usize,
+    m: usize,
+    lone: bool,
+) {
+    let d = row.d;
+    let load = |k: usize, w: usize| -> Option<&[bf16; 2 * LANES]> {
+        let at = k * d + o + 2 * LANES * w;
+        row.values
+            .get(at..)
+            .and_then(|x| x.first_chunk::<{ 2 * LANES }>())
+    };
+    let w = row.pp.get(m).map_or(0, |x| x.to_bits());
+    // SAFETY: AVX-512F is present; `__m512bh` has the layout of `__m512i`.
+    let pb = unsafe { core::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(w as i32)) };
+    for (w, a) in a.iter_mut().enumerate() {
+        let (Some(even), odd) = (load(2 * m, w), load(2 * m + 1, w).filter(|_| !lone)) else {
+            continue;
+        };
+        // SAFETY: AVX-512F, AVX-512BW and AVX512_BF16 are present (`Bf16`); `even` and `odd` are
+        // 64 readable bytes; `__m512bh` has the layout of `__m512i`.
+        unsafe {
+            let e = _mm512_loadu_si512(even.as_ptr().cast());
+            let o = match odd {
+                Some(x) => _mm512_loadu_si512(x.as_ptr().cast()),
+                None => _mm512_setzero_si512(),
+            };
+            let lo = core::mem::transmute::<__m512i, __m512bh>(_mm512_unpacklo_epi16(e, o));
+            let hi = core::mem::transmute::<__m512i, __m512bh>(_mm512_unpackhi_epi16(e, o));
+            a[0] = _mm512_dpbf16_ps(a[0], pb, lo);
+            a[1] = _mm512_dpbf16_ps(a[1], pb, hi);
         }
     }
 }
