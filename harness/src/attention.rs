@@ -443,15 +443,20 @@ impl AttentionProblem {
     }
 
     /// The a-priori bound ([`tolerance::row_bound`]) of every row under `config`, from the inputs
-    /// as the configured element sees them.
+    /// as the configured element sees them; plus [`tolerance::pair_flush_bound`] for flash on
+    /// bf16 elements on the `avx512bf16` backend (its `P·V` by `vdpbf16ps`).
     pub fn row_bounds(&self, config: &KernelConfig) -> Vec<f64> {
         let u = config.accumulator.unit_roundoff();
         let u_out = config.element.unit_roundoff();
         let scale = self.shape.scale as f64;
+        let pairs = config.kernel == Kernel::Flash
+            && config.element == ElementKind::Bf16
+            && config.accumulator == AccumulatorKind::F32
+            && config.backend.resolve() == Backend::Avx512Bf16;
         (0..self.rows())
             .map(|r| {
                 let row = self.row_inputs(r, config.element);
-                tolerance::row_bound(
+                let bound = tolerance::row_bound(
                     &row.q,
                     &row.keys,
                     &row.values,
@@ -459,7 +464,14 @@ impl AttentionProblem {
                     config.block_k(),
                     u,
                     u_out,
-                )
+                );
+                if !pairs {
+                    return bound;
+                }
+                let n = row.keys.len().checked_div(row.q.len()).unwrap_or(0);
+                let v_max = row.values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                let tiles = tolerance::key_tiles(n, config.block_k());
+                bound + tolerance::pair_flush_bound(n, tiles, v_max)
             })
             .collect()
     }

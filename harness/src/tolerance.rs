@@ -205,6 +205,25 @@ impl RowBound {
     }
 }
 
+/// `2^-126`, the smallest normal `f32`: below it `vdpbf16ps` and `vcvtne2ps2bf16` read inputs as
+/// zero and flush results to zero.
+pub const F32_MIN_NORMAL: f64 = 1.175_494_350_822_287_5e-38;
+
+/// The absolute error flash's bf16 `P·V` by `vdpbf16ps` (the `avx512bf16` backend on bf16
+/// elements, `docs/numerics.md`) may add to [`row_bound`] through its flushes to zero:
+/// `2^-126·(n·(V + 2) + 2T)`.
+///
+/// Why: every product is exact and every sum rounded once, as [`row_bound`] counts; what it does
+/// not count is the subnormal range, lost absolutely. Per key, a probability below `2^-126`
+/// rounds to 0 (at most `2^-126·V` lost), a subnormal value reads as 0 (at most `2^-126`, `p ≤ 1`)
+/// and a subnormal sum flushes to 0 (at most `2^-126`); per key tile, the zero key paired with an
+/// odd last key adds one more flushed sum and the accumulator rescaled into the subnormal range
+/// reads as 0 (`2^-126` each). The numerator's error is divided by `l ≥ 1` (the row max's
+/// term is `exp(0) = 1`).
+pub fn pair_flush_bound(visible_keys: usize, key_tiles: usize, value_max: f64) -> f64 {
+    F32_MIN_NORMAL * (visible_keys as f64 * (value_max + 2.0) + 2.0 * key_tiles as f64)
+}
+
 /// The largest magnitude a computed output element may have when the row's values are at most
 /// `value_max`: attention is a convex combination of value rows, so the exact output is at most
 /// `V`, and the computed one exceeds it only by rounding, whatever the logits (this holds where
@@ -279,6 +298,15 @@ mod tests {
         assert_eq!(U_F32, 2f64.powi(-24));
         assert_eq!(U_F16, 2f64.powi(-11));
         assert_eq!(U_BF16, 2f64.powi(-8));
+    }
+
+    #[test]
+    fn pair_flush_bound_by_hand() {
+        assert_eq!(F32_MIN_NORMAL, 2f64.powi(-126));
+        assert_eq!(
+            pair_flush_bound(3, 2, 4.0),
+            2f64.powi(-126) * (3.0 * 6.0 + 4.0)
+        );
     }
 
     #[test]

@@ -33,7 +33,7 @@
 //! | `generic` | any (incl. Cortex-M4F, RV32) | scalar | scalar, widened to f32 |
 //! | `avx2` | x86-64 AVX2 + FMA | 8 lanes, FMA | widened to f32, FMA |
 //! | `avx512` | x86-64 AVX-512F | 16 lanes, FMA | widened to f32, FMA |
-//! | `avx512bf16` | x86-64 AVX512_BF16 | as `avx512` | `vdpbf16ps` dot products |
+//! | `avx512bf16` | x86-64 AVX512_BF16 | as `avx512` | `vdpbf16ps`: dot products, flash's `P·V` |
 //! | `neon` | aarch64 | 4 lanes, FMA | widened to f32, FMA |
 //! | `portable` | `core::simd` (nightly) | 16 lanes | widened to f32 |
 //!

@@ -21,7 +21,8 @@ use core::ops::Range;
 /// The tile's probabilities `P` are rounded to the element format before `P·V` (the sum `l` is
 /// taken before that rounding): with `bf16` tensors and the `f32` accumulator this is
 /// FlashAttention-2's precision as shipped (`S`, `m`, `l`, `O` in `f32`, `P` and the output in
-/// `bf16`), the deviation study's `fa2` model.
+/// `bf16`), the deviation study's `fa2` model. On `avx512bf16`, bf16 `Q·Kᵀ` and `P·V` run by
+/// `vdpbf16ps` (pairs of keys or elements per product step; docs/numerics.md).
 /// `block_k` sets the number of rescalings (about `ceil(kv_len / block_k) - 1` per row) and so
 /// the numerics; `block_q` only sets how many rows share a loaded key tile. If the unnormalised
 /// output of a row overflows (values near the format's limit), that row is recomputed with the
@@ -326,9 +327,10 @@ impl<'a, E: Element, A: Accumulator> Job<E, A> for Flash<'a, E, A> {
                             }
                             *l = l.mul(alpha).add(p_sum);
                         }
-                        store_probabilities::<E, A>(s);
                         *m = m_new;
                     }
+                    // `P` is rounded to the element format inside (FlashAttention-2's rule, as
+                    // `store_probabilities`; `l` above took the unrounded values).
                     ops.tile_accumulate(acc_tile, d.get(), scores, ld, counts, values, work);
                     j0 += block_k;
                 }
@@ -362,10 +364,12 @@ impl<'a, E: Element, A: Accumulator> Job<E, A> for Flash<'a, E, A> {
     }
 }
 
-/// Rounds a tile's probabilities to the element format before `P·V`, as FlashAttention-2 does
+/// Rounds a row's probabilities to the element format before `P·V`, as FlashAttention-2 does
 /// (`flash_fwd_kernel.h` converts `P` to the element type for the second matmul, while the row
 /// sum `l` is taken from the unrounded values). The identity unless the element is narrower than
 /// the accumulator: `bf16` tensors with the `f32` accumulator, which is the `fa2` precision model.
+/// The overflow fallback's rounding; the tiles round by the same rule inside
+/// [`RowOps::tile_accumulate`] (`RowOps::round_probabilities`).
 #[inline(always)]
 fn store_probabilities<E: Element, A: Accumulator>(p: &mut [A]) {
     for x in p.iter_mut() {

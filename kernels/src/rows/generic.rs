@@ -93,6 +93,13 @@ impl<E: Element, A: Accumulator> RowOps<E, A> for Generic {
     }
 
     #[inline]
+    fn round_probabilities(self, p: &mut [A]) {
+        for x in p.iter_mut() {
+            *x = x.round_to::<E>();
+        }
+    }
+
+    #[inline]
     fn store(self, out: &mut [E], acc: &[A], denom: A) {
         for (o, &a) in out.iter_mut().zip(acc) {
             *o = a.div(denom).to_element();

@@ -7,7 +7,9 @@
 //!   (adding `0·0` or `+0` changes nothing); then the lanes are summed by [`sum_tree`]. Several keys
 //!   (and, in flash's blocked tiles, several query rows: `rows::tile`) are processed together only
 //!   to share loads and overlap independent chains: each dot product's order is unchanged.
-//! - **`accumulate`**: per output element, one fused multiply-add per value row, in row order.
+//! - **`accumulate`**: per output element, one fused multiply-add per value row, in row order
+//!   (flash's `P·V` on bf16 values on a token with bf16 pair products, `avx512bf16`, is the
+//!   exception: keys in pairs by `vdpbf16ps`, see `simd/x86/bf16_pv.rs`).
 //! - **`max`**: 16 lane maxima by `x > m ? x : m` (NaN ignored), [`max_tree`], then the tail in
 //!   order.
 //! - **elementwise** (`normalize`, `scale`, `store`): one IEEE operation per element.
@@ -16,7 +18,9 @@
 //! [`sum_tree`]: crate::simd::lanes::sum_tree
 //! [`max_tree`]: crate::simd::lanes::max_tree
 
-use super::ops::{per_row_accumulate, per_row_scores, Counts, Job, QTile, Routed, RowOps};
+use super::ops::{
+    per_row_accumulate, per_row_scores, round_tile, Counts, Job, QTile, Routed, RowOps,
+};
 use super::row_kernels::{accumulate, scores};
 use super::{lane_dense, tile, tile_scores};
 use crate::simd::lanes::keep_max;
@@ -98,17 +102,36 @@ impl<L: Isa, E: ScoreElement> RowOps<E, f32> for LaneOps<L> {
         }
     }
     #[inline]
+    fn round_probabilities(self, p: &mut [f32]) {
+        // Scalar, as the generic backend: the identity (no pass) for f32 elements.
+        if E::IS_BF16 {
+            for x in p.iter_mut() {
+                *x = E::round_probability(*x);
+            }
+        }
+    }
+    #[inline]
     fn tile_accumulate(
         self,
         acc: &mut [f32],
         d: usize,
-        p: &[f32],
+        p: &mut [f32],
         ld: usize,
         counts: Counts,
         values: &[E],
         work: &mut [f32],
     ) {
-        if acc.len() < tile::MIN_BLOCKED_ROWS * d {
+        // bf16 values by the token's own pair instruction, `P` rounded in vectors while it is
+        // packed, for every tile (decode's too: a row's bits do not depend on its tile's rows).
+        if E::IS_BF16 && L::BF16_DOTS {
+            let job = TileAccumulateOwn(&mut *acc, d, &*p, ld, counts, values, &mut *work);
+            if self.0.enter(job) {
+                return;
+            }
+        }
+        let rows = acc.len().checked_div(d).unwrap_or(0);
+        round_tile::<E, f32, _>(self, rows, p, ld, counts);
+        if rows < tile::MIN_BLOCKED_ROWS {
             return per_row_accumulate(self, acc, d, p, ld, counts, values);
         }
         let job = TileAccumulate(&mut *acc, d, p, ld, counts, values, work);
@@ -161,6 +184,23 @@ impl<E: ScoreElement> LaneJob for TileScoresOwn<'_, E> {
     fn run<L: Lanes>(self, l: L) -> bool {
         let TileScoresOwn(q, keys, scale, counts, s, ld, work) = self;
         E::tile_scores_own(l, q, keys, scale, counts, s, ld, work)
+    }
+}
+struct TileAccumulateOwn<'a, E>(
+    &'a mut [f32],
+    usize,
+    &'a [f32],
+    usize,
+    Counts,
+    &'a [E],
+    &'a mut [f32],
+);
+impl<E: ScoreElement> LaneJob for TileAccumulateOwn<'_, E> {
+    type Output = bool;
+    #[inline(always)]
+    fn run<L: Lanes>(self, l: L) -> bool {
+        let TileAccumulateOwn(acc, d, p, ld, counts, values, work) = self;
+        E::tile_accumulate_own(l, acc, d, p, ld, counts, values, work)
     }
 }
 impl<E: LaneElement> LaneJob for TileAccumulate<'_, E> {
@@ -284,6 +324,29 @@ pub(crate) trait ScoreElement: LaneElement {
     }
     /// `out[j] = dot(q, key j) * scale`.
     fn scores<L: Lanes>(l: L, q: &[Self], keys: &[Self], scale: f32, out: &mut [f32]);
+    /// `x` rounded to this format and back (`Element::round_f32`: the rule of the generic
+    /// backend's `round_to`, so both round flash's probabilities to the same bits).
+    #[inline(always)]
+    fn round_probability(x: f32) -> f32 {
+        x
+    }
+    /// A tile's `O += P̂·V` ([`RowOps::tile_accumulate`], `P` unrounded) by the token's own
+    /// instruction for this element (`Lanes::bf16_tile_accumulate`); `false` (nothing done,
+    /// `p` untouched) where there is none.
+    #[allow(clippy::too_many_arguments)]
+    fn tile_accumulate_own<L: Lanes>(
+        l: L,
+        acc: &mut [f32],
+        d: usize,
+        p: &[f32],
+        ld: usize,
+        counts: Counts,
+        values: &[Self],
+        work: &mut [f32],
+    ) -> bool {
+        let _ = (l, acc, d, p, ld, counts, values, work);
+        false
+    }
 }
 
 impl ScoreElement for f32 {
@@ -314,6 +377,24 @@ impl ScoreElement for half::bf16 {
         if !l.bf16_scores(q, keys, scale, out) {
             scores(l, q, keys, scale, out)
         }
+    }
+    #[inline(always)]
+    fn round_probability(x: f32) -> f32 {
+        <Self as crate::Element>::round_f32(x)
+    }
+    #[inline(always)]
+    fn tile_accumulate_own<L: Lanes>(
+        l: L,
+        acc: &mut [f32],
+        d: usize,
+        p: &[f32],
+        ld: usize,
+        counts: Counts,
+        values: &[Self],
+        work: &mut [f32],
+    ) -> bool {
+        let count = |r: usize| counts.of(r);
+        l.bf16_tile_accumulate(acc, d, p, ld, count, counts.n, values, work)
     }
 }
 

@@ -11,6 +11,8 @@
 //! (only the `f32` accumulator over `f32` and `bf16` elements does), and runs the job there or on
 //! [`Generic`](generic::Generic).
 
+#[cfg(test)]
+mod bf16_pv_tests;
 pub(crate) mod dense;
 mod generic;
 mod lane_dense;

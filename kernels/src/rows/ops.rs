@@ -62,23 +62,50 @@ pub trait RowOps<E, A>: Copy {
         per_row_scores(self, q, keys, scale, counts, s, ld)
     }
 
-    /// `acc row r += Σ_{j < counts.of(r)} p[r·ld + j] · values[j·d ..]` for each of the
-    /// `acc.len() / d` rows, every output element accumulated in order of `j` (the operations of
-    /// [`RowOps::accumulate`] row by row, which is the default).
+    /// `p[j] = round(p[j])` to the element format and back (nearest, ties to even), as
+    /// FlashAttention-2 stores `P` before `P·V`; the identity where the element is not narrower
+    /// than the accumulator.
+    fn round_probabilities(self, p: &mut [A]);
+
+    /// `acc row r += Σ_{j < counts.of(r)} p̂[r·ld + j] · values[j·d ..]` for each of the
+    /// `acc.len() / d` rows, where `p̂` is `p` rounded to the element format
+    /// ([`RowOps::round_probabilities`]: `p` arrives unrounded, and may be left rounded or
+    /// not). The default rounds each row's `p` in place and runs [`RowOps::accumulate`] row by
+    /// row (every output element accumulated in order of `j`); a backend with a pair instruction
+    /// may round and multiply in its own order (`avx512bf16` on `bf16`: see `rows::lanes`).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn tile_accumulate(
         self,
         acc: &mut [A],
         d: usize,
-        p: &[A],
+        p: &mut [A],
         ld: usize,
         counts: Counts,
         values: &[E],
         work: &mut [A],
     ) {
         let _ = work;
+        round_tile(self, acc.len().checked_div(d).unwrap_or(0), p, ld, counts);
         per_row_accumulate(self, acc, d, p, ld, counts, values)
+    }
+}
+
+/// [`RowOps::round_probabilities`] of each of a tile's `rows` rows of probabilities (row `r`:
+/// its `counts.of(r)` visible entries at `p[r·ld ..]`).
+#[inline(always)]
+pub(crate) fn round_tile<E, A, O: RowOps<E, A>>(
+    ops: O,
+    rows: usize,
+    p: &mut [A],
+    ld: usize,
+    counts: Counts,
+) {
+    for r in 0..rows {
+        let n = counts.of(r);
+        if let Some(p_row) = p.get_mut(r * ld..r * ld + n) {
+            ops.round_probabilities(p_row);
+        }
     }
 }
 

@@ -20,16 +20,16 @@
 
 use super::ops::Counts;
 use super::row_kernels::accumulate;
-use crate::simd::lanes::Columns;
+use crate::simd::lanes::{bf16_pair_work_len, Columns};
 use crate::simd::{LaneElement, Lanes, LANES};
 
 /// Query rows a tile needs before packing pays for itself; smaller tiles (decode) use the
 /// per-row kernels, which give the same bits.
 pub(crate) const MIN_BLOCKED_ROWS: usize = 4;
 
-/// The work space of the scores micro-kernel (`rows::tile_scores`) in `f32`: the packed query rows (`rows·dp`, `dp` = `d`
-/// rounded up to whole chunks of 16) and the transposed key tile (`keys` rounded up to whole
-/// panels of 16, by `dp`).
+/// The work space of the scores micro-kernel (`rows::tile_scores`) in `f32`: the packed query
+/// rows (`rows·dp`, `dp` = `d` rounded up to whole chunks of 16) and the transposed key tile
+/// (`keys` rounded up to whole panels of 16, by `dp`).
 const fn scores_work_len(rows: usize, keys: usize, d: usize) -> Option<usize> {
     let Some(dp) = round_up(d) else {
         return None;
@@ -43,9 +43,10 @@ const fn scores_work_len(rows: usize, keys: usize, d: usize) -> Option<usize> {
     q.checked_add(k)
 }
 
-/// The work space the tile primitives need, in `f32`: the larger of the scores' (packed query rows
-/// and the transposed key tile, [`scores_work_len`]) and `P·V`'s (the value tile after the query
-/// rows' whole 64-byte lines).
+/// The work space the tile primitives need, in `f32`: the largest of the scores' (packed query
+/// rows and the transposed key tile, [`scores_work_len`]), `P·V`'s (the value tile after the
+/// query rows' whole 64-byte lines) and bf16 `P·V`'s by a pair instruction (the value pairs and
+/// each row's probability pairs, `bf16_pair_work_len`).
 pub(crate) const fn tile_work_len(rows: usize, keys: usize, d: usize) -> Option<usize> {
     let Some(scores) = scores_work_len(rows, keys, d) else {
         return None;
@@ -56,10 +57,11 @@ pub(crate) const fn tile_work_len(rows: usize, keys: usize, d: usize) -> Option<
     let Some(q) = round_up(q) else {
         return None;
     };
-    let Some(pv) = q.checked_add(v) else {
+    let (Some(pv), Some(pairs)) = (q.checked_add(v), bf16_pair_work_len(rows, keys, d)) else {
         return None;
     };
-    Some(if scores > pv { scores } else { pv })
+    let larger = if scores > pv { scores } else { pv };
+    Some(if pairs > larger { pairs } else { larger })
 }
 
 /// `n` rounded up to a whole number of lanes (a 64-byte line of `f32`).

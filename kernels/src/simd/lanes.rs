@@ -141,6 +141,48 @@ pub(crate) trait Lanes: Copy {
         self.store(v, &mut a);
         max_tree(a)
     }
+
+    /// Flash's `O += P̂·V` for one tile of `keys` bf16 value rows (`values`, `d` elements each)
+    /// by an instruction of this ISA that multiplies bf16 pairs: for each of the `acc.len() / d`
+    /// output rows `r`, its first `count(r)` (at most `keys`) probabilities `p[r·ld ..]`, rounded
+    /// to bf16 here, times the value rows. `work` is 64-byte aligned packing space of at least
+    /// `rows::tile::tile_work_len` `f32`. `false` (nothing done) where the token has no such
+    /// instruction or `work` is too small; the caller then rounds `P` and uses the canonical
+    /// order.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn bf16_tile_accumulate(
+        self,
+        acc: &mut [f32],
+        d: usize,
+        p: &[f32],
+        ld: usize,
+        count: impl Fn(usize) -> usize,
+        keys: usize,
+        values: &[bf16],
+        work: &mut [f32],
+    ) -> bool {
+        let _ = (acc, d, p, ld, count, keys, values, work);
+        false
+    }
+}
+
+/// The `f32` of work space a pair instruction's [`Lanes::bf16_tile_accumulate`] needs for `rows`
+/// rows, `keys` keys and `d` outputs (`None` on overflow): the value tile packed in pairs,
+/// `⌈keys/2⌉` pairs of `16⌈d/16⌉` words, and each row's probabilities as bf16 pairs,
+/// `16⌈⌈keys/2⌉/16⌉` words a row (a word of two bf16 per `f32`).
+pub(crate) const fn bf16_pair_work_len(rows: usize, keys: usize, d: usize) -> Option<usize> {
+    const fn lines(n: usize) -> Option<usize> {
+        n.div_ceil(LANES).checked_mul(LANES)
+    }
+    let pairs = keys.div_ceil(2);
+    let (Some(stride), Some(p_stride)) = (lines(d), lines(pairs)) else {
+        return None;
+    };
+    let (Some(v), Some(p)) = (pairs.checked_mul(stride), rows.checked_mul(p_stride)) else {
+        return None;
+    };
+    v.checked_add(p)
 }
 
 /// [`Lanes::reduce_add`] of each of `G` vectors, four at a time.

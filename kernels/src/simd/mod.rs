@@ -8,7 +8,7 @@
 //! its instructions run, so the lane methods are safe. Every token performs the same IEEE-754
 //! operations on the same operands in the same order (element `i` of a row in lane `i % 16`, one
 //! canonical reduction tree, one exp polynomial), so all backends agree bit for bit, except
-//! `avx512bf16`'s bf16 attention scores (`vdpbf16ps`).
+//! `avx512bf16`'s bf16 attention scores and flash `P·V` (`vdpbf16ps`).
 //!
 //! Backend choice is decided here and nowhere else (`dispatch::run_lanes`): a forced backend is
 //! checked against the CPU; [`Backend::Auto`] picks the best available one (compile-time target

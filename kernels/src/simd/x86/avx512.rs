@@ -1,5 +1,6 @@
 //! AVX-512F: the 16 virtual lanes are one 512-bit register.
 
+use super::bf16_pv::Bf16 as Bf16Proof;
 use crate::simd::isa::isa_with_features;
 use crate::simd::lanes::{reduce_group, Columns, Lanes, LANES};
 use core::arch::x86_64::*;
@@ -245,6 +246,27 @@ impl<const BF16: bool> Lanes for Avx512<BF16> {
             _mm512_storeu_ps(out.as_mut_ptr(), s1);
             [out[0], out[4], out[8], out[12]]
         }
+    }
+
+    #[inline(always)]
+    fn bf16_tile_accumulate(
+        self,
+        acc: &mut [f32],
+        d: usize,
+        p: &[f32],
+        ld: usize,
+        count: impl Fn(usize) -> usize,
+        keys: usize,
+        values: &[bf16],
+        work: &mut [f32],
+    ) -> bool {
+        if !BF16 {
+            return false;
+        }
+        // SAFETY: `Avx512<true>` tokens come only from `Avx512Bf16::new`, which checked
+        // AVX-512F, AVX-512BW and AVX512_BF16: this one is such a token.
+        let t = unsafe { Bf16Proof::new_unchecked() };
+        super::bf16_pv::tile_accumulate(t, acc, d, p, ld, count, keys, values, work)
     }
 }
 

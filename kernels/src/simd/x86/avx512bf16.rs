@@ -1,12 +1,13 @@
 //! AVX-512F with AVX512_BF16: the token whose bf16 attention scores are `vdpbf16ps` dot products
-//! (in `avx512.rs`, beside the lanes they reduce); everything else as [`Avx512`].
+//! (in `avx512.rs`, beside the lanes they reduce) and whose flash `P·V` on bf16 values is
+//! `vdpbf16ps` too (`bf16_pv.rs`); everything else as [`Avx512`].
 //!
 //! `vdpbf16ps` adds the two products of a pair of bf16 elements into one f32 lane (elements
-//! `2i, 2i+1` of each 32-element chunk into lane `i`), flushes subnormal inputs and outputs to zero
-//! and rounds to nearest even whatever MXCSR says. Its dot products are therefore accurate but not
-//! in the canonical order: attention scores on bf16 elements are the one computation of this
-//! backend that is not bit-equal to the other SIMD backends. On `f32` elements, and in every other
-//! lane operation, this backend is [`Avx512`].
+//! `2i, 2i+1` of each 32-element chunk into lane `i`, the odd one first), flushes subnormal inputs
+//! and outputs to zero and rounds to nearest even whatever MXCSR says. Its sums are therefore
+//! accurate but not in the canonical order: attention scores and flash's `P·V` on bf16 elements
+//! are the computations of this backend that are not bit-equal to the other SIMD backends. On
+//! `f32` elements, and in every other lane operation, this backend is [`Avx512`].
 
 use super::Avx512;
 use crate::simd::isa::{Isa, LaneJob};

@@ -1,0 +1,523 @@
+//! Flash's `O += P̂·V` on bf16 values by `vdpbf16ps` (AVX512_BF16): the
+//! `Lanes::bf16_tile_accumulate` of `Avx512Bf16`.
+//!
+//! `vdpbf16ps` multiplies pairs of bf16: in 32-bit lane `i`, `acc[i] += a[2i+1]·b[2i+1]`, then
+//! `acc[i] += a[2i]·b[2i]` (Intel's pseudocode; the odd element first), each product exact (two
+//! 8-bit significands) and each sum rounded to nearest even, with subnormal inputs (the
+//! accumulator's too) read as zero and subnormal results flushed to zero. So `P·V` runs over
+//! the keys in pairs `(2m, 2m+1)`:
+//!
+//! - the value tile is packed pair-interleaved into the work space: for pair `m` and output
+//!   element `i`, one 32-bit word holds `(V[2m][i], V[2m+1][i])` (low half, high half), so 16
+//!   outputs' pairs are one operand; pairs are `16·⌈d/16⌉` words apart (zero-padded), and an odd
+//!   last key is paired with a zero key;
+//! - each row's probabilities are rounded to bf16 by `vcvtne2ps2bf16` (nearest, ties to even:
+//!   FlashAttention-2's rounding of `P`), zero past the row's count; the bf16 sequence
+//!   `p̂[0], p̂[1], …` is the row's pairs in order. That instruction reads a subnormal `f32` as
+//!   zero, so a probability below `2^-126` contributes nothing (as a bf16 subnormal would not
+//!   through `vdpbf16ps`);
+//! - blocks of 4 rows × 4 chunks of 16 outputs stay in registers while the value pairs stream
+//!   past; each row's pair `(p̂[2m], p̂[2m+1])` is broadcast as one 32-bit word:
+//!   `acc += p̂[2m+1]·V[2m+1]`, then `acc += p̂[2m]·V[2m]`.
+//!
+//! Every output element goes through the same operations in the same order whichever block
+//! computes it: the pairs every row of a block sees (`⌊count/2⌋` of the block's first row), then
+//! the row's own whole pairs, and, for an odd count, its last key paired with a zero key (the
+//! value pair's high half masked to zero, so an unseen non-finite value is never multiplied by
+//! 0). Tiles of fewer than 4 rows (decode) interleave the pairs in registers instead of packing
+//! them: the same operations, so a row's bits do not depend on its tile's rows.
+
+use crate::simd::lanes::LANES;
+use core::arch::x86_64::*;
+use core::ops::Range;
+use half::bf16;
+
+/// Proof that this CPU runs AVX-512F, AVX-512BW and AVX512_BF16: the `Avx512<true>` token hands
+/// one over (a type of this file's own, so that `avx512.rs` calls in here without this file
+/// importing it back).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Bf16(());
+
+impl Bf16 {
+    /// The proof.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must run AVX-512F, AVX-512BW and AVX512_BF16 (as an `Avx512<true>` token proves).
+    #[inline(always)]
+    pub(super) unsafe fn new_unchecked() -> Self {
+        Bf16(())
+    }
+}
+
+/// Query rows of a register block, and tiles smaller than this are not packed.
+const BLOCK_ROWS: usize = 4;
+
+/// Chunks of 16 outputs per row of a register block.
+const GROUP: usize = 4;
+
+/// `n` rounded up to whole 16-lane lines, `None` on overflow.
+const fn lines(n: usize) -> Option<usize> {
+    n.div_ceil(LANES).checked_mul(LANES)
+}
+
+/// The mask of lanes `0..min(n, 16)`.
+#[inline(always)]
+fn prefix_mask(n: usize) -> __mmask16 {
+    ((1u32 << n.min(LANES)) - 1) as __mmask16
+}
+
+/// `Lanes::bf16_tile_accumulate` of the AVX512_BF16 token (see the module docs), in the work
+/// space `lanes::bf16_pair_work_len` counts. `false` (nothing done) for `d = 0`, short `values`
+/// or `p`, or too small a `work`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn tile_accumulate(
+    t: Bf16,
+    acc: &mut [f32],
+    d: usize,
+    p: &[f32],
+    ld: usize,
+    count: impl Fn(usize) -> usize,
+    keys: usize,
+    values: &[bf16],
+    work: &mut [f32],
+) -> bool {
+    if d == 0 {
+        return false;
+    }
+    let rows = acc.len() / d;
+    let count = |r: usize| count(r).min(keys);
+    let pairs = keys.div_ceil(2);
+    let chunks = d.div_ceil(LANES);
+    let (Some(stride), Some(p_stride)) = (lines(d), lines(pairs)) else {
+        return false;
+    };
+    let Some(values) = keys.checked_mul(d).and_then(|n| values.get(..n)) else {
+        return false;
+    };
+    let blocked = rows >= BLOCK_ROWS;
+    let v_len = if blocked {
+        pairs.checked_mul(stride)
+    } else {
+        Some(0)
+    };
+    let (Some(v_len), Some(p_len)) = (v_len, rows.checked_mul(p_stride)) else {
+        return false;
+    };
+    let Some((vp, pp)) = work.split_at_mut_checked(v_len) else {
+        return false;
+    };
+    let Some(pp) = pp.get_mut(..p_len) else {
+        return false;
+    };
+    if (0..rows).any(|r| p.get(r * ld..r * ld + count(r)).is_none()) {
+        return false;
+    }
+    for (r, dst) in pp.chunks_exact_mut(p_stride.max(1)).enumerate() {
+        let src = p.get(r * ld..r * ld + count(r)).unwrap_or(&[]);
+        pack_probabilities(t, src, dst);
+    }
+    let pp = &*pp;
+    let pp_row = |r: usize| pp.get(r * p_stride..(r + 1) * p_stride).unwrap_or(&[]);
+    let interleaved = Interleaved { values, d, keys };
+    if !blocked {
+        for (r, acc_row) in acc.chunks_exact_mut(d).enumerate() {
+            let c = count(r);
+            let (pairs, lone) = (0..c / 2, c % 2 == 1);
+            let row = Row {
+                pp: pp_row(r),
+                pairs,
+                lone,
+                values,
+                d,
+            };
+            // 64 and then 32 outputs at a time by unpacking two value rows, the rest by chunks.
+            let mut o = 0;
+            while o + 4 * LANES <= d {
+                unpacked::<2>(t, acc_row, o, &row);
+                o += 4 * LANES;
+            }
+            if o + 2 * LANES <= d {
+                unpacked::<1>(t, acc_row, o, &row);
+                o += 2 * LANES;
+            }
+            let (pairs, lone) = (row.pairs, row.lone);
+            let c0 = o / LANES;
+            by_chunks::<1>(
+                t,
+                acc_row,
+                d,
+                c0,
+                chunks,
+                [row.pp],
+                pairs,
+                lone,
+                interleaved,
+            );
+        }
+        return true;
+    }
+    for m in 0..pairs {
+        for c in 0..chunks {
+            if let Some(out) = vp
+                .get_mut(m * stride + c * LANES..)
+                .and_then(|x| x.first_chunk_mut::<LANES>())
+            {
+                let x = interleaved.pair(t, m, c);
+                // SAFETY: AVX-512F is present; `out` is 16 writable `f32`, 64 bytes.
+                unsafe { _mm512_storeu_si512(out.as_mut_ptr().cast(), x) };
+            }
+        }
+    }
+    let packed = Packed { vp: &*vp, stride };
+    let mut r0 = 0;
+    while r0 < rows {
+        let block = BLOCK_ROWS.min(rows - r0);
+        let Some(acc_block) = acc.get_mut(r0 * d..(r0 + block) * d) else {
+            break;
+        };
+        // Counts grow with the row: the block's first row sees the fewest keys.
+        let shared = if block == BLOCK_ROWS {
+            count(r0) / 2
+        } else {
+            0
+        };
+        if shared > 0 {
+            let pp_rows: [&[f32]; BLOCK_ROWS] = core::array::from_fn(|i| pp_row(r0 + i));
+            let range = 0..shared;
+            by_chunks::<BLOCK_ROWS>(t, acc_block, d, 0, chunks, pp_rows, range, false, packed);
+        }
+        // Each row's own remaining pairs, and its lone last key, continuing in key order.
+        for (i, acc_row) in acc_block.chunks_exact_mut(d).enumerate() {
+            let c = count(r0 + i);
+            let (pairs, lone) = (shared..c / 2, c % 2 == 1);
+            if !pairs.is_empty() || lone {
+                by_chunks::<1>(
+                    t,
+                    acc_row,
+                    d,
+                    0,
+                    chunks,
+                    [pp_row(r0 + i)],
+                    pairs,
+                    lone,
+                    packed,
+                );
+            }
+        }
+        r0 += block;
+    }
+    true
+}
+
+/// [`update`] over the chunks `first .. chunks` of the `R` rows: groups of [`GROUP`] chunks,
+/// then one by one.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn by_chunks<const R: usize>(
+    t: Bf16,
+    acc: &mut [f32],
+    d: usize,
+    first: usize,
+    chunks: usize,
+    pp: [&[f32]; R],
+    pairs: Range<usize>,
+    lone: bool,
+    pair: impl Pairs,
+) {
+    let mut c0 = first;
+    while c0 + GROUP <= chunks {
+        update::<R, GROUP>(t, acc, d, c0, pp, pairs.clone(), lone, pair);
+        c0 += GROUP;
+    }
+    while c0 < chunks {
+        update::<R, 1>(t, acc, d, c0, pp, pairs.clone(), lone, pair);
+        c0 += 1;
+    }
+}
+
+/// `acc[r][16c ..][..16]` for the `R` rows of `acc` (each `d` long) and chunks
+/// `c0 .. c0 + G`, accumulating the value pairs `pair(m, c)` for `m` in `pairs` times each row's
+/// probability pair `pp[r][m]`, then, if `lone`, pair `pairs.end` with its high (odd) key masked.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn update<const R: usize, const G: usize>(
+    t: Bf16,
+    acc: &mut [f32],
+    d: usize,
+    c0: usize,
+    pp: [&[f32]; R],
+    pairs: Range<usize>,
+    lone: bool,
+    pair: impl Pairs,
+) {
+    // Every chunk starts inside a row, and the rows are inside `acc`.
+    if G == 0 || (c0 + G - 1) * LANES >= d || acc.len() < R * d {
+        return;
+    }
+    let masks: [__mmask16; G] = core::array::from_fn(|g| prefix_mask(d - (c0 + g) * LANES));
+    // SAFETY: AVX-512F is present.
+    let mut a = [[unsafe { _mm512_setzero_ps() }; G]; R];
+    for (i, a) in a.iter_mut().enumerate() {
+        for ((g, a), &mask) in a.iter_mut().enumerate().zip(&masks) {
+            // SAFETY: AVX-512F is present; chunk `c0 + g` starts at `(c0 + g)·16 < d` in row `i`
+            // (checked above), so the pointer is inside `acc` (`R·d` long), and the masked load
+            // reads only lanes `< d − (c0 + g)·16`, inside the row.
+            *a = unsafe { _mm512_maskz_loadu_ps(mask, acc.as_ptr().add(i * d + (c0 + g) * LANES)) };
+        }
+    }
+    for m in pairs.clone() {
+        step(t, &mut a, pp, m, c0, pair, false);
+    }
+    if lone {
+        step(t, &mut a, pp, pairs.end, c0, pair, true);
+    }
+    for (i, a) in a.iter().enumerate() {
+        for ((g, &a), &mask) in a.iter().enumerate().zip(&masks) {
+            // SAFETY: as for the loads: the masked store writes only lanes inside row `i`.
+            unsafe {
+                _mm512_mask_storeu_ps(acc.as_mut_ptr().add(i * d + (c0 + g) * LANES), mask, a)
+            };
+        }
+    }
+}
+
+/// One pair `m` into the registers `a`: `a[r][g] += p̂[r][2m+1]·V[2m+1] + p̂[r][2m]·V[2m]` by
+/// `vdpbf16ps`, the value pair's high half (key `2m+1`) zeroed if `lone`.
+#[inline(always)]
+fn step<const R: usize, const G: usize>(
+    t: Bf16,
+    a: &mut [[__m512; G]; R],
+    pp: [&[f32]; R],
+    m: usize,
+    c0: usize,
+    pair: impl Pairs,
+    lone: bool,
+) {
+    // A loop, not `array::from_fn`: its closure would be compiled without the target features.
+    // SAFETY: AVX-512F is present; `__m512bh` has the layout of `__m512i`.
+    let mut v = [unsafe { core::mem::transmute::<__m512i, __m512bh>(_mm512_setzero_si512()) }; G];
+    for (g, v) in v.iter_mut().enumerate() {
+        let x = pair.pair(t, m, c0 + g);
+        // SAFETY: AVX-512F is present; `__m512bh` is 32 bf16 bit patterns in the same 64 bytes
+        // as `__m512i`.
+        *v = unsafe {
+            let x = if lone {
+                _mm512_and_si512(x, _mm512_set1_epi32(0xFFFF))
+            } else {
+                x
+            };
+            core::mem::transmute::<__m512i, __m512bh>(x)
+        };
+    }
+    for (a, pp) in a.iter_mut().zip(pp.iter()) {
+        let w = pp.get(m).map_or(0, |x| x.to_bits());
+        // SAFETY: AVX-512F is present; the bf16 pair `w` broadcast is 16 copies of 32 bits, and
+        // `__m512bh` has the layout of `__m512i`.
+        let pb = unsafe { core::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(w as i32)) };
+        for (a, &v) in a.iter_mut().zip(v.iter()) {
+            // SAFETY: `Bf16` proves AVX512_BF16 is present.
+            *a = unsafe { _mm512_dpbf16_ps(*a, pb, v) };
+        }
+    }
+}
+
+/// One output row of a tile too small to pack: its probability pairs, its whole pairs and lone
+/// last key, and the value rows.
+struct Row<'a> {
+    pp: &'a [f32],
+    pairs: Range<usize>,
+    lone: bool,
+    values: &'a [bf16],
+    d: usize,
+}
+
+/// Outputs `o .. o + 32W` of one row (`acc`, `d` long) by `vpunpck{l,h}wd` of two value rows'
+/// 32 elements: the same pairs and operations as [`update`], the accumulators held permuted
+/// (the unpacks pair elements `8L + j` and `8L + 4 + j` of each 128-bit block `L`, `j < 4`) and
+/// put back in order at the end.
+#[inline(always)]
+fn unpacked<const W: usize>(t: Bf16, acc: &mut [f32], o: usize, row: &Row<'_>) {
+    let Some(out) = acc.get_mut(o..o + 2 * LANES * W) else {
+        return;
+    };
+    // SAFETY: AVX-512F is present.
+    let (lo_idx, hi_idx, back0, back1) = unsafe {
+        (
+            _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27),
+            _mm512_setr_epi32(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31),
+            _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23),
+            _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31),
+        )
+    };
+    // SAFETY: AVX-512F is present.
+    let mut a = [[unsafe { _mm512_setzero_ps() }; 2]; W];
+    for (a, x) in a.iter_mut().zip(out.as_chunks::<{ 2 * LANES }>().0) {
+        // SAFETY: AVX-512F is present; `x` is 32 readable `f32`.
+        unsafe {
+            let (x0, x1) = (
+                _mm512_loadu_ps(x.as_ptr()),
+                _mm512_loadu_ps(x.as_ptr().add(LANES)),
+            );
+            *a = [
+                _mm512_permutex2var_ps(x0, lo_idx, x1),
+                _mm512_permutex2var_ps(x0, hi_idx, x1),
+            ];
+        }
+    }
+    for m in row.pairs.clone() {
+        unpacked_step(t, &mut a, row, o, m, false);
+    }
+    if row.lone {
+        unpacked_step(t, &mut a, row, o, row.pairs.end, true);
+    }
+    for (a, x) in a.iter().zip(out.as_chunks_mut::<{ 2 * LANES }>().0) {
+        // SAFETY: AVX-512F is present; `x` is 32 writable `f32`.
+        unsafe {
+            let p = x.as_mut_ptr();
+            _mm512_storeu_ps(p, _mm512_permutex2var_ps(a[0], back0, a[1]));
+            _mm512_storeu_ps(p.add(LANES), _mm512_permutex2var_ps(a[0], back1, a[1]));
+        }
+    }
+}
+
+/// One pair `m` into [`unpacked`]'s permuted accumulators (key `2m+1` zero if `lone`).
+#[inline(always)]
+fn unpacked_step<const W: usize>(
+    _: Bf16,
+    a: &mut [[__m512; 2]; W],
+    row: &Row<'_>,
+    o: usize,
+    m: usize,
+    lone: bool,
+) {
+    let d = row.d;
+    let load = |k: usize, w: usize| -> Option<&[bf16; 2 * LANES]> {
+        let at = k * d + o + 2 * LANES * w;
+        row.values
+            .get(at..)
+            .and_then(|x| x.first_chunk::<{ 2 * LANES }>())
+    };
+    let w = row.pp.get(m).map_or(0, |x| x.to_bits());
+    // SAFETY: AVX-512F is present; `__m512bh` has the layout of `__m512i`.
+    let pb = unsafe { core::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(w as i32)) };
+    for (w, a) in a.iter_mut().enumerate() {
+        let (Some(even), odd) = (load(2 * m, w), load(2 * m + 1, w).filter(|_| !lone)) else {
+            continue;
+        };
+        // SAFETY: AVX-512F, AVX-512BW and AVX512_BF16 are present (`Bf16`); `even` and `odd` are
+        // 64 readable bytes; `__m512bh` has the layout of `__m512i`.
+        unsafe {
+            let e = _mm512_loadu_si512(even.as_ptr().cast());
+            let o = match odd {
+                Some(x) => _mm512_loadu_si512(x.as_ptr().cast()),
+                None => _mm512_setzero_si512(),
+            };
+            let lo = core::mem::transmute::<__m512i, __m512bh>(_mm512_unpacklo_epi16(e, o));
+            let hi = core::mem::transmute::<__m512i, __m512bh>(_mm512_unpackhi_epi16(e, o));
+            a[0] = _mm512_dpbf16_ps(a[0], pb, lo);
+            a[1] = _mm512_dpbf16_ps(a[1], pb, hi);
+        }
+    }
+}
+
+/// Where the value pairs come from: chunk `c` (outputs `16c ..`) of pair `m` is 16 words
+/// `(V[2m][i], V[2m+1][i])`, zero past `d` and for a key `2m+1 ≥ keys`. (A trait with
+/// `#[inline(always)]` methods, not a closure: a closure is compiled without the token's target
+/// features and, where it is not inlined, leaves each intrinsic in it an out-of-line call.)
+trait Pairs: Copy {
+    /// Chunk `c` of pair `m`.
+    fn pair(self, t: Bf16, m: usize, c: usize) -> __m512i;
+}
+
+/// The value tile packed by pairs, `stride` words from one pair to the next.
+#[derive(Clone, Copy)]
+struct Packed<'a> {
+    vp: &'a [f32],
+    stride: usize,
+}
+
+impl Pairs for Packed<'_> {
+    #[inline(always)]
+    fn pair(self, _: Bf16, m: usize, c: usize) -> __m512i {
+        match self
+            .vp
+            .get(m * self.stride + c * LANES..)
+            .and_then(|x| x.first_chunk::<LANES>())
+        {
+            // SAFETY: AVX-512F is present; `x` is 16 readable `f32`, 64 bytes.
+            Some(x) => unsafe { _mm512_loadu_si512(x.as_ptr().cast()) },
+            // SAFETY: AVX-512F is present.
+            None => unsafe { _mm512_setzero_si512() },
+        }
+    }
+}
+
+/// The value rows themselves (`keys` rows of `d`), interleaved in registers.
+#[derive(Clone, Copy)]
+struct Interleaved<'a> {
+    values: &'a [bf16],
+    d: usize,
+    keys: usize,
+}
+
+impl Pairs for Interleaved<'_> {
+    #[inline(always)]
+    fn pair(self, t: Bf16, m: usize, c: usize) -> __m512i {
+        let (k0, k1, d) = (2 * m, 2 * m + 1, self.d);
+        let len = d.saturating_sub(c * LANES).min(LANES);
+        let lo = widen_chunk(t, self.values, k0 * d + c * LANES, len);
+        if k1 >= self.keys {
+            return lo;
+        }
+        let hi = widen_chunk(t, self.values, k1 * d + c * LANES, len);
+        // SAFETY: AVX-512F is present.
+        unsafe { _mm512_or_si512(lo, _mm512_slli_epi32::<16>(hi)) }
+    }
+}
+
+/// `values[at .. at + len]` (`len ≤ 16`) as the low halves of 16 words, the rest zero.
+#[inline(always)]
+fn widen_chunk(_: Bf16, values: &[bf16], at: usize, len: usize) -> __m512i {
+    let Some(x) = values.get(at..at + len).filter(|x| !x.is_empty()) else {
+        // SAFETY: AVX-512F is present.
+        return unsafe { _mm512_setzero_si512() };
+    };
+    let mask = ((1u64 << len.min(LANES)) - 1) as __mmask32;
+    // SAFETY: AVX-512F and AVX-512BW are present (the token); the masked load reads only the
+    // `len` elements of `x` (`bf16` is a transparent `u16`).
+    unsafe {
+        let h = _mm512_maskz_loadu_epi16(mask, x.as_ptr().cast());
+        _mm512_cvtepu16_epi32(_mm512_castsi512_si256(h))
+    }
+}
+
+/// Rounds `src` (one row's probabilities) to bf16 into `dst` as the bf16 sequence
+/// `p̂[0], p̂[1], …` (two per `f32` slot: slot `m` is the pair `(p̂[2m], p̂[2m+1])`), zero past
+/// `src.len()`, over `dst`'s whole lines.
+#[inline(always)]
+fn pack_probabilities(t: Bf16, src: &[f32], dst: &mut [f32]) {
+    for (q, out) in dst.as_chunks_mut::<LANES>().0.iter_mut().enumerate() {
+        let lo = load_from(t, src, 2 * LANES * q);
+        let hi = load_from(t, src, 2 * LANES * q + LANES);
+        // SAFETY: `Bf16` proves AVX512_BF16 is present; `cvtne2ps_pbh(a, b)` puts `b`
+        // in bf16 elements 0..16 and `a` in 16..32; `out` is 64 writable bytes.
+        unsafe {
+            let h = _mm512_cvtne2ps_pbh(hi, lo);
+            let h = core::mem::transmute::<__m512bh, __m512i>(h);
+            _mm512_storeu_si512(out.as_mut_ptr().cast(), h);
+        }
+    }
+}
+
+/// `x[from ..]`'s first 16 elements (fewer: zero-padded; none past `x`).
+#[inline(always)]
+fn load_from(_: Bf16, x: &[f32], from: usize) -> __m512 {
+    match x.get(from..).filter(|x| !x.is_empty()) {
+        // SAFETY: AVX-512F is present; the masked load reads only lanes `< x.len()`.
+        Some(x) => unsafe { _mm512_maskz_loadu_ps(prefix_mask(x.len()), x.as_ptr()) },
+        // SAFETY: AVX-512F is present.
+        None => unsafe { _mm512_setzero_ps() },
+    }
+}
