@@ -356,8 +356,8 @@ fn max_ignores_nan_like_f32_max() {
 #[test]
 fn bf16_store_rounds_like_half() {
     let mut values = vec![
-        1.0 + 2f32.powi(-8),                  // tie, rounds to even (down)
-        1.0 + 3.0 * 2f32.powi(-8),            // tie, rounds to even (up)
+        1.0 + 1.0 / 256.0,                    // tie, rounds to even (down)
+        1.0 + 3.0 / 256.0,                    // tie, rounds to even (up)
         1.0 + 2f32.powi(-8) + 2f32.powi(-20), // above the tie
         f32::MAX,                             // rounds to infinity
         f32::from_bits(0x7F7F_8000),          // tie at the top: rounds to infinity
