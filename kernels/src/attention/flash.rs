@@ -305,14 +305,16 @@ impl<'a, E: Element, A: Accumulator> Job<E, A> for Flash<'a, E, A> {
                         if count == 0 {
                             continue;
                         }
-                        let q_row = q_tile.row(r).ok_or(Error::Overflow)?;
                         let s = scores
                             .get_mut(r * ld..r * ld + count)
                             .ok_or(Error::Overflow)?;
-                        let row_keys = keys.get(..count * d.get()).ok_or(Error::Overflow)?;
                         let (m_new, p_sum) = match ops.finite_max_exp_sum(s, *m) {
                             Some(done) => done,
                             None => {
+                                // The row's query and keys only for the rare recompute.
+                                let q_row = q_tile.row(r).ok_or(Error::Overflow)?;
+                                let row_keys =
+                                    keys.get(..count * d.get()).ok_or(Error::Overflow)?;
                                 fix_overflowed_scores(q_row, row_keys, shape.scale, s);
                                 ops.max_exp_sum(s, *m)
                             }

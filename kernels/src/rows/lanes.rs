@@ -425,27 +425,32 @@ pub(crate) fn run_rows<E: ScoreElement, J: Job<E, f32>>(
 /// The largest value of `s`, NaN ignored; `-inf` if `s` is empty or all NaN.
 #[inline(always)]
 pub(crate) fn max<L: Lanes>(l: L, s: &[f32]) -> f32 {
-    let (chunks, tail) = s.as_chunks::<LANES>();
-    let mut m = l.splat(f32::NEG_INFINITY);
-    for c in chunks {
-        m = l.max_keep(m, l.load(c));
-    }
-    tail.iter().fold(l.reduce_max(m), |m, &x| keep_max(m, x))
+    max_checked::<L, false>(l, s).0
 }
 
 /// [`max`] and whether every value is finite: `x - x` is `0` for a finite `x` and NaN for an
 /// infinity or NaN, so one add a chunk carries the check through the same pass.
 #[inline(always)]
 fn finite_max<L: Lanes>(l: L, s: &[f32]) -> (f32, bool) {
+    max_checked::<L, true>(l, s)
+}
+
+/// The max pass of [`max`] and [`finite_max`]: the check's add is compiled only with `CHECK`
+/// (without it, `true` is returned).
+#[inline(always)]
+fn max_checked<L: Lanes, const CHECK: bool>(l: L, s: &[f32]) -> (f32, bool) {
     let (chunks, tail) = s.as_chunks::<LANES>();
     let mut m = l.splat(f32::NEG_INFINITY);
     let mut nf = l.splat(0.0);
     for c in chunks {
         let x = l.load(c);
         m = l.max_keep(m, x);
-        nf = l.add(nf, l.sub(x, x));
+        if CHECK {
+            nf = l.add(nf, l.sub(x, x));
+        }
     }
-    let finite = l.reduce_add(nf) == 0.0 && tail.iter().fold(true, |ok, x| ok & x.is_finite());
+    let finite =
+        !CHECK || (l.reduce_add(nf) == 0.0 && tail.iter().fold(true, |ok, x| ok & x.is_finite()));
     (
         tail.iter().fold(l.reduce_max(m), |m, &x| keep_max(m, x)),
         finite,

@@ -38,13 +38,10 @@ pub(crate) fn tile_scores<L: Lanes, E: LaneElement>(
     if q.rows < MIN_BLOCKED_ROWS || d == 0 || n == 0 {
         return false;
     }
-    let (Some(dp), Some(np)) = (round_up(d), round_up(n)) else {
+    let Some(dp) = round_up(d) else {
         return false;
     };
-    let Some((qp, kt)) = work.split_at_mut_checked(q.rows * dp) else {
-        return false;
-    };
-    let (Some(kt), Some(keys)) = (kt.get_mut(..np * dp), keys.get(..n * d)) else {
+    let (Some((qp, kt)), Some(keys)) = (split_work(work, q.rows, dp, n), keys.get(..n * d)) else {
         return false;
     };
     transpose_keys(l, keys, d, dp, kt);
@@ -55,8 +52,6 @@ pub(crate) fn tile_scores<L: Lanes, E: LaneElement>(
             pad.fill(0.0);
         }
     }
-    let (qp, kt) = (&*qp, &*kt);
-    let (kt, _) = kt.as_chunks::<LANES>();
     let rows = RowsIn {
         q: qp,
         dp,
@@ -98,13 +93,10 @@ pub(crate) fn tile_scores_bf16<L: Lanes>(
         return false;
     }
     // Pairs per row, rounded up to whole chunks of 16 pairs.
-    let (Some(pp), Some(np)) = (round_up(d.div_ceil(2)), round_up(n)) else {
+    let Some(pp) = round_up(d.div_ceil(2)) else {
         return false;
     };
-    let Some((qp, kt)) = work.split_at_mut_checked(q.rows * pp) else {
-        return false;
-    };
-    let (Some(kt), Some(keys)) = (kt.get_mut(..np * pp), keys.get(..n * d)) else {
+    let (Some((qp, kt)), Some(keys)) = (split_work(work, q.rows, pp, n), keys.get(..n * d)) else {
         return false;
     };
     kt.fill(0.0);
@@ -142,8 +134,6 @@ pub(crate) fn tile_scores_bf16<L: Lanes>(
             }
         }
     }
-    let (qp, kt) = (&*qp, &*kt);
-    let (kt, _) = kt.as_chunks::<LANES>();
     let rows = RowsIn {
         q: qp,
         dp: pp,
@@ -224,6 +214,21 @@ fn transpose_keys<L: Lanes, E: LaneElement>(l: L, keys: &[E], d: usize, dp: usiz
     }
 }
 
+/// The work space of both scores kernels: the packed query rows (`rows` of `units` slots) and
+/// after them the transposed key tile (`n` keys rounded up to whole panels, by `units`); `None`
+/// if `work` is too small.
+#[inline(always)]
+fn split_work(
+    work: &mut [f32],
+    rows: usize,
+    units: usize,
+    n: usize,
+) -> Option<(&mut [f32], &mut [f32])> {
+    let np = round_up(n)?;
+    let (qp, kt) = work.split_at_mut_checked(rows.checked_mul(units)?)?;
+    Some((qp, kt.get_mut(..np.checked_mul(units)?)?))
+}
+
 /// A tile's packed query rows (`dp` apart) and what their scores need.
 struct RowsIn<'a> {
     q: &'a [f32],
@@ -240,10 +245,11 @@ struct RowsIn<'a> {
 fn panels_of_rows<L: Lanes, D: PanelDot, const R: usize, const G: usize>(
     l: L,
     rows: &RowsIn<'_>,
-    kt: &[[f32; LANES]],
+    kt: &[f32],
     s: &mut [f32],
     ld: usize,
 ) {
+    let (kt, _) = kt.as_chunks::<LANES>();
     let mut r0 = 0;
     while r0 + R <= rows.rows {
         panel_block::<L, D, R, G>(l, rows, r0, kt, s, ld);
