@@ -167,7 +167,10 @@ impl<const BF16: bool> Lanes for Avx512<BF16> {
             let q =
                 core::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(q.to_bits() as i32));
             let k = core::mem::transmute::<__m512, __m512bh>(k);
-            _mm512_dpbf16_ps(acc, q, k)
+            // The broadcast pair as the last operand, where the instruction can read it from
+            // memory with an embedded broadcast (`{1to16}`): the products are exact and the
+            // same whichever operand holds which factor.
+            _mm512_dpbf16_ps(acc, k, q)
         }
     }
 
