@@ -318,7 +318,7 @@ fn step<const R: usize, const G: usize>(
         let pb = unsafe { core::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(w as i32)) };
         for (a, &v) in a.iter_mut().zip(v.iter()) {
             // SAFETY: `Bf16` proves AVX512_BF16 is present.
-            *a = unsafe { _mm512_dpbf16_ps(*a, pb, v) };
+            *a = unsafe { _mm512_dpbf16_ps(*a, v, pb) };
         }
     }
 }
@@ -416,8 +416,8 @@ fn unpacked_step<const W: usize>(
             };
             let lo = core::mem::transmute::<__m512i, __m512bh>(_mm512_unpacklo_epi16(e, o));
             let hi = core::mem::transmute::<__m512i, __m512bh>(_mm512_unpackhi_epi16(e, o));
-            a[0] = _mm512_dpbf16_ps(a[0], pb, lo);
-            a[1] = _mm512_dpbf16_ps(a[1], pb, hi);
+            a[0] = _mm512_dpbf16_ps(a[0], lo, pb);
+            a[1] = _mm512_dpbf16_ps(a[1], hi, pb);
         }
     }
 }
