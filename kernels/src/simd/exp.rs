@@ -40,11 +40,10 @@ const P: [f32; 6] = [
 /// `e^x` per lane (see the module docs).
 #[inline(always)]
 pub(crate) fn exp<L: Lanes>(l: L, x: L::F) -> L::F {
-    // Clamp with compare-and-select: a NaN lane fails both comparisons and stays NaN.
-    let low = l.splat(LOW);
-    let high = l.splat(HIGH);
-    let x = l.select(l.lt(x, low), low, x);
-    let x = l.select(l.gt(x, high), high, x);
+    // Clamp: `low` where `x < low`, `high` where `x > high`, a NaN lane kept (it fails both
+    // comparisons); one `vmaxps`/`vminps` each where the backend has them.
+    let x = l.max_keep(x, l.splat(LOW));
+    let x = l.min_keep(x, l.splat(HIGH));
 
     let t = l.mul_add(x, l.splat(LOG2_E), l.splat(ROUND_MAGIC));
     let n = l.sub(t, l.splat(ROUND_MAGIC));

@@ -76,6 +76,13 @@ pub(crate) trait Lanes: Copy {
     fn max_keep(self, acc: Self::F, x: Self::F) -> Self::F {
         self.select(self.gt(x, acc), x, acc)
     }
+    /// `x < acc ? x : acc` per lane: the mirror of [`Lanes::max_keep`] (a NaN `x` leaves
+    /// `acc`, and so does a zero equal to it), overridden where one instruction does exactly
+    /// this.
+    #[inline(always)]
+    fn min_keep(self, acc: Self::F, x: Self::F) -> Self::F {
+        self.select(self.lt(x, acc), x, acc)
+    }
 
     /// Attention scores of bf16 rows by an instruction of this ISA that multiplies bf16 pairs
     /// (`out[j] = dot(q, key j) * scale`, keys of `q.len()` elements one after another); `false`

@@ -214,6 +214,12 @@ impl Lanes for Avx2 {
         // SAFETY: `Avx2` proves AVX is present.
         unsafe { F8x2(_mm256_max_ps(x.0, acc.0), _mm256_max_ps(x.1, acc.1)) }
     }
+    /// `vminps x, acc` returns its second operand unless `x < acc`: exactly `min_keep`.
+    #[inline(always)]
+    fn min_keep(self, acc: F8x2, x: F8x2) -> F8x2 {
+        // SAFETY: `Avx2` proves AVX is present.
+        unsafe { F8x2(_mm256_min_ps(x.0, acc.0), _mm256_min_ps(x.1, acc.1)) }
+    }
 
     #[inline(always)]
     fn bits(self, v: F8x2) -> I8x2 {

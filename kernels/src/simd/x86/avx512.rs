@@ -147,6 +147,11 @@ impl<const BF16: bool> Lanes for Avx512<BF16> {
     fn max_keep(self, acc: __m512, x: __m512) -> __m512 {
         compare::max(Avx512(()), x, acc)
     }
+    /// `vminps x, acc` returns its second operand unless `x < acc`: exactly `min_keep`.
+    #[inline(always)]
+    fn min_keep(self, acc: __m512, x: __m512) -> __m512 {
+        compare::min(Avx512(()), x, acc)
+    }
 
     #[inline(always)]
     fn bf16_scores(self, q: &[bf16], keys: &[bf16], scale: f32, out: &mut [f32]) -> bool {
@@ -355,7 +360,7 @@ fn bf16_scores(t: Avx512<true>, q: &[bf16], keys: &[bf16], scale: f32, out: &mut
     }
 }
 
-/// The two AVX-512 instructions Miri cannot interpret (`vcmpps` into a mask, `vmaxps`), with
+/// The AVX-512 instructions Miri cannot interpret (`vcmpps` into a mask, `vmaxps`, `vminps`), with
 /// their documented semantics. Everything else in this file runs under Miri as compiled.
 #[cfg(not(miri))]
 mod compare {
@@ -374,6 +379,13 @@ mod compare {
     pub(super) fn max(_: Avx512, a: __m512, b: __m512) -> __m512 {
         // SAFETY: `Avx512` proves AVX-512F is present.
         unsafe { _mm512_max_ps(a, b) }
+    }
+
+    /// `a < b ? a : b` per lane (`vminps`: the second operand on NaN or equal zeros).
+    #[inline(always)]
+    pub(super) fn min(_: Avx512, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: `Avx512` proves AVX-512F is present.
+        unsafe { _mm512_min_ps(a, b) }
     }
 }
 
@@ -399,5 +411,10 @@ mod compare {
     pub(super) fn max(t: Avx512, a: __m512, b: __m512) -> __m512 {
         // SAFETY: Miri interprets the instruction.
         unsafe { _mm512_mask_blend_ps(lt(t, b, a), b, a) }
+    }
+
+    pub(super) fn min(t: Avx512, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: Miri interprets the instruction.
+        unsafe { _mm512_mask_blend_ps(lt(t, a, b), b, a) }
     }
 }

@@ -267,6 +267,12 @@ fn update<const R: usize, const G: usize>(
             *a = unsafe { _mm512_maskz_loadu_ps(mask, acc.as_ptr().add(i * d + (c0 + g) * LANES)) };
         }
     }
+    // Every row holds the pairs this update reads: checked once here, so that `step` reads
+    // them without a check (a checked read cannot become `vdpbf16ps`'s broadcast operand).
+    let need = pairs.end + usize::from(lone);
+    if pp.iter().any(|row| row.len() < need) {
+        return;
+    }
     for m in pairs.clone() {
         step(t, &mut a, pp, m, c0, pair, false);
     }
@@ -284,7 +290,8 @@ fn update<const R: usize, const G: usize>(
 }
 
 /// One pair `m` into the registers `a`: `a[r][g] += p̂[r][2m+1]·V[2m+1] + p̂[r][2m]·V[2m]` by
-/// `vdpbf16ps`, the value pair's high half (key `2m+1`) zeroed if `lone`.
+/// `vdpbf16ps`, the value pair's high half (key `2m+1`) zeroed if `lone`. Every row of `pp`
+/// must hold pair `m` (the caller checks).
 #[inline(always)]
 fn step<const R: usize, const G: usize>(
     t: Bf16,
@@ -312,10 +319,13 @@ fn step<const R: usize, const G: usize>(
         };
     }
     for (a, pp) in a.iter_mut().zip(pp.iter()) {
-        let w = pp.get(m).map_or(0, |x| x.to_bits());
-        // SAFETY: AVX-512F is present; the bf16 pair `w` broadcast is 16 copies of 32 bits, and
-        // `__m512bh` has the layout of `__m512i`.
-        let pb = unsafe { core::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(w as i32)) };
+        // SAFETY: `m < pp.len()` (`update` checks every row before its steps); AVX-512F is
+        // present; the bf16 pair broadcast is 16 copies of 32 bits, and `__m512bh` has the
+        // layout of `__m512i`.
+        let pb = unsafe {
+            let w = pp.as_ptr().add(m).read().to_bits();
+            core::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(w as i32))
+        };
         for (a, &v) in a.iter_mut().zip(v.iter()) {
             // SAFETY: `Bf16` proves AVX512_BF16 is present.
             *a = unsafe { _mm512_dpbf16_ps(*a, v, pb) };
