@@ -305,8 +305,7 @@ fn step<const R: usize, const G: usize>(
     // A loop, not `array::from_fn`: its closure would be compiled without the target features.
     // SAFETY: AVX-512F is present; `__m512bh` has the layout of `__m512i`.
     let mut v = [unsafe { core::mem::transmute::<__m512i, __m512bh>(_mm512_setzero_si512()) }; G];
-    for (g, v) in v.iter_mut().enumerate() {
-        let x = pair.pair(t, m, c0 + g);
+    for (v, x) in v.iter_mut().zip(pair.group::<G>(t, m, c0)) {
         // SAFETY: AVX-512F is present; `__m512bh` is 32 bf16 bit patterns in the same 64 bytes
         // as `__m512i`.
         *v = unsafe {
@@ -439,6 +438,17 @@ fn unpacked_step<const W: usize>(
 trait Pairs: Copy {
     /// Chunk `c` of pair `m`.
     fn pair(self, t: Bf16, m: usize, c: usize) -> __m512i;
+
+    /// Chunks `c0 .. c0 + G` of pair `m`.
+    #[inline(always)]
+    fn group<const G: usize>(self, t: Bf16, m: usize, c0: usize) -> [__m512i; G] {
+        // SAFETY: AVX-512F is present.
+        let mut v = [unsafe { _mm512_setzero_si512() }; G];
+        for (g, v) in v.iter_mut().enumerate() {
+            *v = self.pair(t, m, c0 + g);
+        }
+        v
+    }
 }
 
 /// The value tile packed by pairs, `stride` words from one pair to the next.
@@ -461,6 +471,22 @@ impl Pairs for Packed<'_> {
             // SAFETY: AVX-512F is present.
             None => unsafe { _mm512_setzero_si512() },
         }
+    }
+
+    /// One bounds check for the group's `16·G` words (they are consecutive), not one a chunk.
+    #[inline(always)]
+    fn group<const G: usize>(self, t: Bf16, m: usize, c0: usize) -> [__m512i; G] {
+        let at = m * self.stride + c0 * LANES;
+        let Some(words) = self.vp.get(at..at + G * LANES) else {
+            return core::array::from_fn(|g| self.pair(t, m, c0 + g));
+        };
+        // SAFETY: AVX-512F is present.
+        let mut v = [unsafe { _mm512_setzero_si512() }; G];
+        for (v, x) in v.iter_mut().zip(words.as_chunks::<LANES>().0) {
+            // SAFETY: AVX-512F is present; `x` is 16 readable `f32`, 64 bytes.
+            *v = unsafe { _mm512_loadu_si512(x.as_ptr().cast()) };
+        }
+        v
     }
 }
 
