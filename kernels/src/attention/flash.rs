@@ -5,8 +5,9 @@ use super::heads::{
 };
 use crate::attention::{AttentionShape, FlashTiles};
 use crate::check::{add, product, split, try_const};
+use crate::rows::softmax::{softmax_rows, update_state, RowSteps};
 use crate::rows::tile::tile_work_len;
-use crate::rows::{self, Counts, Job, QTile, RowOps};
+use crate::rows::{self, Counts, Job, QTile, RowOps, SoftmaxStop, SoftmaxTile};
 use crate::simd::Backend;
 use crate::{Accumulator, Element, Error, Result};
 use core::num::NonZeroUsize;
@@ -297,40 +298,16 @@ impl<'a, E: Element, A: Accumulator> Job<E, A> for Flash<'a, E, A> {
                     let keys = keys_of(k_head, j0, j0 + n).ok_or(Error::Overflow)?;
                     let values = keys_of(v_head, j0, j0 + n).ok_or(Error::Overflow)?;
                     ops.tile_scores(q_tile, keys, scale, counts, scores, ld, work);
-                    let states = acc_tile
-                        .chunks_exact_mut(d.get())
-                        .zip(max_tile.iter_mut().zip(sum_tile.iter_mut()));
-                    for (r, (acc, (m, l))) in states.enumerate() {
-                        let count = counts.of(r);
-                        if count == 0 {
-                            continue;
-                        }
-                        let s = scores
-                            .get_mut(r * ld..r * ld + count)
-                            .ok_or(Error::Overflow)?;
-                        let (m_new, p_sum) = match ops.finite_max_exp_sum(s, *m) {
-                            Some(done) => done,
-                            None => {
-                                // The row's query and keys only for the rare recompute.
-                                let q_row = q_tile.row(r).ok_or(Error::Overflow)?;
-                                let row_keys =
-                                    keys.get(..count * d.get()).ok_or(Error::Overflow)?;
-                                fix_overflowed_scores(q_row, row_keys, shape.scale, s);
-                                ops.max_exp_sum(s, *m)
-                            }
-                        };
-                        if *m == A::NEG_INFINITY {
-                            // First tile: the state is still zero, nothing to rescale.
-                            *l = p_sum;
-                        } else {
-                            let alpha = m.sub(m_new).exp();
-                            if alpha != A::ONE {
-                                ops.scale(acc, alpha);
-                            }
-                            *l = l.mul(alpha).add(p_sum);
-                        }
-                        *m = m_new;
-                    }
+                    let tile = SoftmaxTile {
+                        scores: &mut *scores,
+                        ld,
+                        counts,
+                        acc: &mut *acc_tile,
+                        d: d.get(),
+                        max: &mut *max_tile,
+                        sum: &mut *sum_tile,
+                    };
+                    softmax_step(ops, tile, q_tile, keys, shape.scale)?;
                     // `P` is rounded to the element format inside (FlashAttention-2's rule, as
                     // `store_probabilities`; `l` above took the unrounded values).
                     ops.tile_accumulate(acc_tile, d.get(), scores, ld, counts, values, work);
@@ -363,6 +340,51 @@ impl<'a, E: Element, A: Accumulator> Job<E, A> for Flash<'a, E, A> {
             }
         }
         Ok(())
+    }
+}
+
+/// The online-softmax step of a tile's rows (`rows::softmax`), on the backend's own tile step if
+/// it has one; a row whose scores overflowed is recomputed ([`fix_overflowed_scores`]) and the
+/// step goes on after it.
+#[inline(always)]
+fn softmax_step<E: Element, A: Accumulator, O: RowOps<E, A>>(
+    ops: O,
+    mut tile: SoftmaxTile<'_, A>,
+    q_tile: QTile<'_, E>,
+    keys: &[E],
+    scale: f32,
+) -> Result<()> {
+    let mut from = 0;
+    loop {
+        let stop = match ops.tile_softmax(tile.reborrow(), from) {
+            Some(stop) => stop,
+            None => softmax_rows(RowSteps::new(ops), tile.reborrow(), from),
+        };
+        let r = match stop {
+            Ok(()) => return Ok(()),
+            Err(SoftmaxStop::Bounds) => return Err(Error::Overflow),
+            Err(SoftmaxStop::NonFinite(r)) => r,
+        };
+        let (count, d, ld) = (tile.counts.of(r), tile.d, tile.ld);
+        // The row's query and keys only for this rare recompute.
+        let q_row = q_tile.row(r).ok_or(Error::Overflow)?;
+        let row_keys = keys.get(..count * d).ok_or(Error::Overflow)?;
+        let s = tile
+            .scores
+            .get_mut(r * ld..r * ld + count)
+            .ok_or(Error::Overflow)?;
+        fix_overflowed_scores(q_row, row_keys, scale, s);
+        let (m, l) = (tile.max.get_mut(r), tile.sum.get_mut(r));
+        let (Some(m), Some(l)) = (m, l) else {
+            return Err(Error::Overflow);
+        };
+        let (m_new, p_sum) = ops.max_exp_sum(s, *m);
+        let acc = tile
+            .acc
+            .get_mut(r * d..(r + 1) * d)
+            .ok_or(Error::Overflow)?;
+        update_state(RowSteps::new(ops), acc, m, l, m_new, p_sum);
+        from = r + 1;
     }
 }
 

@@ -20,8 +20,10 @@
 
 use super::ops::{
     per_row_accumulate, per_row_scores, round_tile, Counts, Job, QTile, Routed, RowOps,
+    SoftmaxStop, SoftmaxTile,
 };
 use super::row_kernels::{accumulate, scores};
+use super::softmax::{softmax_rows, SoftmaxSteps};
 use super::{lane_dense, tile, tile_scores};
 use crate::simd::lanes::keep_max;
 use crate::simd::{exp, with_token, Backend, Isa, LaneElement, LaneJob, Lanes, LANES};
@@ -48,6 +50,14 @@ impl<L: Isa, E: ScoreElement> RowOps<E, f32> for LaneOps<L> {
     #[inline]
     fn finite_max_exp_sum(self, s: &mut [f32], m: f32) -> Option<(f32, f32)> {
         self.0.plain().enter(FiniteMaxExpSum(s, m))
+    }
+    #[inline]
+    fn tile_softmax(
+        self,
+        tile: SoftmaxTile<'_, f32>,
+        from: usize,
+    ) -> Option<Result<(), SoftmaxStop>> {
+        Some(self.0.plain().enter(TileSoftmax(tile, from)))
     }
     #[inline]
     fn exp_sum(self, s: &mut [f32], m: f32) -> f32 {
@@ -256,6 +266,28 @@ impl LaneJob for FiniteMaxExpSum<'_> {
         }
         let m = f32::max(self.1, max);
         Some((m, exp_sum(l, self.0, m)))
+    }
+}
+/// Flash's softmax step over a whole tile inside the token's features.
+struct TileSoftmax<'a>(SoftmaxTile<'a, f32>, usize);
+impl LaneJob for TileSoftmax<'_> {
+    type Output = Result<(), SoftmaxStop>;
+    #[inline(always)]
+    fn run<L: Isa>(self, l: L) -> Result<(), SoftmaxStop> {
+        softmax_rows(InLanes(l), self.0, self.1)
+    }
+}
+/// The softmax steps on a token already inside its features: the primitives' bodies inlined.
+#[derive(Clone, Copy)]
+struct InLanes<L>(L);
+impl<L: Isa> SoftmaxSteps<f32> for InLanes<L> {
+    #[inline(always)]
+    fn finite_max_exp_sum(self, s: &mut [f32], m: f32) -> Option<(f32, f32)> {
+        FiniteMaxExpSum(s, m).run(self.0)
+    }
+    #[inline(always)]
+    fn scale(self, acc: &mut [f32], alpha: f32) {
+        scale(self.0, acc, alpha)
     }
 }
 impl LaneJob for ExpSum<'_> {

@@ -19,12 +19,13 @@ mod lane_dense;
 pub(crate) mod lanes;
 pub(crate) mod ops;
 mod row_kernels;
+pub(crate) mod softmax;
 #[cfg(test)]
 mod tests;
 pub(crate) mod tile;
 mod tile_scores;
 
-pub(crate) use ops::{Counts, Job, QTile, Routed, RowOps};
+pub(crate) use ops::{Counts, Job, QTile, Routed, RowOps, SoftmaxStop, SoftmaxTile};
 
 use crate::simd::Backend;
 use crate::{Accumulator, Element, Error, Result};

@@ -22,6 +22,19 @@ pub trait RowOps<E, A>: Copy {
     /// untouched (flash then recomputes the overflowed scores first). The check rides on the max
     /// pass, where a separate scan of every tile row cost flash about 5%.
     fn finite_max_exp_sum(self, s: &mut [A], m: A) -> Option<(A, A)>;
+    /// Flash's online-softmax step for rows `from ..` of a tile, as `rows::softmax`'s
+    /// `softmax_rows` runs it on this backend's primitives; `None` (the default): not provided
+    /// here, the caller runs `softmax_rows` itself. A backend provides it to run the whole tile
+    /// in one go (the lane backends: one entry into their features, not one per row).
+    #[inline(always)]
+    fn tile_softmax(
+        self,
+        tile: SoftmaxTile<'_, A>,
+        from: usize,
+    ) -> Option<core::result::Result<(), SoftmaxStop>> {
+        let _ = (tile, from);
+        None
+    }
     /// `s[j] = exp(s[j] - m)` in place; returns the sum of the new values.
     fn exp_sum(self, s: &mut [A], m: A) -> A;
     /// `s[j] = s[j] / l` in place.
@@ -205,6 +218,43 @@ impl Counts {
             (c as usize).min(self.n)
         }
     }
+}
+
+/// A flash tile's scores (row `r` at `r·ld`, `counts.of(r)` of them) and its rows' running
+/// state: accumulators (`d` each), maxima and sums.
+pub struct SoftmaxTile<'a, A> {
+    pub(crate) scores: &'a mut [A],
+    pub(crate) ld: usize,
+    pub(crate) counts: Counts,
+    pub(crate) acc: &'a mut [A],
+    pub(crate) d: usize,
+    pub(crate) max: &'a mut [A],
+    pub(crate) sum: &'a mut [A],
+}
+
+impl<A> SoftmaxTile<'_, A> {
+    /// The same tile, borrowed again.
+    #[inline(always)]
+    pub(crate) fn reborrow(&mut self) -> SoftmaxTile<'_, A> {
+        SoftmaxTile {
+            scores: &mut *self.scores,
+            ld: self.ld,
+            counts: self.counts,
+            acc: &mut *self.acc,
+            d: self.d,
+            max: &mut *self.max,
+            sum: &mut *self.sum,
+        }
+    }
+}
+
+/// Why a tile's softmax step stopped before its last row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SoftmaxStop {
+    /// Row `r`'s scores are not all finite (rows from `r` on untouched).
+    NonFinite(usize),
+    /// A row's scores lie outside the score buffer.
+    Bounds,
 }
 
 /// A kernel body, written once over [`RowOps`] and run with whichever backend is chosen.
