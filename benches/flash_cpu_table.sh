@@ -21,9 +21,10 @@ for be in $backends; do
     for shape in "1024 64 8" "4096 64 3" "4096 128 3"; do
       set -- $shape
       for causal in no causal; do
-        line=$("$bin" "$dt" "$1" "$2" 256 256 "$3" "$be" "$causal")
+        line=$("$bin" "$dt" "$1" "$2" rule rule "$3" "$be" "$causal")
         g=$(echo "$line" | sed -E 's/.*: ([0-9.]+) GFLOP.*/\1/')
-        echo "| $be | $dt | 1x8x$1x$2 | $( [ "$causal" = causal ] && echo yes || echo no) | 256x256 | $g |"
+        t=$(echo "$line" | sed -E 's/.* tiles ([0-9]+x[0-9]+):.*/\1/')
+        echo "| $be | $dt | 1x8x$1x$2 | $( [ "$causal" = causal ] && echo yes || echo no) | $t | $g |"
       done
     done
   done

@@ -93,12 +93,12 @@ fn tile_sizes(c: &mut Criterion) {
         group.warm_up_time(Duration::from_millis(300));
         group.measurement_time(Duration::from_secs(2));
         for (bq, bk) in [
-            (256, 32),
             (256, 64),
-            (256, 128),
             (256, 256),
-            (128, 128),
-            (64, 256),
+            (512, 512),
+            (256, 1024),
+            (512, 1024),
+            (1024, 1024),
         ] {
             let tiles = FlashTiles::new(bq, bk);
             group.bench_function(BenchmarkId::from_parameter(format!("{bq}x{bk}")), |bench| {

@@ -4,7 +4,7 @@
 //! a substitute for `--bench flash_shapes` on a quiet machine.
 //!
 //! `cargo run --release -p tessera-benches --example flash_cpu_time -- [f32|bf16] N D BQ BK [REPS]
-//! [BACKEND] [causal]` (8 heads; backend by name, default the best this CPU has; FLOP of the
+//! [BACKEND] [causal]` (8 heads; `rule` for BQ or BK: `FlashTiles::for_shape`'s; backend by name, default the best this CPU has; FLOP of the
 //! non-causal problem, halved for causal).
 
 use std::time::Duration;
@@ -51,7 +51,9 @@ fn main() {
     let a: Vec<String> = std::env::args().skip(1).collect();
     let num = |i: usize, default: usize| a.get(i).and_then(|x| x.parse().ok()).unwrap_or(default);
     let (n, d) = (num(1, 1024), num(2, 64));
-    let tiles = FlashTiles::new(num(3, 256), num(4, 256));
+    // `rule` (or nothing) for either tile size: `FlashTiles::for_shape`'s.
+    let rule = FlashTiles::for_shape(&AttentionShape::new(1, 8, n, n, d));
+    let tiles = FlashTiles::new(num(3, rule.block_q), num(4, rule.block_k));
     let reps = num(5, 15);
     let backend = a
         .get(6)

@@ -253,17 +253,19 @@ impl FlashTiles {
     ///
     /// - **`block_k`**: the packed key tile (`block_k·d·4`, transposed, read again by every block
     ///   of query rows) and the packed value tile (the same size, read by every block in `P·V`)
-    ///   together in a quarter of L2: `block_k = l2 / (32·d)`, rounded down to a multiple of 16
-    ///   and clamped to `16..=256` (d = 64 and 128: 256 keys). Long key tiles amortise each
-    ///   row's per-tile softmax work (its max, sum, the rescale of its accumulators): on Zen 4,
-    ///   f32, 1x8x1024x64, 256 keys ran 1.25x faster than 64 and 1.44x faster than 32, the
-    ///   micro-kernels streaming the tiles from L2 at no visible cost (`--bench flash_shapes
-    ///   tiles`, docs/results/performance.md).
-    /// - **`block_q`**: the rows' output accumulators and packed queries (`2·d·4` bytes a row)
-    ///   and their score tile (`block_k·4`) in half of L2, so a query tile stays in L2 while its
-    ///   key tiles stream past (and each transposed key tile serves many rows):
-    ///   `block_q = l2 / 2 / (8·d + 4·block_k)`, rounded down to a multiple of 16, clamped to
-    ///   `16..=256`, and at most `q_len` (d = 64 and 128: 256 rows).
+    ///   together in half of L2: `block_k = l2 / (16·d)`, rounded down to a multiple of 16 and
+    ///   clamped to `16..=1024` (d = 64: 1024 keys; d = 128: 512). Long key tiles amortise each
+    ///   row's per-tile work (the packing of its query, its max and sum, the rescale of its
+    ///   accumulators), and the micro-kernels stream the tiles from L2 at no visible cost.
+    /// - **`block_q`**: as many rows as keys (`block_q = block_k`), at most `q_len`: each key tile
+    ///   is transposed (and each value tile packed) once per query tile, a cost in proportion to
+    ///   `1 / block_q` of the tile's work. The score tile (`block_q·block_k·4` bytes, 4 MiB at
+    ///   d = 64) is larger than L2; it is written and read row block by row block, and measured
+    ///   no slower for it.
+    ///
+    /// Measured on Zen 4 (thread CPU time, 1x8x{1024,4096}x64 and 1x8x4096x128, f32 and bf16):
+    /// 512-1024 x 512-1024 tiles ran 1.03-1.07x faster than 256 x 256 and within 2% of each
+    /// other (docs/results/performance.md; `--bench flash_shapes tiles`).
     ///
     /// `block_k` sets the numerics (the number of rescalings); `block_q` only how many rows share
     /// a packed key tile, so the outputs do not depend on it. Any tiles may be passed instead
@@ -274,9 +276,8 @@ impl FlashTiles {
         } else {
             shape.head_dim
         };
-        let block_k = clamp16(l2 / 32 / d, 16, 256);
-        let per_row = d.saturating_mul(8).saturating_add(4 * block_k);
-        let mut block_q = clamp16(l2 / 2 / per_row, 16, 256);
+        let block_k = clamp16(l2 / 16 / d, 16, 1024);
+        let mut block_q = block_k;
         if shape.q_len < block_q {
             block_q = if shape.q_len == 0 { 1 } else { shape.q_len };
         }

@@ -531,19 +531,37 @@ fn widen_chunk(_: Bf16, values: &[bf16], at: usize, len: usize) -> __m512i {
 
 /// Rounds `src` (one row's probabilities) to bf16 into `dst` as the bf16 sequence
 /// `p̂[0], p̂[1], …` (two per `f32` slot: slot `m` is the pair `(p̂[2m], p̂[2m+1])`), zero past
-/// `src.len()`, over `dst`'s whole lines.
+/// `src.len()` up to the end of the last line written: the lines (16 slots) `src` reaches, no
+/// further (a causal row's slots past its keys are never read).
 #[inline(always)]
 fn pack_probabilities(t: Bf16, src: &[f32], dst: &mut [f32]) {
-    for (q, out) in dst.as_chunks_mut::<LANES>().0.iter_mut().enumerate() {
-        let lo = load_from(t, src, 2 * LANES * q);
-        let hi = load_from(t, src, 2 * LANES * q + LANES);
-        // SAFETY: `Bf16` proves AVX512_BF16 is present; `cvtne2ps_pbh(a, b)` puts `b`
-        // in bf16 elements 0..16 and `a` in 16..32; `out` is 64 writable bytes.
-        unsafe {
-            let h = _mm512_cvtne2ps_pbh(hi, lo);
-            let h = core::mem::transmute::<__m512bh, __m512i>(h);
-            _mm512_storeu_si512(out.as_mut_ptr().cast(), h);
-        }
+    let (lines, _) = dst.as_chunks_mut::<LANES>();
+    let (whole, tail) = src.as_chunks::<{ 2 * LANES }>();
+    for (out, x) in lines.iter_mut().zip(whole) {
+        // SAFETY: AVX-512F is present; `x` is 32 readable `f32`, so both 16-lane loads are in it.
+        let (lo, hi) = unsafe {
+            (
+                _mm512_loadu_ps(x.as_ptr()),
+                _mm512_loadu_ps(x.as_ptr().add(LANES)),
+            )
+        };
+        store_pairs(t, lo, hi, out);
+    }
+    if let (false, Some(out)) = (tail.is_empty(), lines.get_mut(whole.len())) {
+        let (lo, hi) = (load_from(t, tail, 0), load_from(t, tail, LANES));
+        store_pairs(t, lo, hi, out);
+    }
+}
+
+/// `lo` then `hi` rounded to bf16, as 32 bf16 in `out`'s 64 bytes.
+#[inline(always)]
+fn store_pairs(_: Bf16, lo: __m512, hi: __m512, out: &mut [f32; LANES]) {
+    // SAFETY: `Bf16` proves AVX512_BF16 is present; `cvtne2ps_pbh(a, b)` puts `b` in bf16
+    // elements 0..16 and `a` in 16..32; `out` is 64 writable bytes.
+    unsafe {
+        let h = _mm512_cvtne2ps_pbh(hi, lo);
+        let h = core::mem::transmute::<__m512bh, __m512i>(h);
+        _mm512_storeu_si512(out.as_mut_ptr().cast(), h);
     }
 }
 
