@@ -1,12 +1,19 @@
 //! Flash attention on several threads: the kernel crate splits a run into independent work items
 //! ([`flash_items`]: one per query tile of each head) and runs any range of them
-//! ([`flash_attention_part`]); this driver gives each of `threads` scoped threads a contiguous
-//! range of items, its own scratch, and the matching rows of the output.
+//! ([`flash_attention_part`]); this driver gives each of `threads` workers a contiguous range of
+//! items, its own scratch, and the matching rows of the output. The workers are a rayon pool of
+//! `threads` threads kept for the life of the process (one per thread count asked for), so a call
+//! costs a wake-up, not a thread start: decode's whole run is tens of microseconds.
 //!
 //! Each row is computed by the same operations whichever thread runs it, so the output has the
 //! same bits for every thread count (the tests check it).
 
 use crate::attention::{ElementKind, KernelConfig};
+use rayon::prelude::*;
+use rayon::{ThreadPool, ThreadPoolBuilder};
+use std::any::Any;
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use tessera_kernels::attention::{
     flash_attention_part, flash_attention_with, flash_item_row, flash_items, flash_scratch_len,
     AttentionShape, FlashTiles, Layout,
@@ -36,8 +43,9 @@ pub fn flash_threaded<E: Element + Send + Sync, A: Accumulator + Send>(
     let scratch_len = flash_scratch_len(shape, tiles)?;
     let threads = threads.clamp(1, items.max(1));
     if threads == 1 || shape.layout != Layout::HeadMajor {
-        let mut scratch = vec![A::ZERO; scratch_len];
-        return flash_attention_with(backend, shape, tiles, q, k, v, out, &mut scratch);
+        return with_scratch(scratch_len, |scratch: &mut [A]| {
+            flash_attention_with(backend, shape, tiles, q, k, v, out, scratch)
+        });
     }
     // Item ranges of near-equal size, and the head-major rows (= output rows) each one owns.
     let bounds: Vec<usize> = (0..=threads).map(|t| t * items / threads).collect();
@@ -50,22 +58,63 @@ pub fn flash_threaded<E: Element + Send + Sync, A: Accumulator + Send>(
         parts.push((w[0]..w[1], part));
         rest = tail;
     }
-    std::thread::scope(|s| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|(range, part)| {
-                s.spawn(move || {
-                    let mut scratch = vec![A::ZERO; scratch_len];
-                    flash_attention_part(backend, shape, tiles, range, q, k, v, part, &mut scratch)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or(Err(Error::Overflow)))
-            .collect::<Result<Vec<()>, Error>>()
-    })?;
+    let run = |(range, part): (std::ops::Range<usize>, &mut [E])| {
+        with_scratch(scratch_len, |scratch: &mut [A]| {
+            flash_attention_part(backend, shape, tiles, range, q, k, v, part, scratch)
+        })
+    };
+    match pool(threads) {
+        Some(pool) => pool.install(|| parts.into_par_iter().map(run).collect::<Result<(), _>>())?,
+        // No pool (the OS refused its threads): the same parts, one after another.
+        None => parts.into_iter().try_for_each(run)?,
+    }
     Ok(())
+}
+
+/// Runs `f` on `len` accumulators of scratch kept by this thread between calls (the kernels write
+/// every scratch value before reading it, so what a previous call left there does not matter).
+/// At 1x8x1024x64 flash's scratch is about 4 MiB; allocated anew each call, the pages it touches
+/// are faulted in and zeroed every time, a cost that grew with the tiles.
+fn with_scratch<A: Accumulator, R>(len: usize, f: impl FnOnce(&mut [A]) -> R) -> R {
+    thread_local! {
+        static CACHE: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
+    }
+    // Taken out while in use (a nested call on this thread finds none and allocates its own).
+    let mut buf: Vec<A> = CACHE
+        .with_borrow_mut(|cache| {
+            let at = cache.iter().position(|b| b.is::<Vec<A>>())?;
+            cache.swap_remove(at).downcast::<Vec<A>>().ok().map(|b| *b)
+        })
+        .unwrap_or_default();
+    if buf.len() < len {
+        buf.resize(len, A::ZERO);
+    }
+    let out = f(&mut buf[..len]);
+    CACHE.with_borrow_mut(|cache| cache.push(Box::new(buf)));
+    out
+}
+
+/// The process's pool of `threads` workers, built on first use (`None` if the OS refuses the
+/// threads). Each thread count has its own pool, whatever `RAYON_NUM_THREADS` says about rayon's
+/// global one.
+fn pool(threads: usize) -> Option<Arc<ThreadPool>> {
+    type Pools = Mutex<Vec<(usize, Arc<ThreadPool>)>>;
+    static POOLS: OnceLock<Pools> = OnceLock::new();
+    let mut pools = POOLS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, pool)) = pools.iter().find(|(n, _)| *n == threads) {
+        return Some(Arc::clone(pool));
+    }
+    let pool = ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("tessera-flash-{i}"))
+        .build()
+        .ok()
+        .map(Arc::new)?;
+    pools.push((threads, Arc::clone(&pool)));
+    Some(pool)
 }
 
 /// Flash with `config`'s element type, backend and tiles and the `f32` accumulator on `threads`
