@@ -495,7 +495,17 @@ pub(crate) fn exp_sum<L: Lanes>(l: L, s: &mut [f32], m: f32) -> f32 {
     let mv = l.splat(m);
     let mut sum = l.splat(0.0);
     let (chunks, tail) = s.as_chunks_mut::<LANES>();
-    for c in chunks {
+    // Two chunks a step: their exponentials are independent chains the core can overlap; the
+    // sum still takes them in order.
+    let (pairs, last) = chunks.as_chunks_mut::<2>();
+    for [c0, c1] in pairs {
+        let e0 = exp(l, l.sub(l.load(c0), mv));
+        let e1 = exp(l, l.sub(l.load(c1), mv));
+        l.store(e0, c0);
+        l.store(e1, c1);
+        sum = l.add(l.add(sum, e0), e1);
+    }
+    for c in last {
         let e = exp(l, l.sub(l.load(c), mv));
         l.store(e, c);
         sum = l.add(sum, e);
