@@ -183,3 +183,69 @@ fn const_sizes_equal_the_run_time_ones() {
     assert_eq!(flash_scratch_len(&shape, FlashTiles::new(8, 4)), Ok(FLASH));
     assert_eq!(SHAPE.scale, 1.0 / 8f32.sqrt());
 }
+
+/// Logits past `f32`'s range in some rows of a tile and not in others: flash recomputes the
+/// overflowed rows in `f64` (`fix_overflowed_scores`) and goes on with the tile. Row `i < 6`
+/// has one key whose logit overflows (queries and that key `±1e19` in the signs of Hadamard
+/// row `i`, so `q_i·k = 1.6e39` and `q_j·k = 0` for the other such rows); its exact output is
+/// that key's value row, which every backend and tiling must give (the recomputed row's
+/// probabilities take the same path as the tile's other rows: on `avx512bf16`, bf16 pairs).
+/// 40 keys: two 32-key lines of bf16 pairs in one tile, three tiles of 16.
+#[test]
+fn overflowed_logits_give_the_oracles_rows_on_every_backend() {
+    fn check<E: Element>() {
+        let (rows, keys, d) = (8usize, 40usize, 16usize);
+        let shape = AttentionShape::new(1, 1, rows, keys, d);
+        let hadamard = |i: usize, t: usize| {
+            if (i & t).count_ones().is_multiple_of(2) {
+                1.0
+            } else {
+                -1.0
+            }
+        };
+        let best = |i: usize| (7 * i + 3) % keys;
+        let mut q: Vec<f32> = inputs(rows * d, 0.1);
+        let mut k: Vec<f32> = inputs(keys * d, 0.2);
+        let v: Vec<f32> = inputs(keys * d, 0.3);
+        for i in 0..6 {
+            for t in 0..d {
+                q[i * d + t] = 1e19 * hadamard(i, t);
+                k[best(i) * d + t] = 1e19 * hadamard(i, t);
+            }
+        }
+        let [q, k, v] = [&q, &k, &v].map(|x| x.iter().map(|&x| E::from_f32(x)).collect::<Vec<E>>());
+        let f64s = |x: &[E]| x.iter().map(|v| v.to_f64()).collect::<Vec<_>>();
+        let r = ReferenceShape::new(1, 1, rows, keys, d);
+        for backend in available_backends() {
+            for tiles in [
+                FlashTiles::new(8, 64),
+                FlashTiles::new(4, 16),
+                FlashTiles::for_shape(&shape),
+            ] {
+                let mut out = vec![E::from_f32(7.0); q.len()];
+                let mut s = vec![0.0f32; flash_scratch_len(&shape, tiles).unwrap()];
+                flash_attention_with(backend, &shape, tiles, &q, &k, &v, &mut out, &mut s).unwrap();
+                for i in 0..rows {
+                    let want =
+                        attention_row(&f64s(&q[i * d..(i + 1) * d]), &f64s(&k), &f64s(&v), r.scale);
+                    if i < 6 {
+                        // The oracle's row is the overflowing key's value row.
+                        let key = f64s(&v[best(i) * d..(best(i) + 1) * d]);
+                        assert!(want.iter().zip(&key).all(|(w, k)| (w - k).abs() < 1e-12));
+                    }
+                    for (t, (g, w)) in out[i * d..(i + 1) * d].iter().zip(&want).enumerate() {
+                        assert!(
+                            (g.to_f64() - w).abs() <= 1e-2,
+                            "{} {backend:?} {tiles:?}: row {i} element {t}: {} against the \
+                             oracle's {w}",
+                            E::NAME,
+                            g.to_f64()
+                        );
+                    }
+                }
+            }
+        }
+    }
+    check::<f32>();
+    check::<tessera_kernels::bf16>();
+}

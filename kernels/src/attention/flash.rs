@@ -379,6 +379,11 @@ fn softmax_step<E: Element, A: Accumulator, O: RowOps<E, A>>(
             return Err(Error::Overflow);
         };
         let (m_new, p_sum) = ops.max_exp_sum(s, *m);
+        // In the form the rest of the tile's rows are in (bf16 pairs on `avx512bf16`).
+        let end = (r * ld + ld.max(count)).min(tile.scores.len());
+        if let Some(row) = tile.scores.get_mut(r * ld..end) {
+            ops.finish_probabilities(row, count);
+        }
         let acc = tile
             .acc
             .get_mut(r * d..(r + 1) * d)

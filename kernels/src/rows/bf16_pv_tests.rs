@@ -9,8 +9,9 @@
 
 extern crate std;
 
-use super::lanes::LaneOps;
+use super::lanes::{exp_sum, LaneOps};
 use super::ops::{Counts, RowOps};
+use super::pairs::{exp_sum_packed, pack_row, unpack_rows};
 use super::tile::tile_work_len;
 use crate::simd::lanes::fused_mul_add;
 use crate::simd::{for_each_row_token, Isa};
@@ -125,8 +126,9 @@ fn check_pairs<L: Isa>(name: &str, l: L) {
     std::eprintln!("checking {name}'s bf16 P·V against the pair model");
     let mut rng = Rng(0x5DEE_CE66_D1CE_4E5B);
     let mut blocked_rows_seen = 0;
+    let mut packed_rows_seen = 0;
     for &d in &[1usize, 7, 16, 17, 33, 64, 65, 130] {
-        for &keys in &[1usize, 2, 3, 4, 7, 8, 16, 17, 33] {
+        for &keys in &[1usize, 2, 3, 4, 7, 8, 16, 17, 33, 70] {
             for &rows in &[1usize, 2, 3, 4, 5, 7, 8, 9] {
                 for causal in [false, true] {
                     let counts = Counts {
@@ -160,15 +162,22 @@ fn check_pairs<L: Isa>(name: &str, l: L) {
                     let mut work = vec![f32::NAN; work_len];
                     let mut got = acc0.clone();
                     let count = |r: usize| counts.of(r);
-                    let done = l
-                        .bf16_tile_accumulate(&mut got, d, &p, ld, count, keys, &values, &mut work);
+                    let done = l.bf16_tile_accumulate(
+                        &mut got, d, &p, false, ld, count, keys, &values, &mut work,
+                    );
                     assert!(
                         done,
                         "{name}: the pair kernel refused d {d} keys {keys} rows {rows}"
                     );
-                    // And through the row primitive flash calls (in the token's features).
+                    // And through the row primitive flash calls (in the token's features), on
+                    // `P` in the form flash's softmax leaves it: packed in pairs where the rows
+                    // have room (`ld >= 16`), else as it is.
                     let mut via_ops = acc0.clone();
                     let mut p_ops = p.clone();
+                    for (r, row) in p_ops.chunks_exact_mut(ld).enumerate() {
+                        RowOps::<bf16, f32>::finish_probabilities(LaneOps(l), row, counts.of(r));
+                    }
+                    packed_rows_seen += usize::from(ld >= 16);
                     RowOps::<bf16, f32>::tile_accumulate(
                         LaneOps(l),
                         &mut via_ops,
@@ -197,12 +206,70 @@ fn check_pairs<L: Isa>(name: &str, l: L) {
             }
         }
     }
-    assert!(blocked_rows_seen > 0);
+    assert!(blocked_rows_seen > 0 && packed_rows_seen > 0);
 }
 
 #[test]
 fn bf16_pair_pv_matches_its_scalar_model() {
     for_each_row_token!(check_pairs);
+}
+
+/// Flash's exponential pass with the pair packing (`rows::pairs`) against the two passes it
+/// replaces: the same sum, bit for bit, as `exp_sum`, and the words of `exp_sum`'s values
+/// rounded to bf16 in pairs (by `vcvtne2ps2bf16`'s rule where the token has it, IEEE otherwise),
+/// zero past the count to the line's end; `pack_row` gives the same words from the `f32`
+/// values, and `unpack_rows` gives back the rounded values.
+fn check_packing<L: Isa>(name: &str, l: L) {
+    std::eprintln!("checking {name}'s packed exponential pass");
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let round = |x: f32| {
+        let x = if L::BF16_DOTS { daz(x) } else { x };
+        u32::from(bf16::from_f32(x).to_bits())
+    };
+    for count in (1..=100).chain([127, 128, 129, 300]) {
+        let ld = count.max(16) + rng.below(8) as usize;
+        let mut row: Vec<f32> = (0..ld).map(|_| f32::NAN).collect();
+        for x in &mut row[..count] {
+            *x = match rng.below(8) {
+                0 => -120.0 + rng.unit(), // exponentials in the subnormal range, or zero
+                _ => (rng.unit() - 0.8) * 30.0,
+            };
+        }
+        let m = row[..count]
+            .iter()
+            .fold(f32::NEG_INFINITY, |a, &b| a.max(b))
+            + rng.unit();
+        let mut two_pass = row.clone();
+        let want_sum = exp_sum(l, &mut two_pass[..count], m);
+        let exps = two_pass.clone();
+        let got_sum = exp_sum_packed(l, &mut row, count, m).expect("room for the lines");
+        assert_eq!(
+            got_sum.to_bits(),
+            want_sum.to_bits(),
+            "{name} count {count}"
+        );
+        pack_row(l, &mut two_pass, count);
+        let words = count.div_ceil(32) * 16;
+        for w in 0..words {
+            let e = |i: usize| if i < count { round(exps[i]) } else { 0 };
+            let want = e(2 * w) | (e(2 * w + 1) << 16);
+            assert_eq!(row[w].to_bits(), want, "{name} count {count} word {w}");
+            assert_eq!(two_pass[w].to_bits(), want, "{name} count {count} word {w}");
+        }
+        unpack_rows(&mut row, ld, 1, |_| count);
+        for (j, &x) in row[..count].iter().enumerate() {
+            assert_eq!(
+                x.to_bits(),
+                round(exps[j]) << 16,
+                "{name} count {count} slot {j}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_packed_exponential_pass_matches_the_two_passes() {
+    for_each_row_token!(check_packing);
 }
 
 /// The model itself can fail: on a tile whose sums round differently in pairs than by one FMA

@@ -22,6 +22,7 @@ use super::ops::{
     per_row_accumulate, per_row_scores, round_tile, Counts, Job, QTile, Routed, RowOps,
     SoftmaxStop, SoftmaxTile,
 };
+use super::pairs::{exp_sum_packed, pack_row, packs, unpack_rows};
 use super::row_kernels::{accumulate, scores};
 use super::softmax::{softmax_rows, SoftmaxSteps};
 use super::{lane_dense, tile, tile_scores};
@@ -57,7 +58,18 @@ impl<L: Isa, E: ScoreElement> RowOps<E, f32> for LaneOps<L> {
         tile: SoftmaxTile<'_, f32>,
         from: usize,
     ) -> Option<Result<(), SoftmaxStop>> {
-        Some(self.0.plain().enter(TileSoftmax(tile, from)))
+        let rows = tile.acc.len().checked_div(tile.d).unwrap_or(0);
+        if packs(E::IS_BF16 && L::BF16_DOTS, tile.ld, rows, tile.scores.len()) {
+            // In the token's own features: its pair rounding instruction.
+            return Some(self.0.enter(TileSoftmax::<true>(tile, from)));
+        }
+        Some(self.0.plain().enter(TileSoftmax::<false>(tile, from)))
+    }
+    #[inline]
+    fn finish_probabilities(self, row: &mut [f32], count: usize) {
+        if packs(E::IS_BF16 && L::BF16_DOTS, row.len(), 1, row.len()) {
+            self.0.enter(PackRow(row, count));
+        }
     }
     #[inline]
     fn exp_sum(self, s: &mut [f32], m: f32) -> f32 {
@@ -134,9 +146,15 @@ impl<L: Isa, E: ScoreElement> RowOps<E, f32> for LaneOps<L> {
         // bf16 values by the token's own pair instruction, `P` rounded in vectors while it is
         // packed, for every tile (decode's too: a row's bits do not depend on its tile's rows).
         if E::IS_BF16 && L::BF16_DOTS {
-            let job = TileAccumulateOwn(&mut *acc, d, &*p, ld, counts, values, &mut *work);
+            let rows = acc.len().checked_div(d).unwrap_or(0);
+            let packed = packs(E::IS_BF16 && L::BF16_DOTS, ld, rows, p.len());
+            let job = TileAccumulateOwn(&mut *acc, d, &*p, packed, ld, counts, values, &mut *work);
             if self.0.enter(job) {
                 return;
+            }
+            if packed {
+                // Refused (never in flash, which sizes `work` for it): back to f32, exactly.
+                unpack_rows(p, ld, rows, |r| counts.of(r));
             }
         }
         let rows = acc.len().checked_div(d).unwrap_or(0);
@@ -200,6 +218,7 @@ struct TileAccumulateOwn<'a, E>(
     &'a mut [f32],
     usize,
     &'a [f32],
+    bool,
     usize,
     Counts,
     &'a [E],
@@ -209,8 +228,8 @@ impl<E: ScoreElement> LaneJob for TileAccumulateOwn<'_, E> {
     type Output = bool;
     #[inline(always)]
     fn run<L: Lanes>(self, l: L) -> bool {
-        let TileAccumulateOwn(acc, d, p, ld, counts, values, work) = self;
-        E::tile_accumulate_own(l, acc, d, p, ld, counts, values, work)
+        let TileAccumulateOwn(acc, d, p, packed, ld, counts, values, work) = self;
+        E::tile_accumulate_own(l, acc, d, p, packed, ld, counts, values, work)
     }
 }
 impl<E: LaneElement> LaneJob for TileAccumulate<'_, E> {
@@ -268,22 +287,40 @@ impl LaneJob for FiniteMaxExpSum<'_> {
         Some((m, exp_sum(l, self.0, m)))
     }
 }
-/// Flash's softmax step over a whole tile inside the token's features.
-struct TileSoftmax<'a>(SoftmaxTile<'a, f32>, usize);
-impl LaneJob for TileSoftmax<'_> {
+/// Packs a recomputed row's probabilities ([`RowOps::finish_probabilities`]).
+struct PackRow<'a>(&'a mut [f32], usize);
+impl LaneJob for PackRow<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<L: Lanes>(self, l: L) {
+        pack_row(l, self.0, self.1)
+    }
+}
+/// Flash's softmax step over a whole tile inside the token's features (`PACK`: the
+/// probabilities packed to bf16 pairs as they are made, see [`packs`]).
+struct TileSoftmax<'a, const PACK: bool>(SoftmaxTile<'a, f32>, usize);
+impl<const PACK: bool> LaneJob for TileSoftmax<'_, PACK> {
     type Output = Result<(), SoftmaxStop>;
     #[inline(always)]
     fn run<L: Isa>(self, l: L) -> Result<(), SoftmaxStop> {
-        softmax_rows(InLanes(l), self.0, self.1)
+        softmax_rows(InLanes::<L, PACK>(l), self.0, self.1)
     }
 }
 /// The softmax steps on a token already inside its features: the primitives' bodies inlined.
 #[derive(Clone, Copy)]
-struct InLanes<L>(L);
-impl<L: Isa> SoftmaxSteps<f32> for InLanes<L> {
+struct InLanes<L, const PACK: bool>(L);
+impl<L: Isa, const PACK: bool> SoftmaxSteps<f32> for InLanes<L, PACK> {
     #[inline(always)]
-    fn finite_max_exp_sum(self, s: &mut [f32], m: f32) -> Option<(f32, f32)> {
-        FiniteMaxExpSum(s, m).run(self.0)
+    fn finite_max_exp_sum(self, row: &mut [f32], count: usize, m: f32) -> Option<(f32, f32)> {
+        if !PACK {
+            return FiniteMaxExpSum(row.get_mut(..count)?, m).run(self.0);
+        }
+        let (max, finite) = finite_max(self.0, row.get(..count)?);
+        if !finite {
+            return None;
+        }
+        let m = f32::max(m, max);
+        Some((m, exp_sum_packed(self.0, row, count, m)?))
     }
     #[inline(always)]
     fn scale(self, acc: &mut [f32], alpha: f32) {
@@ -362,21 +399,23 @@ pub(crate) trait ScoreElement: LaneElement {
     fn round_probability(x: f32) -> f32 {
         x
     }
-    /// A tile's `O += P̂·V` ([`RowOps::tile_accumulate`], `P` unrounded) by the token's own
-    /// instruction for this element (`Lanes::bf16_tile_accumulate`); `false` (nothing done,
-    /// `p` untouched) where there is none.
+    /// A tile's `O += P̂·V` ([`RowOps::tile_accumulate`], `P` unrounded, or with `packed`
+    /// already rounded and packed in pairs: [`packs`]) by the token's own instruction for this
+    /// element (`Lanes::bf16_tile_accumulate`); `false` (nothing done, `p` untouched) where
+    /// there is none.
     #[allow(clippy::too_many_arguments)]
     fn tile_accumulate_own<L: Lanes>(
         l: L,
         acc: &mut [f32],
         d: usize,
         p: &[f32],
+        packed: bool,
         ld: usize,
         counts: Counts,
         values: &[Self],
         work: &mut [f32],
     ) -> bool {
-        let _ = (l, acc, d, p, ld, counts, values, work);
+        let _ = (l, acc, d, p, packed, ld, counts, values, work);
         false
     }
 }
@@ -420,13 +459,14 @@ impl ScoreElement for half::bf16 {
         acc: &mut [f32],
         d: usize,
         p: &[f32],
+        packed: bool,
         ld: usize,
         counts: Counts,
         values: &[Self],
         work: &mut [f32],
     ) -> bool {
         let count = |r: usize| counts.of(r);
-        l.bf16_tile_accumulate(acc, d, p, ld, count, counts.n, values, work)
+        l.bf16_tile_accumulate(acc, d, p, packed, ld, count, counts.n, values, work)
     }
 }
 

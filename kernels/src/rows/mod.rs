@@ -18,6 +18,7 @@ mod generic;
 mod lane_dense;
 pub(crate) mod lanes;
 pub(crate) mod ops;
+mod pairs;
 mod row_kernels;
 pub(crate) mod softmax;
 #[cfg(test)]

@@ -25,7 +25,9 @@ pub trait RowOps<E, A>: Copy {
     /// Flash's online-softmax step for rows `from ..` of a tile, as `rows::softmax`'s
     /// `softmax_rows` runs it on this backend's primitives; `None` (the default): not provided
     /// here, the caller runs `softmax_rows` itself. A backend provides it to run the whole tile
-    /// in one go (the lane backends: one entry into their features, not one per row).
+    /// in one go (the lane backends: one entry into their features, not one per row). The
+    /// probabilities it leaves are in the form [`RowOps::tile_accumulate`] takes: the
+    /// exponentials, or, where [`RowOps::finish_probabilities`] packs them, already packed.
     #[inline(always)]
     fn tile_softmax(
         self,
@@ -34,6 +36,16 @@ pub trait RowOps<E, A>: Copy {
     ) -> Option<core::result::Result<(), SoftmaxStop>> {
         let _ = (tile, from);
         None
+    }
+    /// Puts one tile row's probabilities, its first `count` slots as
+    /// [`RowOps::max_exp_sum`] left them (`row`: its whole `ld` slots), in the form
+    /// [`RowOps::tile_softmax`] leaves a row in, for flash's recompute of an overflowed row.
+    /// The default leaves them (the identity); the lane backends' bf16 pair instruction
+    /// (`avx512bf16`) packs them to bf16 pairs in place, as its `tile_softmax` does in the
+    /// exponential's pass, where `row` has at least 16 slots.
+    #[inline(always)]
+    fn finish_probabilities(self, row: &mut [A], count: usize) {
+        let _ = (row, count);
     }
     /// `s[j] = exp(s[j] - m)` in place; returns the sum of the new values.
     fn exp_sum(self, s: &mut [A], m: A) -> A;
@@ -82,8 +94,9 @@ pub trait RowOps<E, A>: Copy {
 
     /// `acc row r += Σ_{j < counts.of(r)} p̂[r·ld + j] · values[j·d ..]` for each of the
     /// `acc.len() / d` rows, where `p̂` is `p` rounded to the element format
-    /// ([`RowOps::round_probabilities`]: `p` arrives unrounded, and may be left rounded or
-    /// not). The default rounds each row's `p` in place and runs [`RowOps::accumulate`] row by
+    /// ([`RowOps::round_probabilities`]: `p` arrives unrounded, in the form
+    /// [`RowOps::tile_softmax`] and [`RowOps::finish_probabilities`] leave it, and may be left
+    /// rounded or not). The default rounds each row's `p` in place and runs [`RowOps::accumulate`] row by
     /// row (every output element accumulated in order of `j`); a backend with a pair instruction
     /// may round and multiply in its own order (`avx512bf16` on `bf16`: see `rows::lanes`).
     #[inline(always)]

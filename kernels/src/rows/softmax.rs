@@ -9,8 +9,10 @@ use core::marker::PhantomData;
 
 /// The row steps of the online softmax.
 pub(crate) trait SoftmaxSteps<A>: Copy {
-    /// As [`RowOps::finite_max_exp_sum`].
-    fn finite_max_exp_sum(self, s: &mut [A], m: A) -> Option<(A, A)>;
+    /// As [`RowOps::finite_max_exp_sum`] on the row's first `count` scores (`count <=
+    /// row.len()`; `row` is the row's whole `ld` slots, which the lane backends' bf16 pair
+    /// packing writes: see [`RowOps::finish_probabilities`]).
+    fn finite_max_exp_sum(self, row: &mut [A], count: usize, m: A) -> Option<(A, A)>;
     /// As [`RowOps::scale`].
     fn scale(self, acc: &mut [A], alpha: A);
 }
@@ -35,8 +37,8 @@ impl<O, E> RowSteps<O, E> {
 
 impl<E, A, O: RowOps<E, A>> SoftmaxSteps<A> for RowSteps<O, E> {
     #[inline(always)]
-    fn finite_max_exp_sum(self, s: &mut [A], m: A) -> Option<(A, A)> {
-        self.0.finite_max_exp_sum(s, m)
+    fn finite_max_exp_sum(self, row: &mut [A], count: usize, m: A) -> Option<(A, A)> {
+        self.0.finite_max_exp_sum(row.get_mut(..count)?, m)
     }
     #[inline(always)]
     fn scale(self, acc: &mut [A], alpha: A) {
@@ -69,11 +71,14 @@ pub(crate) fn softmax_rows<A: Accumulator, S: SoftmaxSteps<A>>(
         if count == 0 {
             continue;
         }
-        let s = scores
-            .get_mut(r * ld..r * ld + count)
+        // The row's slots (the last row's may end with the buffer), holding its count.
+        let end = (r * ld + ld.max(count)).min(scores.len());
+        let row = scores
+            .get_mut(r * ld..end)
+            .filter(|row| row.len() >= count)
             .ok_or(SoftmaxStop::Bounds)?;
         let (m_new, p_sum) = steps
-            .finite_max_exp_sum(s, *m)
+            .finite_max_exp_sum(row, count, *m)
             .ok_or(SoftmaxStop::NonFinite(r))?;
         update_state(steps, acc, m, l, m_new, p_sum);
     }

@@ -152,10 +152,12 @@ pub(crate) trait Lanes: Copy {
     /// Flash's `O += P̂·V` for one tile of `keys` bf16 value rows (`values`, `d` elements each)
     /// by an instruction of this ISA that multiplies bf16 pairs: for each of the `acc.len() / d`
     /// output rows `r`, its first `count(r)` (at most `keys`) probabilities `p[r·ld ..]`, rounded
-    /// to bf16 here, times the value rows. `work` is 64-byte aligned packing space of at least
-    /// `rows::tile::tile_work_len` `f32`. `false` (nothing done) where the token has no such
-    /// instruction or `work` is too small; the caller then rounds `P` and uses the canonical
-    /// order.
+    /// to bf16 here, times the value rows; or, with `packed`, row `r`'s probabilities already
+    /// rounded and packed in pairs at `p[r·ld ..]` by [`Lanes::bf16_store_pairs`] (slot `m` the
+    /// pair `(p̂[2m], p̂[2m+1])`, zero past the count up to the end of the 16-slot line). `work`
+    /// is 64-byte aligned packing space of at least `rows::tile::tile_work_len` `f32`. `false`
+    /// (nothing done) where the token has no such instruction or `work` is too small; the caller
+    /// then rounds `P` and uses the canonical order.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn bf16_tile_accumulate(
@@ -163,14 +165,25 @@ pub(crate) trait Lanes: Copy {
         acc: &mut [f32],
         d: usize,
         p: &[f32],
+        packed: bool,
         ld: usize,
         count: impl Fn(usize) -> usize,
         keys: usize,
         values: &[bf16],
         work: &mut [f32],
     ) -> bool {
-        let _ = (acc, d, p, ld, count, keys, values, work);
+        let _ = (acc, d, p, packed, ld, count, keys, values, work);
         false
+    }
+
+    /// `lo` then `hi` rounded to bf16 as [`Lanes::bf16_tile_accumulate`] rounds `P`, the 32
+    /// results in order in `out`'s 16 words (word `m`: elements `2m` in the low half and `2m + 1`
+    /// in the high half). Called only where [`Lanes::BF16_DOTS`] (AVX512_BF16's
+    /// `vcvtne2ps2bf16`, which reads a subnormal as zero); the default rounds each lane to
+    /// nearest even as IEEE does.
+    #[inline(always)]
+    fn bf16_store_pairs(self, lo: Self::F, hi: Self::F, out: &mut [f32; LANES]) {
+        store_pairs_ieee(self, lo, hi, out)
     }
 }
 
@@ -190,6 +203,23 @@ pub(crate) const fn bf16_pair_work_len(rows: usize, keys: usize, d: usize) -> Op
         return None;
     };
     v.checked_add(p)
+}
+
+/// [`Lanes::bf16_store_pairs`] by IEEE rounding to nearest even, lane by lane.
+#[inline(always)]
+pub(crate) fn store_pairs_ieee<L: Lanes>(l: L, lo: L::F, hi: L::F, out: &mut [f32; LANES]) {
+    let mut x = [0.0; 2 * LANES];
+    let (a, b) = x.split_at_mut(LANES);
+    if let (Some(a), Some(b)) = (a.first_chunk_mut(), b.first_chunk_mut()) {
+        l.store(lo, a);
+        l.store(hi, b);
+    }
+    let bits = |x: f32| u32::from(bf16::from_f32(x).to_bits());
+    for (o, pair) in out.iter_mut().zip(x.chunks_exact(2)) {
+        if let [e0, e1] = *pair {
+            *o = f32::from_bits(bits(e0) | (bits(e1) << 16));
+        }
+    }
 }
 
 /// [`Lanes::reduce_add`] of each of `G` vectors, four at a time.

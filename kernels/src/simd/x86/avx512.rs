@@ -2,7 +2,7 @@
 
 use super::bf16_pv::Bf16 as Bf16Proof;
 use crate::simd::isa::isa_with_features;
-use crate::simd::lanes::{reduce_group, Columns, Lanes, LANES};
+use crate::simd::lanes::{reduce_group, store_pairs_ieee, Columns, Lanes, LANES};
 use core::arch::x86_64::*;
 use half::bf16;
 
@@ -262,6 +262,7 @@ impl<const BF16: bool> Lanes for Avx512<BF16> {
         acc: &mut [f32],
         d: usize,
         p: &[f32],
+        packed: bool,
         ld: usize,
         count: impl Fn(usize) -> usize,
         keys: usize,
@@ -274,7 +275,23 @@ impl<const BF16: bool> Lanes for Avx512<BF16> {
         // SAFETY: `Avx512<true>` tokens come only from `Avx512Bf16::new`, which checked
         // AVX-512F, AVX-512BW and AVX512_BF16: this one is such a token.
         let t = unsafe { Bf16Proof::new_unchecked() };
+        let p = if packed {
+            super::bf16_pv::Probabilities::Packed(p)
+        } else {
+            super::bf16_pv::Probabilities::Unrounded(p)
+        };
         super::bf16_pv::tile_accumulate(t, acc, d, p, ld, count, keys, values, work)
+    }
+
+    #[inline(always)]
+    fn bf16_store_pairs(self, lo: __m512, hi: __m512, out: &mut [f32; LANES]) {
+        if !BF16 {
+            // Never called (not `BF16_DOTS`): the default's IEEE rounding.
+            return store_pairs_ieee(self, lo, hi, out);
+        }
+        // SAFETY: as in `bf16_tile_accumulate`: this is an `Avx512<true>` token.
+        let t = unsafe { Bf16Proof::new_unchecked() };
+        super::bf16_pv::store_pairs(t, lo, hi, out)
     }
 }
 

@@ -13,7 +13,9 @@
 //!   last key is paired with a zero key;
 //! - each row's probabilities are rounded to bf16 by `vcvtne2ps2bf16` (nearest, ties to even:
 //!   FlashAttention-2's rounding of `P`), zero past the row's count; the bf16 sequence
-//!   `p̂[0], p̂[1], …` is the row's pairs in order. That instruction reads a subnormal `f32` as
+//!   `p̂[0], p̂[1], …` is the row's pairs in order. Flash hands them over already packed so
+//!   (`Probabilities::Packed`: its exponential pass rounds them in registers, `rows::pairs`);
+//!   other callers hand over `f32`, packed here. That instruction reads a subnormal `f32` as
 //!   zero, so a probability below `2^-126` contributes nothing (as a bf16 subnormal would not
 //!   through `vdpbf16ps`);
 //! - blocks of 4 rows × 4 chunks of 16 outputs stay in registers while the value pairs stream
@@ -67,6 +69,22 @@ fn prefix_mask(n: usize) -> __mmask16 {
     ((1u32 << n.min(LANES)) - 1) as __mmask16
 }
 
+/// A tile's probabilities, row `r` at `r·ld`.
+#[derive(Clone, Copy)]
+pub(super) enum Probabilities<'a> {
+    /// Unrounded `f32`, rounded and packed here.
+    Unrounded(&'a [f32]),
+    /// Already rounded and packed in pairs by [`store_pairs`] (flash's exponential pass does it).
+    Packed(&'a [f32]),
+}
+
+/// The words of a row's packed probabilities for `count` keys: its whole lines (16 words,
+/// 32 keys each).
+#[inline(always)]
+fn packed_len(count: usize) -> usize {
+    count.div_ceil(2 * LANES) * LANES
+}
+
 /// `Lanes::bf16_tile_accumulate` of the AVX512_BF16 token (see the module docs), in the work
 /// space `lanes::bf16_pair_work_len` counts. `false` (nothing done) for `d = 0`, short `values`
 /// or `p`, or too small a `work`.
@@ -76,7 +94,7 @@ pub(super) fn tile_accumulate(
     t: Bf16,
     acc: &mut [f32],
     d: usize,
-    p: &[f32],
+    p: Probabilities<'_>,
     ld: usize,
     count: impl Fn(usize) -> usize,
     keys: usize,
@@ -102,7 +120,11 @@ pub(super) fn tile_accumulate(
     } else {
         Some(0)
     };
-    let (Some(v_len), Some(p_len)) = (v_len, rows.checked_mul(p_stride)) else {
+    let p_len = match p {
+        Probabilities::Unrounded(_) => rows.checked_mul(p_stride),
+        Probabilities::Packed(_) => Some(0),
+    };
+    let (Some(v_len), Some(p_len)) = (v_len, p_len) else {
         return false;
     };
     let Some((vp, pp)) = work.split_at_mut_checked(v_len) else {
@@ -111,15 +133,27 @@ pub(super) fn tile_accumulate(
     let Some(pp) = pp.get_mut(..p_len) else {
         return false;
     };
-    if (0..rows).any(|r| p.get(r * ld..r * ld + count(r)).is_none()) {
+    // Row `r`'s probability pairs: `pp_ld` apart in `pp_all`, its whole lines.
+    let (pp_all, pp_ld) = match p {
+        Probabilities::Unrounded(p) => {
+            if (0..rows).any(|r| p.get(r * ld..r * ld + count(r)).is_none()) {
+                return false;
+            }
+            for (r, dst) in pp.chunks_exact_mut(p_stride.max(1)).enumerate() {
+                let src = p.get(r * ld..r * ld + count(r)).unwrap_or(&[]);
+                pack_probabilities(t, src, dst);
+            }
+            (&*pp, p_stride)
+        }
+        Probabilities::Packed(p) => (p, ld),
+    };
+    let pp_row = |r: usize| {
+        let at = r * pp_ld;
+        pp_all.get(at..at + packed_len(count(r))).unwrap_or(&[])
+    };
+    if (0..rows).any(|r| pp_row(r).len() < packed_len(count(r))) {
         return false;
     }
-    for (r, dst) in pp.chunks_exact_mut(p_stride.max(1)).enumerate() {
-        let src = p.get(r * ld..r * ld + count(r)).unwrap_or(&[]);
-        pack_probabilities(t, src, dst);
-    }
-    let pp = &*pp;
-    let pp_row = |r: usize| pp.get(r * p_stride..(r + 1) * p_stride).unwrap_or(&[]);
     let interleaved = Interleaved { values, d, keys };
     if !blocked {
         for (r, acc_row) in acc.chunks_exact_mut(d).enumerate() {
@@ -555,7 +589,7 @@ fn pack_probabilities(t: Bf16, src: &[f32], dst: &mut [f32]) {
 
 /// `lo` then `hi` rounded to bf16, as 32 bf16 in `out`'s 64 bytes.
 #[inline(always)]
-fn store_pairs(_: Bf16, lo: __m512, hi: __m512, out: &mut [f32; LANES]) {
+pub(super) fn store_pairs(_: Bf16, lo: __m512, hi: __m512, out: &mut [f32; LANES]) {
     // SAFETY: `Bf16` proves AVX512_BF16 is present; `cvtne2ps_pbh(a, b)` puts `b` in bf16
     // elements 0..16 and `a` in 16..32; `out` is 64 writable bytes.
     unsafe {
