@@ -4,7 +4,8 @@
 //! a substitute for `--bench flash_shapes` on a quiet machine.
 //!
 //! `cargo run --release -p tessera-benches --example flash_cpu_time -- [f32|bf16] N D BQ BK [REPS]
-//! [BACKEND] [causal]` (8 heads; `rule` for BQ or BK: `FlashTiles::for_shape`'s; backend by name, default the best this CPU has; FLOP of the
+//! [BACKEND] [causal]` (8 heads; `rule` for BQ or BK: `FlashTiles::for_shape`'s; backend by name,
+//! `best` or nothing for the best this CPU has; FLOP of the
 //! non-causal problem, halved for causal).
 
 use std::time::Duration;
@@ -57,6 +58,7 @@ fn main() {
     let reps = num(5, 15);
     let backend = a
         .get(6)
+        .filter(|b| b.as_str() != "best")
         .map(|b| Backend::from_name(b).expect("backend name"))
         .unwrap_or_else(Backend::best);
     let causal = a.get(7).is_some_and(|c| c == "causal");
