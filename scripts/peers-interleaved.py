@@ -24,7 +24,6 @@ missing Tessera binary.
 """
 import argparse
 import importlib.util
-import json
 import os
 import re
 import statistics
@@ -140,14 +139,7 @@ def main():
         "load_before": before, "load_after": SDPA.uptime(), "note": a.note,
         "cases": rows,
     }
-    os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump(data, f, indent=1)
-    table = markdown(data)
-    print(table)
-    with open(a.md, "w") as f:
-        f.write(table)
-    print(f"peers-interleaved: wrote {a.out} and {a.md}", file=sys.stderr)
+    SDPA.write_results(data, markdown(data), a.out, a.md, "peers-interleaved")
 
 
 def markdown(data):

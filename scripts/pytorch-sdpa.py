@@ -174,15 +174,19 @@ def main():
         "load_before": before, "load_after": after, "note": a.note,
         "cases": rows,
     }
-    os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
-    with open(a.out, "w") as f:
+    write_results(data, markdown(data), a.out, a.md, "pytorch-sdpa")
+
+
+def write_results(data, table, out, md, prog):
+    """`data` as JSON to `out`, the Markdown `table` to stdout and (if given) to `md`."""
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    with open(out, "w") as f:
         json.dump(data, f, indent=1)
-    table = markdown(data)
     print(table)
-    if a.md:
-        with open(a.md, "w") as f:
+    if md:
+        with open(md, "w") as f:
             f.write(table)
-    print(f"pytorch-sdpa: wrote {a.out}" + (f" and {a.md}" if a.md else ""), file=sys.stderr)
+    print(f"{prog}: wrote {out}" + (f" and {md}" if md else ""), file=sys.stderr)
 
 
 def markdown(data):

@@ -20,6 +20,7 @@ pub(crate) mod lanes;
 pub(crate) mod ops;
 mod pairs;
 mod row_kernels;
+mod score_element;
 pub(crate) mod softmax;
 #[cfg(test)]
 mod tests;

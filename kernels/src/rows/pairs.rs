@@ -12,7 +12,7 @@
 //! (`16j + 16 <= 32j` from `j = 1`), so the packing never overwrites a score it still needs.
 
 use crate::simd::exp;
-use crate::simd::lanes::{Lanes, LANES};
+use crate::simd::lanes::{bf16_packed_len as packed_len, Lanes, LANES};
 
 /// Whether flash packs a tile's probabilities in pairs as it makes them: on a token with bf16
 /// pair products for bf16 elements (`bf16_pairs`), with rows of at least 16 slots (so a row's
@@ -21,12 +21,6 @@ use crate::simd::lanes::{Lanes, LANES};
 #[inline(always)]
 pub(crate) fn packs(bf16_pairs: bool, ld: usize, rows: usize, len: usize) -> bool {
     bf16_pairs && ld >= LANES && rows.checked_mul(ld).is_some_and(|n| n <= len)
-}
-
-/// The words of a packed row of `count` probabilities: its whole lines.
-#[inline(always)]
-fn packed_len(count: usize) -> usize {
-    count.div_ceil(2 * LANES) * LANES
 }
 
 /// `exp(s[j] − m)` for the row's first `count` scores, summed exactly as `lanes::exp_sum` sums

@@ -205,6 +205,13 @@ pub(crate) const fn bf16_pair_work_len(rows: usize, keys: usize, d: usize) -> Op
     v.checked_add(p)
 }
 
+/// The words a row of `count` probabilities packed in bf16 pairs takes
+/// ([`Lanes::bf16_tile_accumulate`]'s `packed` rows): its whole lines of 16 words (32 keys).
+#[inline(always)]
+pub(crate) const fn bf16_packed_len(count: usize) -> usize {
+    count.div_ceil(2 * LANES) * LANES
+}
+
 /// [`Lanes::bf16_store_pairs`] by IEEE rounding to nearest even, lane by lane.
 #[inline(always)]
 pub(crate) fn store_pairs_ieee<L: Lanes>(l: L, lo: L::F, hi: L::F, out: &mut [f32; LANES]) {

@@ -1,6 +1,6 @@
 //! AVX-512F: the 16 virtual lanes are one 512-bit register.
 
-use super::bf16_pv::Bf16 as Bf16Proof;
+use super::bf16_pairs::Bf16 as Bf16Proof;
 use crate::simd::isa::isa_with_features;
 use crate::simd::lanes::{reduce_group, store_pairs_ieee, Columns, Lanes, LANES};
 use core::arch::x86_64::*;
@@ -276,9 +276,9 @@ impl<const BF16: bool> Lanes for Avx512<BF16> {
         // AVX-512F, AVX-512BW and AVX512_BF16: this one is such a token.
         let t = unsafe { Bf16Proof::new_unchecked() };
         let p = if packed {
-            super::bf16_pv::Probabilities::Packed(p)
+            super::bf16_pairs::Probabilities::Packed(p)
         } else {
-            super::bf16_pv::Probabilities::Unrounded(p)
+            super::bf16_pairs::Probabilities::Unrounded(p)
         };
         super::bf16_pv::tile_accumulate(t, acc, d, p, ld, count, keys, values, work)
     }
@@ -291,7 +291,7 @@ impl<const BF16: bool> Lanes for Avx512<BF16> {
         }
         // SAFETY: as in `bf16_tile_accumulate`: this is an `Avx512<true>` token.
         let t = unsafe { Bf16Proof::new_unchecked() };
-        super::bf16_pv::store_pairs(t, lo, hi, out)
+        super::bf16_pairs::store_pairs(t, lo, hi, out)
     }
 }
 

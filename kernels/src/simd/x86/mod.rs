@@ -3,6 +3,7 @@
 mod avx2;
 mod avx512;
 mod avx512bf16;
+mod bf16_pairs;
 mod bf16_pv;
 
 pub(crate) use avx2::Avx2;
