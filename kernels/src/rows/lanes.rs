@@ -13,7 +13,7 @@
 //! - **`max`**: 16 lane maxima by `x > m ? x : m` (NaN ignored), [`max_tree`], then the tail in
 //!   order.
 //! - **elementwise** (`normalize`, `scale`, `store`): one IEEE operation per element.
-//! - **`exp`**: [`exp`](super::exp::exp) in lanes; a tail is padded with `-inf` (whose exp is `0`).
+//! - **`exp`**: [`exp_clamped`](crate::simd::exp_clamped) in lanes; a tail is padded with `-inf` (whose exp is `0`).
 //!
 //! [`sum_tree`]: crate::simd::lanes::sum_tree
 //! [`max_tree`]: crate::simd::lanes::max_tree
@@ -28,7 +28,7 @@ pub(crate) use super::score_element::ScoreElement;
 use super::softmax::{softmax_rows, SoftmaxSteps};
 use super::{lane_dense, tile, tile_scores};
 use crate::simd::lanes::keep_max;
-use crate::simd::{exp, with_token, Backend, Isa, LaneElement, LaneJob, Lanes, LANES};
+use crate::simd::{exp_clamped, with_token, Backend, Isa, LaneElement, LaneJob, Lanes, LANES};
 
 /// The row primitives on the lanes of token `L`: each call enters the token's target features
 /// once (`Isa::enter`) and runs the primitive's loop inside them; all but `scores` (the one
@@ -273,7 +273,7 @@ impl LaneJob for MaxExpSum<'_> {
     #[inline(always)]
     fn run<L: Lanes>(self, l: L) -> (f32, f32) {
         let m = f32::max(self.1, max(l, self.0));
-        (m, exp_sum(l, self.0, m))
+        (m, exp_sum_with::<L, false>(l, self.0, m))
     }
 }
 impl LaneJob for FiniteMaxExpSum<'_> {
@@ -285,7 +285,7 @@ impl LaneJob for FiniteMaxExpSum<'_> {
             return None;
         }
         let m = f32::max(self.1, max);
-        Some((m, exp_sum(l, self.0, m)))
+        Some((m, exp_sum_with::<L, false>(l, self.0, m)))
     }
 }
 /// Packs a recomputed row's probabilities ([`RowOps::finish_probabilities`]).
@@ -433,6 +433,13 @@ fn max_checked<L: Lanes, const CHECK: bool>(l: L, s: &[f32]) -> (f32, bool) {
 /// `s[j] = exp(s[j] - m)`; returns the sum of the new values.
 #[inline(always)]
 pub(crate) fn exp_sum<L: Lanes>(l: L, s: &mut [f32], m: f32) -> f32 {
+    exp_sum_with::<L, true>(l, s, m)
+}
+
+/// [`exp_sum`]; without `HIGH_CLAMP` only for `m` at least every value of `s` (after the max
+/// pass), where `exp`'s upper clamp changes no lane: the same bits, one operation less.
+#[inline(always)]
+fn exp_sum_with<L: Lanes, const HIGH_CLAMP: bool>(l: L, s: &mut [f32], m: f32) -> f32 {
     let mv = l.splat(m);
     let mut sum = l.splat(0.0);
     let (chunks, tail) = s.as_chunks_mut::<LANES>();
@@ -440,14 +447,14 @@ pub(crate) fn exp_sum<L: Lanes>(l: L, s: &mut [f32], m: f32) -> f32 {
     // sum still takes them in order.
     let (pairs, last) = chunks.as_chunks_mut::<2>();
     for [c0, c1] in pairs {
-        let e0 = exp(l, l.sub(l.load(c0), mv));
-        let e1 = exp(l, l.sub(l.load(c1), mv));
+        let e0 = exp_clamped::<L, HIGH_CLAMP>(l, l.sub(l.load(c0), mv));
+        let e1 = exp_clamped::<L, HIGH_CLAMP>(l, l.sub(l.load(c1), mv));
         l.store(e0, c0);
         l.store(e1, c1);
         sum = l.add(l.add(sum, e0), e1);
     }
     for c in last {
-        let e = exp(l, l.sub(l.load(c), mv));
+        let e = exp_clamped::<L, HIGH_CLAMP>(l, l.sub(l.load(c), mv));
         l.store(e, c);
         sum = l.add(sum, e);
     }
@@ -456,7 +463,7 @@ pub(crate) fn exp_sum<L: Lanes>(l: L, s: &mut [f32], m: f32) -> f32 {
         for (x, &s) in x.iter_mut().zip(tail.iter()) {
             *x = s - m;
         }
-        let e = exp(l, l.load(&x));
+        let e = exp_clamped::<L, HIGH_CLAMP>(l, l.load(&x));
         l.store_partial(e, tail);
         sum = l.add(sum, e);
     }

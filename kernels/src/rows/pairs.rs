@@ -11,7 +11,7 @@
 //! scores `32j .. 32j + 32` it comes from were read, and lies below the scores not yet read
 //! (`16j + 16 <= 32j` from `j = 1`), so the packing never overwrites a score it still needs.
 
-use crate::simd::exp;
+use crate::simd::exp_clamped;
 use crate::simd::lanes::{bf16_packed_len as packed_len, Lanes, LANES};
 
 /// Whether flash packs a tile's probabilities in pairs as it makes them: on a token with bf16
@@ -46,17 +46,17 @@ pub(crate) fn exp_sum_packed<L: Lanes>(l: L, row: &mut [f32], count: usize, m: f
         let (Some(c0), Some(c1)) = (c0.first_chunk(), c1.first_chunk()) else {
             break;
         };
-        let e0 = exp(l, l.sub(l.load(c0), mv));
-        let e1 = exp(l, l.sub(l.load(c1), mv));
+        let e0 = exp_clamped::<L, false>(l, l.sub(l.load(c0), mv));
+        let e1 = exp_clamped::<L, false>(l, l.sub(l.load(c1), mv));
         sum = l.add(l.add(sum, e0), e1);
         store_line(l, row, j, e0, e1);
     }
     let at = whole * 2 * LANES;
     if at < count {
-        let e0 = exp(l, shifted(l, row, at, count, m));
+        let e0 = exp_clamped::<L, false>(l, shifted(l, row, at, count, m));
         sum = l.add(sum, e0);
         let e1 = if at + LANES < count {
-            let e1 = exp(l, shifted(l, row, at + LANES, count, m));
+            let e1 = exp_clamped::<L, false>(l, shifted(l, row, at + LANES, count, m));
             sum = l.add(sum, e1);
             e1
         } else {

@@ -37,13 +37,19 @@ const P: [f32; 6] = [
     0.5,
 ];
 
-/// `e^x` per lane (see the module docs).
+/// `e^x` per lane (see the module docs), with the clamp at `HIGH` only with `HIGH_CLAMP`:
+/// leaving it out gives the same bits for lanes that are `<= 0` or NaN (softmax's `s − max`),
+/// with one operation and its latency less on the softmax's critical path.
 #[inline(always)]
-pub(crate) fn exp<L: Lanes>(l: L, x: L::F) -> L::F {
+pub(crate) fn exp_clamped<L: Lanes, const HIGH_CLAMP: bool>(l: L, x: L::F) -> L::F {
     // Clamp: `low` where `x < low`, `high` where `x > high`, a NaN lane kept (it fails both
     // comparisons); one `vmaxps`/`vminps` each where the backend has them.
     let x = l.max_keep(x, l.splat(LOW));
-    let x = l.min_keep(x, l.splat(HIGH));
+    let x = if HIGH_CLAMP {
+        l.min_keep(x, l.splat(HIGH))
+    } else {
+        x
+    };
 
     let t = l.mul_add(x, l.splat(LOG2_E), l.splat(ROUND_MAGIC));
     let n = l.sub(t, l.splat(ROUND_MAGIC));

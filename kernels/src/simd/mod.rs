@@ -35,7 +35,7 @@ pub(crate) mod x86;
 
 pub use backend::{available_backends, Backend};
 pub(crate) use dispatch::{run_lanes, with_token};
-pub(crate) use exp::exp;
+pub(crate) use exp::exp_clamped;
 pub(crate) use isa::{Isa, LaneJob};
 pub(crate) use lanes::{LaneElement, Lanes, LANES};
 pub use peak::{fma_chains, PEAK_CHAINS};
