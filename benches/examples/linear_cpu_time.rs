@@ -53,7 +53,11 @@ fn main() {
     let (k, n) = (num(1, 256), num(2, 704));
     let rows: Vec<usize> = a
         .get(3)
-        .map(|r| r.split(',').map(|x| x.parse().expect("row count")).collect())
+        .map(|r| {
+            r.split(',')
+                .map(|x| x.parse().expect("row count"))
+                .collect()
+        })
         .unwrap_or_else(|| vec![1, 2, 4, 8]);
     let reps = num(4, 15);
     let backend = a
