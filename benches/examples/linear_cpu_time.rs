@@ -4,9 +4,13 @@
 //! granularity does not matter; the weights stay where the previous call left them (in cache
 //! when they fit).
 //!
+//! Every buffer starts `OFFSET` elements past a 64-byte boundary (default 0: on cache lines), so
+//! runs do not differ by where the allocator put them (glibc's large blocks start 16 bytes past a
+//! page, so a plain `Vec` of weights splits every 64-byte load in two).
+//!
 //! `cargo run --release -p tessera-benches --example linear_cpu_time -- [f32|bf16] K N
-//! [ROWS,ROWS,..] [REPS] [BACKEND]` (defaults: f32 256 704 1,2,4,8 15, the best backend this CPU
-//! has). Prints one line per row count: GFLOP/s of `2·rows·K·N` FLOP per product.
+//! [ROWS,ROWS,..] [REPS] [BACKEND] [OFFSET]` (defaults: f32 256 704 1,2,4,8 15, the best backend
+//! this CPU has, 0). Prints one line per row count: GFLOP/s of `2·rows·K·N` FLOP per product.
 
 use std::time::Duration;
 use tessera_harness::data::{tensor, InputDistribution};
@@ -19,19 +23,39 @@ fn thread_cpu() -> Duration {
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
+/// `len` elements of `values` in a buffer of its own, starting `offset` elements past a 64-byte
+/// boundary (the buffer and the start of the slice are returned).
+fn placed<T: Copy + Default>(values: &[T], offset: usize) -> (Vec<T>, usize) {
+    let pad = 64 / size_of::<T>() + offset;
+    let mut buf = vec![T::default(); values.len() + pad];
+    let start = buf.as_ptr().align_offset(64) + offset;
+    buf[start..start + values.len()].copy_from_slice(values);
+    (buf, start)
+}
+
 /// The best GFLOP/s over `reps` repetitions of `rows` rows through a `k`-by-`n` layer.
-fn run<W: Element>(backend: Backend, k: usize, n: usize, rows: usize, reps: usize) -> f64 {
+fn run<W: Element>(
+    backend: Backend,
+    (k, n): (usize, usize),
+    rows: usize,
+    reps: usize,
+    offset: usize,
+) -> f64 {
     let w: Vec<W> = tensor(InputDistribution::Normal, k * n, 10)
         .into_iter()
         .map(W::from_f32)
         .collect();
-    let x = tensor(InputDistribution::Normal, rows * k, 11);
-    let mut y = vec![0.0f32; rows * n];
+    let (w_buf, w_at) = placed(&w, offset);
+    let w = &w_buf[w_at..w_at + k * n];
+    let (x_buf, x_at) = placed(&tensor(InputDistribution::Normal, rows * k, 11), offset);
+    let x = &x_buf[x_at..x_at + rows * k];
+    let (mut y_buf, y_at) = placed(&vec![0.0f32; rows * n], offset);
+    let y = &mut y_buf[y_at..y_at + rows * n];
     let shape = LinearShape::new(rows, k, n);
     let flop = (2 * rows * k * n) as f64;
     // Calls per repetition: about a millisecond at 100 GFLOP/s (1e8 FLOP).
     let calls = ((1e8 / flop) as usize).max(1);
-    let mut product = || linear_matmul_with(backend, shape, &x, &w, &mut y).expect("linear");
+    let mut product = || linear_matmul_with(backend, shape, x, w, y).expect("linear");
     for _ in 0..calls {
         product(); // warm the caches and the clocks
     }
@@ -43,7 +67,7 @@ fn run<W: Element>(backend: Backend, k: usize, n: usize, rows: usize, reps: usiz
         }
         best = best.min((thread_cpu() - t0).as_secs_f64());
     }
-    std::hint::black_box(&y);
+    std::hint::black_box(y);
     flop * calls as f64 / best / 1e9
 }
 
@@ -64,14 +88,15 @@ fn main() {
         .get(5)
         .map(|b| Backend::from_name(b).expect("backend name"))
         .unwrap_or_else(Backend::best);
+    let offset = num(6, 0);
     let dtype = a.first().map(String::as_str).unwrap_or("f32");
     for r in rows {
         let gflops = match dtype {
-            "bf16" => run::<bf16>(backend, k, n, r, reps),
-            _ => run::<f32>(backend, k, n, r, reps),
+            "bf16" => run::<bf16>(backend, (k, n), r, reps, offset),
+            _ => run::<f32>(backend, (k, n), r, reps, offset),
         };
         println!(
-            "{dtype} {k}x{n} rows {r}: {gflops:.1} GFLOP/s (thread CPU time, best of {reps}; backend {})",
+            "{dtype} {k}x{n} rows {r}: {gflops:.1} GFLOP/s (thread CPU time, best of {reps}; backend {}; offset {offset})",
             backend.name()
         );
     }
