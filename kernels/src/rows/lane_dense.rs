@@ -130,12 +130,7 @@ fn dots<L: Lanes, W: LaneElement, const R: usize, const O: usize, const B: usize
     let zero = l.splat(0.0);
     let mut acc = [zero; B];
     let mut xv = [zero; R];
-    let k = x.first().map_or(0, |r| r.len());
-    let tail = k - k % LANES;
-    for c in 0..tail / LANES {
-        let (Some(xcs), Some(wcs)) = (x_columns.get(c), w_columns.get(c)) else {
-            break; // never happens: both hold `k / 16` chunks
-        };
+    for (xcs, wcs) in x_columns.zip(w_columns) {
         for (v, xc) in xv.iter_mut().zip(xcs) {
             *v = l.load(xc);
         }
@@ -148,6 +143,8 @@ fn dots<L: Lanes, W: LaneElement, const R: usize, const O: usize, const B: usize
             }
         }
     }
+    let k = x.first().map_or(0, |r| r.len());
+    let tail = k - k % LANES;
     if tail < k {
         for (v, x_r) in xv.iter_mut().zip(x) {
             *v = l.load_partial(x_r.get(tail..k).unwrap_or(&[]));
