@@ -38,14 +38,18 @@ pub(crate) fn linear<L: Lanes, W: LaneElement>(
     // Groups of up to 4 rows, in blocks of `R` rows by `O` outputs (`B = R·O` accumulators)
     // beside `R` input chunks and a weight chunk. AVX-512's 32 registers hold 16 accumulators;
     // where a vector of 16 lanes takes two registers or more (AVX2, NEON) 4 accumulators are the
-    // most that fit (4 rows by 1 output measured faster on AVX2 than two passes of 2 by 2).
+    // most that fit (4 rows by 1 output measured faster on AVX2 than two passes of 2 by 2). One
+    // row takes 4 outputs on both: every FMA then loads a weight chunk, 4 chains are enough, and
+    // 8 weight rows 4 KiB apart (f32, `k` a multiple of 1024) would share one 8-way L1 set with
+    // the input and evict one another (1 x 8 measured 3-8% slower than one row at a time there);
+    // for the same reason 2 rows take 6 outputs (2 x 8: 12-15% slower at such `k` in f32).
     let wide = L::WIDE_KEY_GROUPS;
     for (xg, yg) in x.chunks(4 * k).zip(y.chunks_mut(4 * n)) {
         match (xg.len() / k, wide) {
             (4, true) => rows_by::<L, W, 4, 4, 16>(l, k, xg, w, yg),
             (3, true) => rows_by::<L, W, 3, 4, 12>(l, k, xg, w, yg),
-            (2, true) => rows_by::<L, W, 2, 8, 16>(l, k, xg, w, yg),
-            (_, true) => rows_by::<L, W, 1, 8, 8>(l, k, xg, w, yg),
+            (2, true) => rows_by::<L, W, 2, 6, 12>(l, k, xg, w, yg),
+            (_, true) => rows_by::<L, W, 1, 4, 4>(l, k, xg, w, yg),
             (4, false) => rows_by::<L, W, 4, 1, 4>(l, k, xg, w, yg),
             (3, false) => rows_by::<L, W, 3, 1, 3>(l, k, xg, w, yg),
             (2, false) => rows_by::<L, W, 2, 2, 4>(l, k, xg, w, yg),
