@@ -14,6 +14,8 @@
 #[cfg(test)]
 mod bf16_pv_tests;
 pub(crate) mod dense;
+#[cfg(test)]
+mod dense_tests;
 mod generic;
 mod lane_dense;
 pub(crate) mod lanes;

@@ -302,6 +302,59 @@ impl<'a, T, const R: usize, const N: usize> Columns<'a, T, R, N> {
             f(t, xs);
         }
     }
+
+    /// Chunk `c` of every row of `self` and of `other` together, for `c < min` of their chunk
+    /// counts, in order: an iterator (no closure to inline, see the dense kernel) with one
+    /// count for both.
+    #[inline(always)]
+    pub(crate) fn zip<'b, U, const Q: usize>(
+        self,
+        other: Columns<'b, U, Q, N>,
+    ) -> ColumnPairs<'a, 'b, T, U, R, Q, N> {
+        ColumnPairs {
+            left: self.chunks.min(other.chunks),
+            a: self.rows,
+            b: other.rows,
+            _rows: core::marker::PhantomData,
+        }
+    }
+}
+
+/// [`Columns::zip`]: the next chunk of each row of two row sets.
+pub(crate) struct ColumnPairs<'a, 'b, T, U, const R: usize, const Q: usize, const N: usize> {
+    /// Chunks still to hand out; `a` and `b` point at the next one of each row.
+    left: usize,
+    a: [*const T; R],
+    b: [*const U; Q],
+    _rows: core::marker::PhantomData<(&'a [T], &'b [U])>,
+}
+
+impl<'a, 'b, T, U, const R: usize, const Q: usize, const N: usize> Iterator
+    for ColumnPairs<'a, 'b, T, U, R, Q, N>
+{
+    type Item = ([&'a [T; N]; R], [&'b [U; N]; Q]);
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        // SAFETY: `Columns::new` checked that every row holds at least as many whole chunks as
+        // its `chunks`, `left` started at no more than that and falls by one per chunk handed
+        // out, while each pointer moves on by one chunk: so `p .. p + N` lies inside its row
+        // (borrowed for `'a` or `'b`), and `p + N` is at most one past the row's end. `[T; N]`
+        // and `[U; N]` have the alignment of `T` and `U`.
+        unsafe {
+            let item = (
+                self.a.map(|p| &*p.cast::<[T; N]>()),
+                self.b.map(|p| &*p.cast::<[U; N]>()),
+            );
+            self.a = self.a.map(|p| p.add(N));
+            self.b = self.b.map(|p| p.add(N));
+            Some(item)
+        }
+    }
 }
 
 /// The canonical sum of 16 lanes: halve the width four times, lane `i` plus lane `i + w`
