@@ -4,12 +4,13 @@
 scripts/peers.sh times the peers group by group, minutes apart, by wall clock; on a VM whose speed
 drifts between runs (PyTorch's own f32 rate moved 10% between two runs there) a ratio of two
 numbers taken minutes apart carries that drift. This script takes the two side by side instead:
-for each prefill shape and dtype, in each of `--rounds` rounds, Tessera's best of `--reps` calls
-(`benches/examples/flash_cpu_time`, one thread, `FlashTiles::for_shape` tiles, the best backend)
-and then PyTorch's best of `--reps` calls (`torch.set_num_threads(1)`, which runs the op on the
-calling thread), both by the calling thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`: time the VM's
-other guests or our other processes take from the thread is not counted; the caches still are).
-Each round gives a ratio; the report keeps every round's, their minimum and the ratio of bests.
+for each prefill shape, in each of `--rounds` rounds, f32 then bf16, each as Tessera's best of
+`--reps` calls (`benches/examples/flash_cpu_time`, one thread, `FlashTiles::for_shape` tiles, the
+best backend) and then PyTorch's best of `--reps` calls (`torch.set_num_threads(1)`, which runs
+the op on the calling thread), all by the calling thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`:
+time the VM's other guests or our other processes take from the thread is not counted; the
+caches still are). Each round gives the ratios Tessera / PyTorch per dtype and Tessera's bf16 /
+f32; the report keeps every round's, their minimum and the ratio of the best rates.
 
 Shapes: 1x8x{1024x64, 4096x64, 4096x128}, causal and not, f32 and bf16 (decode is measured by
 scripts/peers.sh only). Inputs: standard normal rounded to bf16 on both sides (different draws:
@@ -50,6 +51,8 @@ def parse_args():
                    help="the flash_cpu_time binary")
     p.add_argument("--target", type=float, default=1.2,
                    help="the ratio the verdict counts against (issue 18: 1.2)")
+    p.add_argument("--bf16-target", type=float, default=1.6,
+                   help="the Tessera bf16 / f32 ratio the verdict counts against (issue 18: 1.6)")
     p.add_argument("--out", default="docs/results/peers-interleaved.json", help="JSON output")
     p.add_argument("--md", default="docs/results/peers-interleaved.md", help="Markdown output")
     p.add_argument("--note", default="", help="a note stored with the results")
@@ -57,8 +60,8 @@ def parse_args():
     a = p.parse_args()
     if a.rounds < 1 or a.reps < 1:
         fail("--rounds and --reps must be at least 1")
-    if not a.target > 0:
-        fail("--target must be positive")
+    if not a.target > 0 or not a.bf16_target > 0:
+        fail("--target and --bf16-target must be positive")
     if not os.access(a.tessera, os.X_OK):
         fail(f"{a.tessera} is not an executable (cargo build --release -p tessera-benches "
              "--example flash_cpu_time)")
@@ -102,40 +105,56 @@ def main():
     gen = torch.Generator().manual_seed(0)
     before = SDPA.uptime()
     print(f"peers-interleaved: torch {torch.__version__}; {before}", file=sys.stderr)
-    rows = []
-    total = len(cases) * 2
+    rows, pairs = [], []
+    total = len(cases)
+    dtypes = [("f32", torch.float32), ("bf16", torch.bfloat16)]
     for label, n, _, d, causal in cases:
         base = [torch.randn(1, SDPA.HEADS, n, d, generator=gen).to(torch.bfloat16)
                 for _ in range(3)]
         flop = SDPA.flop(n, n, d, causal)
-        for dtype_name, dtype in [("f32", torch.float32), ("bf16", torch.bfloat16)]:
-            q, k, v = (x.to(dtype) for x in base)
-            op = SDPA.sdpa_backend(torch, F, q, k, v, causal)
-            rounds = []
-            for _ in range(a.rounds):
-                t, backend = tessera(a.tessera, dtype_name, n, d, causal, a.reps)
-                p = pytorch(torch, F, q, k, v, causal, a.reps, flop)
-                rounds.append({"tessera_gflops": t, "pytorch_gflops": p, "ratio": t / p})
-            best_t = max(r["tessera_gflops"] for r in rounds)
-            best_p = max(r["pytorch_gflops"] for r in rounds)
-            ratios = [r["ratio"] for r in rounds]
-            rows.append({"shape": label, "dtype": dtype_name, "causal": causal,
-                         "tessera_backend": backend, "sdpa_op": op, "rounds": rounds,
+        inputs = {name: tuple(x.to(dtype) for x in base) for name, dtype in dtypes}
+        ops = {name: SDPA.sdpa_backend(torch, F, *inputs[name], causal) for name, _ in dtypes}
+        rounds = {name: [] for name, _ in dtypes}
+        backend = None
+        # Each round: f32 then bf16, each Tessera then PyTorch, so that the four numbers of a
+        # round (and the ratios between them) are taken close together.
+        for _ in range(a.rounds):
+            for name, _ in dtypes:
+                t, backend = tessera(a.tessera, name, n, d, causal, a.reps)
+                p = pytorch(torch, F, *inputs[name], causal, a.reps, flop)
+                rounds[name].append({"tessera_gflops": t, "pytorch_gflops": p, "ratio": t / p})
+        for name, _ in dtypes:
+            rs = rounds[name]
+            best_t = max(r["tessera_gflops"] for r in rs)
+            best_p = max(r["pytorch_gflops"] for r in rs)
+            ratios = [r["ratio"] for r in rs]
+            rows.append({"shape": label, "dtype": name, "causal": causal,
+                         "tessera_backend": backend, "sdpa_op": ops[name], "rounds": rs,
                          "tessera_best_gflops": best_t, "pytorch_best_gflops": best_p,
                          "ratio_of_bests": best_t / best_p, "ratio_min": min(ratios),
                          "ratio_median": statistics.median(ratios)})
-            print(f"[{len(rows)}/{total}] {label} {dtype_name} causal={causal}: Tessera "
-                  f"{best_t:.1f}, PyTorch {best_p:.1f} GFLOP/s, ratio per round "
-                  + " ".join(f"{r:.2f}" for r in ratios), file=sys.stderr)
+        per_round = [b["tessera_gflops"] / f["tessera_gflops"]
+                     for f, b in zip(rounds["f32"], rounds["bf16"])]
+        best = (max(r["tessera_gflops"] for r in rounds["bf16"])
+                / max(r["tessera_gflops"] for r in rounds["f32"]))
+        pairs.append({"shape": label, "causal": causal, "per_round": per_round,
+                      "min": min(per_round), "ratio_of_bests": best})
+        print(f"[{len(pairs)}/{total}] {label} causal={causal}: Tessera / PyTorch f32 "
+              + " ".join(f"{r['ratio']:.2f}" for r in rounds["f32"]) + ", bf16 "
+              + " ".join(f"{r['ratio']:.2f}" for r in rounds["bf16"])
+              + "; Tessera bf16 / f32 " + " ".join(f"{r:.2f}" for r in per_round),
+              file=sys.stderr)
     data = {
         "torch": torch.__version__,
         "cpu": SDPA.cpu_description(),
         "timing": f"thread CPU time, best of {a.reps} calls per side per round, {a.rounds} "
-                  "rounds, Tessera then PyTorch each round; one thread each",
+                  "rounds; each round f32 then bf16, each Tessera then PyTorch; one thread each",
         "tessera": "benches/examples/flash_cpu_time, FlashTiles::for_shape tiles, best backend",
         "inputs": "standard normal rounded to bf16 (different draws on the two sides)",
         "flop": "4*N^2*d per head, half when causal",
         "target": a.target,
+        "bf16_target": a.bf16_target,
+        "bf16_over_f32": pairs,
         "load_before": before, "load_after": SDPA.uptime(), "note": a.note,
         "cases": rows,
     }
@@ -175,6 +194,22 @@ def markdown(data):
     ops = sorted({c["sdpa_op"] for c in cases})
     backends = sorted({c["tessera_backend"] for c in cases})
     lines.append(f"PyTorch ran {', '.join(ops)}; Tessera's backend: {', '.join(backends)}.")
+    lines.append("")
+    pairs, bt = data["bf16_over_f32"], data["bf16_target"]
+    lines += [
+        "## Tessera's bf16 path against its f32 path (the same rounds)",
+        "",
+        f"bf16 is at least {bt}x f32 in **{sum(p['min'] >= bt for p in pairs)} of {len(pairs)}** "
+        f"shapes in every round, and in {sum(p['ratio_of_bests'] >= bt for p in pairs)} of "
+        f"{len(pairs)} by the ratio of the best rates.",
+        "",
+        "| shape | bf16 / f32 per round | min | ratio of bests |",
+        "|---|---|---:|---:|",
+    ]
+    for p in pairs:
+        shape = p["shape"] + (" causal" if p["causal"] else "")
+        per_round = " / ".join(f"{r:.2f}" for r in p["per_round"])
+        lines.append(f"| {shape} | {per_round} | {p['min']:.2f}x | {p['ratio_of_bests']:.2f}x |")
     lines.append("")
     return "\n".join(lines)
 

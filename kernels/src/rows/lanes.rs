@@ -13,7 +13,8 @@
 //! - **`max`**: 16 lane maxima by `x > m ? x : m` (NaN ignored), [`max_tree`], then the tail in
 //!   order.
 //! - **elementwise** (`normalize`, `scale`, `store`): one IEEE operation per element.
-//! - **`exp`**: [`exp_clamped`](crate::simd::exp_clamped) in lanes; a tail is padded with `-inf` (whose exp is `0`).
+//! - **`exp`**: [`exp_clamped`](crate::simd::exp_clamped) in lanes; a tail is padded with `-inf`
+//!   (whose exp is `0`).
 //!
 //! [`sum_tree`]: crate::simd::lanes::sum_tree
 //! [`max_tree`]: crate::simd::lanes::max_tree
@@ -146,9 +147,9 @@ impl<L: Isa, E: ScoreElement> RowOps<E, f32> for LaneOps<L> {
     ) {
         // bf16 values by the token's own pair instruction, `P` rounded in vectors while it is
         // packed, for every tile (decode's too: a row's bits do not depend on its tile's rows).
+        let rows = acc.len().checked_div(d).unwrap_or(0);
         if E::IS_BF16 && L::BF16_DOTS {
-            let rows = acc.len().checked_div(d).unwrap_or(0);
-            let packed = packs(E::IS_BF16 && L::BF16_DOTS, ld, rows, p.len());
+            let packed = packs(true, ld, rows, p.len());
             let job = TileAccumulateOwn(&mut *acc, d, &*p, packed, ld, counts, values, &mut *work);
             if self.0.enter(job) {
                 return;
@@ -158,7 +159,6 @@ impl<L: Isa, E: ScoreElement> RowOps<E, f32> for LaneOps<L> {
                 unpack_rows(p, ld, rows, |r| counts.of(r));
             }
         }
-        let rows = acc.len().checked_div(d).unwrap_or(0);
         round_tile::<E, f32, _>(self, rows, p, ld, counts);
         if rows < tile::MIN_BLOCKED_ROWS {
             return per_row_accumulate(self, acc, d, p, ld, counts, values);
