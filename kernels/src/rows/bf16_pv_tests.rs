@@ -12,6 +12,7 @@ extern crate std;
 use super::lanes::{exp_sum, LaneOps};
 use super::ops::{Counts, RowOps};
 use super::pairs::{exp_sum_packed, pack_row, unpack_rows};
+use super::test_rng::Rng;
 use super::tile::tile_work_len;
 use crate::simd::lanes::fused_mul_add;
 use crate::simd::{for_each_row_token, Isa};
@@ -19,21 +20,9 @@ use half::bf16;
 use std::vec;
 use std::vec::Vec;
 
-/// xorshift64*: deterministic test data without a dependency.
-struct Rng(u64);
-
 impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
     /// Uniform in `[0, 1)`.
-    fn unit(&mut self) -> f32 {
+    fn unit01(&mut self) -> f32 {
         (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
     /// A probability: mostly in `[0, 1]`, sometimes 0, 1, a bf16 tie, a subnormal or tiny one.
@@ -44,16 +33,16 @@ impl Rng {
             // Exactly halfway between two bf16 values: the even one wins.
             2 => f32::from_bits((0x3F00_0000 | (self.below(1 << 7) as u32) << 16) | 0x8000),
             3 => f32::from_bits(self.below(0x0080_0000) as u32), // subnormal
-            4 => self.unit() * pow2(-120),
-            _ => self.unit(),
+            4 => self.unit01() * pow2(-120),
+            _ => self.unit01(),
         }
     }
     /// A value: mostly moderate, sometimes a bf16 subnormal or zero.
-    fn value(&mut self) -> bf16 {
+    fn bf16_value(&mut self) -> bf16 {
         match self.below(16) {
             0 => bf16::from_bits(self.below(0x80) as u16 | (self.below(2) as u16) << 15),
             1 => bf16::ZERO,
-            _ => bf16::from_f32((self.unit() * 2.0 - 1.0) * 8.0),
+            _ => bf16::from_f32((self.unit01() * 2.0 - 1.0) * 8.0),
         }
     }
     /// An accumulator entry: mostly moderate, sometimes a subnormal, a tiny normal or zero.
@@ -62,7 +51,7 @@ impl Rng {
             0 => f32::from_bits(self.below(0x0080_0000) as u32 | (self.below(2) as u32) << 31),
             1 => 1.5 * pow2(-126),
             2 => -0.0,
-            _ => (self.unit() * 2.0 - 1.0) * 4.0,
+            _ => (self.unit01() * 2.0 - 1.0) * 4.0,
         }
     }
 }
@@ -148,7 +137,7 @@ fn check_pairs<L: Isa>(name: &str, l: L) {
                             *x = f32::NAN;
                         }
                     }
-                    let mut values: Vec<bf16> = (0..keys * d).map(|_| rng.value()).collect();
+                    let mut values: Vec<bf16> = (0..keys * d).map(|_| rng.bf16_value()).collect();
                     if rng.below(4) == 0 {
                         // A non-finite value: NaN for the rows that see its key, none other.
                         let at = rng.below((keys * d) as u64) as usize;
@@ -231,14 +220,14 @@ fn check_packing<L: Isa>(name: &str, l: L) {
         let mut row: Vec<f32> = (0..ld).map(|_| f32::NAN).collect();
         for x in &mut row[..count] {
             *x = match rng.below(8) {
-                0 => -120.0 + rng.unit(), // exponentials in the subnormal range, or zero
-                _ => (rng.unit() - 0.8) * 30.0,
+                0 => -120.0 + rng.unit01(), // exponentials in the subnormal range, or zero
+                _ => (rng.unit01() - 0.8) * 30.0,
             };
         }
         let m = row[..count]
             .iter()
             .fold(f32::NEG_INFINITY, |a, &b| a.max(b))
-            + rng.unit();
+            + rng.unit01();
         let mut two_pass = row.clone();
         let want_sum = exp_sum(l, &mut two_pass[..count], m);
         let exps = two_pass.clone();

@@ -12,6 +12,7 @@ extern crate std;
 
 use super::lanes::{LaneOps, ScoreElement};
 use super::ops::RowOps;
+use super::test_rng::Rng;
 use crate::simd::lanes::{fused_mul_add, sum_tree};
 use crate::simd::scalar::Scalar;
 use crate::simd::{for_each_row_token, Isa, LANES};
@@ -20,19 +21,10 @@ use half::bf16;
 use std::vec;
 use std::vec::Vec;
 
-/// xorshift64*: deterministic test data without a dependency.
-struct Rng(u64);
-
 impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
     /// Mostly moderate, one in eight a zero (either sign), and with `specials` one in 32 a
     /// subnormal, a huge value, an infinity or NaN.
-    fn value(&mut self, specials: bool) -> f32 {
+    fn dense_value(&mut self, specials: bool) -> f32 {
         let roll = self.next_u64() % 32;
         if specials && roll == 0 {
             let s = [
@@ -90,10 +82,10 @@ fn check_dense<W: ScoreElement + Element, T: RowOps<W, f32>>(name: &str, t: T) {
         for &n in outputs {
             let specials = rng.next_u64().is_multiple_of(2);
             let w: Vec<W> = (0..n * k)
-                .map(|_| <W as Element>::from_f32(rng.value(specials)))
+                .map(|_| <W as Element>::from_f32(rng.dense_value(specials)))
                 .collect();
             for rows in 1..=max_rows {
-                let x: Vec<f32> = (0..rows * k).map(|_| rng.value(specials)).collect();
+                let x: Vec<f32> = (0..rows * k).map(|_| rng.dense_value(specials)).collect();
                 let mut y = vec![f32::NAN; rows * n];
                 t.linear(k, &x, &w, &mut y);
                 for (r, (x_row, y_row)) in x.chunks_exact(k).zip(y.chunks_exact(n)).enumerate() {

@@ -25,6 +25,8 @@ mod row_kernels;
 mod score_element;
 pub(crate) mod softmax;
 #[cfg(test)]
+mod test_rng;
+#[cfg(test)]
 mod tests;
 pub(crate) mod tile;
 mod tile_scores;

@@ -22,18 +22,10 @@ use std::{eprintln, vec};
 #[allow(non_upper_case_globals)]
 const Model: LaneOps<Scalar> = LaneOps(Scalar);
 
+use super::test_rng::Rng;
 use crate::simd::{for_each_lane_token, for_each_row_token};
 
-/// xorshift64*: deterministic test data without a dependency.
-struct Rng(u64);
-
 impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
     /// Uniform in `[-1, 1)`.
     fn unit(&mut self) -> f32 {
         (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
