@@ -13,6 +13,8 @@ pub mod blob;
 mod buffers;
 mod checks;
 mod inputs;
+#[cfg(feature = "panic-proof")]
+mod panic_proof;
 pub mod stack;
 
 pub use buffers::Buffers;

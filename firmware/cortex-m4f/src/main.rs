@@ -107,26 +107,3 @@ fn main() -> ! {
         core::hint::spin_loop();
     }
 }
-
-// Never defined: a panic path that survives optimisation makes the link fail.
-#[cfg(not(feature = "find-panics"))]
-extern "C" {
-    fn tessera_no_panic_proof_a_panic_path_survived() -> !;
-}
-
-#[cfg(not(feature = "find-panics"))]
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! {
-    // SAFETY: never called in a program that links (the symbol does not exist).
-    unsafe { tessera_no_panic_proof_a_panic_path_survived() }
-}
-
-/// With `--features find-panics` the program links with surviving panic paths, so
-/// `find-panics.sh` can list where they are.
-#[cfg(feature = "find-panics")]
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! {
-    loop {
-        core::hint::spin_loop();
-    }
-}
