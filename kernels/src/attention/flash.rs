@@ -5,7 +5,7 @@ use super::heads::{
 };
 use crate::attention::{AttentionShape, FlashTiles};
 use crate::check::{add, product, split, try_const};
-use crate::rows::softmax::{softmax_rows, update_state, RowSteps};
+use crate::rows::softmax::{row_slots, softmax_rows, update_state, RowSteps};
 use crate::rows::tile::tile_work_len;
 use crate::rows::{self, Counts, Job, QTile, RowOps, SoftmaxStop, SoftmaxTile};
 use crate::simd::Backend;
@@ -369,10 +369,8 @@ fn softmax_step<E: Element, A: Accumulator, O: RowOps<E, A>>(
         // The row's query and keys only for this rare recompute.
         let q_row = q_tile.row(r).ok_or(Error::Overflow)?;
         let row_keys = keys.get(..count * d).ok_or(Error::Overflow)?;
-        let s = tile
-            .scores
-            .get_mut(r * ld..r * ld + count)
-            .ok_or(Error::Overflow)?;
+        let row = row_slots(tile.scores, r, ld, count).ok_or(Error::Overflow)?;
+        let s = row.get_mut(..count).ok_or(Error::Overflow)?;
         fix_overflowed_scores(q_row, row_keys, scale, s);
         let (m, l) = (tile.max.get_mut(r), tile.sum.get_mut(r));
         let (Some(m), Some(l)) = (m, l) else {
@@ -380,10 +378,7 @@ fn softmax_step<E: Element, A: Accumulator, O: RowOps<E, A>>(
         };
         let (m_new, p_sum) = ops.max_exp_sum(s, *m);
         // In the form the rest of the tile's rows are in (bf16 pairs on `avx512bf16`).
-        let end = (r * ld + ld.max(count)).min(tile.scores.len());
-        if let Some(row) = tile.scores.get_mut(r * ld..end) {
-            ops.finish_probabilities(row, count);
-        }
+        ops.finish_probabilities(row, count);
         let acc = tile
             .acc
             .get_mut(r * d..(r + 1) * d)

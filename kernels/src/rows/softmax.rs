@@ -71,18 +71,27 @@ pub(crate) fn softmax_rows<A: Accumulator, S: SoftmaxSteps<A>>(
         if count == 0 {
             continue;
         }
-        // The row's slots (the last row's may end with the buffer), holding its count.
-        let end = (r * ld + ld.max(count)).min(scores.len());
-        let row = scores
-            .get_mut(r * ld..end)
-            .filter(|row| row.len() >= count)
-            .ok_or(SoftmaxStop::Bounds)?;
+        let row = row_slots(scores, r, ld, count).ok_or(SoftmaxStop::Bounds)?;
         let (m_new, p_sum) = steps
             .finite_max_exp_sum(row, count, *m)
             .ok_or(SoftmaxStop::NonFinite(r))?;
         update_state(steps, acc, m, l, m_new, p_sum);
     }
     Ok(())
+}
+
+/// Row `r`'s slots of a score tile (`ld` apart; the last row's may end with the buffer), `None`
+/// unless they hold its `count` scores: what the softmax step reads and, on the bf16 pair
+/// token, writes its packed probabilities over.
+#[inline(always)]
+pub(crate) fn row_slots<A>(
+    scores: &mut [A],
+    r: usize,
+    ld: usize,
+    count: usize,
+) -> Option<&mut [A]> {
+    let end = (r * ld + ld.max(count)).min(scores.len());
+    scores.get_mut(r * ld..end).filter(|row| row.len() >= count)
 }
 
 /// One row's online-softmax state after a tile: the accumulator rescaled by
