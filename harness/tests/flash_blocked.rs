@@ -203,13 +203,14 @@ fn bad_item_ranges_are_errors() {
 #[test]
 fn tiles_for_shape_follow_the_documented_rule() {
     let t = |n, d| FlashTiles::for_shape(&AttentionShape::new(1, 8, n, n, d));
-    // block_k = 1 MiB / (16·d), multiple of 16 in 16..=1024; block_q = block_k, at most q_len.
+    // block_k = 1 MiB / (16·d), multiple of 16 in 16..=1024; block_q = the larger of block_k
+    // and 1 MiB / (8·d) (multiple of 16 in 16..=1024), at most q_len.
     assert_eq!(t(1024, 64), FlashTiles::new(1024, 1024));
-    assert_eq!(t(4096, 128), FlashTiles::new(512, 512));
-    assert_eq!(t(4096, 256), FlashTiles::new(256, 256));
+    assert_eq!(t(4096, 128), FlashTiles::new(1024, 512));
+    assert_eq!(t(4096, 256), FlashTiles::new(512, 256));
     assert_eq!(t(1, 64), FlashTiles::new(1, 1024));
     assert_eq!(t(300, 64), FlashTiles::new(300, 1024));
-    assert_eq!(t(4096, 96), FlashTiles::new(672, 672));
+    assert_eq!(t(4096, 96), FlashTiles::new(1024, 672));
     assert_eq!(t(4096, 8), FlashTiles::new(1024, 1024));
     assert_eq!(t(4096, 8192), FlashTiles::new(16, 16));
     for (n, d) in [(7, 1), (100, 96), (4096, 512)] {

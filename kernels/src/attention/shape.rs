@@ -257,15 +257,21 @@ impl FlashTiles {
     ///   clamped to `16..=1024` (d = 64: 1024 keys; d = 128: 512). Long key tiles amortise each
     ///   row's per-tile work (the packing of its query, its max and sum, the rescale of its
     ///   accumulators), and the micro-kernels stream the tiles from L2 at no visible cost.
-    /// - **`block_q`**: as many rows as keys (`block_q = block_k`), at most `q_len`: each key tile
-    ///   is transposed (and each value tile packed) once per query tile, a cost in proportion to
-    ///   `1 / block_q` of the tile's work. The score tile (`block_q·block_k·4` bytes, 4 MiB at
-    ///   d = 64) is larger than L2; it is written and read row block by row block, and measured
-    ///   no slower for it.
+    /// - **`block_q`**: at least as many rows as keys, and up to 1024 rows while the tile's
+    ///   accumulators (`block_q·d·4`) fit in half of L2: `block_q = max(block_k, l2 / (8·d))`,
+    ///   the second rounded down to a multiple of 16 and clamped to `16..=1024`; at most
+    ///   `q_len` (d = 64: 1024 rows; d = 128: 1024). Each key tile is transposed (and each
+    ///   value tile packed) once per query tile, a cost in proportion to `1 / block_q` of the
+    ///   tile's work, and where a head's keys and values do not fit in L2 (d = 128, N = 4096:
+    ///   4 MiB) every query tile reads them from L3 again. The score tile
+    ///   (`block_q·block_k·4` bytes, 4 MiB at d = 64) is larger than L2; it is written and read
+    ///   row block by row block, and measured no slower for it.
     ///
     /// Measured on Zen 4 (thread CPU time, 1x8x{1024,4096}x64 and 1x8x4096x128, f32 and bf16):
     /// 512-1024 x 512-1024 tiles ran 1.03-1.07x faster than 256 x 256 and within 2% of each
-    /// other (docs/results/performance.md; `--bench flash_shapes tiles`).
+    /// other (docs/results/performance.md; `--bench flash_shapes tiles`); at d = 128, 1024 x 512
+    /// ran 1.00-1.03x as fast as 512 x 512 (f32 and bf16, causal and not), while 2048 rows at
+    /// d = 64 were no faster (causal: 0.89-0.97x).
     ///
     /// `block_k` sets the numerics (the number of rescalings); `block_q` only how many rows share
     /// a packed key tile, so the outputs do not depend on it. Any tiles may be passed instead
@@ -277,7 +283,8 @@ impl FlashTiles {
             shape.head_dim
         };
         let block_k = clamp16(l2 / 16 / d, 16, 1024);
-        let mut block_q = block_k;
+        let rows = clamp16(l2 / 8 / d, 16, 1024);
+        let mut block_q = if rows > block_k { rows } else { block_k };
         if shape.q_len < block_q {
             block_q = if shape.q_len == 0 { 1 } else { shape.q_len };
         }
