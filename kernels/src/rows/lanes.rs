@@ -19,6 +19,7 @@
 //! [`sum_tree`]: crate::simd::lanes::sum_tree
 //! [`max_tree`]: crate::simd::lanes::max_tree
 
+use super::exp_pass::exp_pass;
 use super::ops::{
     per_row_accumulate, per_row_scores, round_tile, Counts, Job, QTile, Routed, RowOps,
     SoftmaxStop, SoftmaxTile,
@@ -29,7 +30,7 @@ pub(crate) use super::score_element::ScoreElement;
 use super::softmax::{softmax_rows, SoftmaxSteps};
 use super::{lane_dense, tile, tile_scores};
 use crate::simd::lanes::keep_max;
-use crate::simd::{exp_clamped, with_token, Backend, Isa, LaneElement, LaneJob, Lanes, LANES};
+use crate::simd::{with_token, Backend, Isa, LaneElement, LaneJob, Lanes, LANES};
 
 /// The row primitives on the lanes of token `L`: each call enters the token's target features
 /// once (`Isa::enter`) and runs the primitive's loop inside them; all but `scores` (the one
@@ -436,38 +437,11 @@ pub(crate) fn exp_sum<L: Lanes>(l: L, s: &mut [f32], m: f32) -> f32 {
     exp_sum_with::<L, true>(l, s, m)
 }
 
-/// [`exp_sum`]; without `HIGH_CLAMP` only for `m` at least every value of `s` (after the max
-/// pass), where `exp`'s upper clamp changes no lane: the same bits, one operation less.
+/// [`exp_sum`]; without `HIGH_CLAMP` only after the max pass ([`exp_pass`]).
 #[inline(always)]
 fn exp_sum_with<L: Lanes, const HIGH_CLAMP: bool>(l: L, s: &mut [f32], m: f32) -> f32 {
-    let mv = l.splat(m);
-    let mut sum = l.splat(0.0);
-    let (chunks, tail) = s.as_chunks_mut::<LANES>();
-    // Two chunks a step: their exponentials are independent chains the core can overlap; the
-    // sum still takes them in order.
-    let (pairs, last) = chunks.as_chunks_mut::<2>();
-    for [c0, c1] in pairs {
-        let e0 = exp_clamped::<L, HIGH_CLAMP>(l, l.sub(l.load(c0), mv));
-        let e1 = exp_clamped::<L, HIGH_CLAMP>(l, l.sub(l.load(c1), mv));
-        l.store(e0, c0);
-        l.store(e1, c1);
-        sum = l.add(l.add(sum, e0), e1);
-    }
-    for c in last {
-        let e = exp_clamped::<L, HIGH_CLAMP>(l, l.sub(l.load(c), mv));
-        l.store(e, c);
-        sum = l.add(sum, e);
-    }
-    if !tail.is_empty() {
-        let mut x = [f32::NEG_INFINITY; LANES];
-        for (x, &s) in x.iter_mut().zip(tail.iter()) {
-            *x = s - m;
-        }
-        let e = exp_clamped::<L, HIGH_CLAMP>(l, l.load(&x));
-        l.store_partial(e, tail);
-        sum = l.add(sum, e);
-    }
-    l.reduce_add(sum)
+    let count = s.len();
+    exp_pass::<L, HIGH_CLAMP, false>(l, s, count, m)
 }
 
 /// `s[j] = s[j] / d`.

@@ -16,6 +16,7 @@ mod bf16_pv_tests;
 pub(crate) mod dense;
 #[cfg(test)]
 mod dense_tests;
+mod exp_pass;
 mod generic;
 mod lane_dense;
 pub(crate) mod lanes;

@@ -11,7 +11,7 @@
 //! scores `32j .. 32j + 32` it comes from were read, and lies below the scores not yet read
 //! (`16j + 16 <= 32j` from `j = 1`), so the packing never overwrites a score it still needs.
 
-use crate::simd::exp_clamped;
+use super::exp_pass::exp_pass;
 use crate::simd::lanes::{bf16_packed_len as packed_len, Lanes, LANES};
 
 /// Whether flash packs a tile's probabilities in pairs as it makes them: on a token with bf16
@@ -24,67 +24,19 @@ pub(crate) fn packs(bf16_pairs: bool, ld: usize, rows: usize, len: usize) -> boo
 }
 
 /// `exp(s[j] − m)` for the row's first `count` scores, summed exactly as `lanes::exp_sum` sums
-/// them (two chunks a step, then a chunk, then the `−inf`-padded tail), and stored as packed
-/// bf16 pairs over the row's first slots. `None` (nothing written) if `row` is shorter than
-/// `count` or than the packed lines.
+/// them (the same pass, [`exp_pass`]), and stored as packed bf16 pairs over the row's first
+/// slots. `None` (nothing written) if `row` is shorter than `count` or than the packed lines.
 #[inline(always)]
 pub(crate) fn exp_sum_packed<L: Lanes>(l: L, row: &mut [f32], count: usize, m: f32) -> Option<f32> {
     if row.len() < count.max(packed_len(count)) {
         return None;
     }
-    let mv = l.splat(m);
-    let mut sum = l.splat(0.0);
-    let whole = count / (2 * LANES);
-    for j in 0..whole {
-        let Some(x) = row
-            .get(2 * LANES * j..)
-            .and_then(|x| x.first_chunk::<{ 2 * LANES }>())
-        else {
-            break;
-        };
-        let (c0, c1) = x.split_at(LANES);
-        let (Some(c0), Some(c1)) = (c0.first_chunk(), c1.first_chunk()) else {
-            break;
-        };
-        let e0 = exp_clamped::<L, false>(l, l.sub(l.load(c0), mv));
-        let e1 = exp_clamped::<L, false>(l, l.sub(l.load(c1), mv));
-        sum = l.add(l.add(sum, e0), e1);
-        store_line(l, row, j, e0, e1);
-    }
-    let at = whole * 2 * LANES;
-    if at < count {
-        let e0 = exp_clamped::<L, false>(l, shifted(l, row, at, count, m));
-        sum = l.add(sum, e0);
-        let e1 = if at + LANES < count {
-            let e1 = exp_clamped::<L, false>(l, shifted(l, row, at + LANES, count, m));
-            sum = l.add(sum, e1);
-            e1
-        } else {
-            l.splat(0.0)
-        };
-        store_line(l, row, whole, e0, e1);
-    }
-    Some(l.reduce_add(sum))
-}
-
-/// `row[from .. count]`'s first 16 scores minus `m` (`exp_sum`'s operations: a whole chunk by
-/// one vector subtraction, a tail by scalar ones, padded with `−inf`).
-#[inline(always)]
-fn shifted<L: Lanes>(l: L, row: &[f32], from: usize, count: usize, m: f32) -> L::F {
-    let s = row.get(from..count).unwrap_or(&[]);
-    if let Some(c) = s.first_chunk::<LANES>() {
-        return l.sub(l.load(c), l.splat(m));
-    }
-    let mut x = [f32::NEG_INFINITY; LANES];
-    for (x, &s) in x.iter_mut().zip(s) {
-        *x = s - m;
-    }
-    l.load(&x)
+    Some(exp_pass::<L, false, true>(l, row, count, m))
 }
 
 /// Line `j` of a packed row: `lo` and `hi` (probabilities `32j ..`) rounded in pairs.
 #[inline(always)]
-fn store_line<L: Lanes>(l: L, row: &mut [f32], j: usize, lo: L::F, hi: L::F) {
+pub(super) fn store_line<L: Lanes>(l: L, row: &mut [f32], j: usize, lo: L::F, hi: L::F) {
     if let Some(out) = row
         .get_mut(LANES * j..)
         .and_then(|x| x.first_chunk_mut::<LANES>())
