@@ -63,13 +63,16 @@ fn dots<L: Lanes, E: LaneElement, const G: usize>(l: L, q: &[E], keys: &[E]) -> 
     let (q_chunks, q_tail) = q.as_chunks::<LANES>();
     let rows: [&[E]; G] = core::array::from_fn(|r| keys.get(r * d..(r + 1) * d).unwrap_or(&[]));
     // Every key's chunks beside the query's, checked once (never `None`: `keys` holds `G` rows).
-    if let Some(columns) = Columns::new(rows, q_chunks.len()) {
-        columns.zip_for_each(q_chunks, |qc, kcs| {
+    if let (Some(columns), Some(q_column)) = (
+        Columns::new(rows, q_chunks.len()),
+        Columns::<E, 1>::new([q], q_chunks.len()),
+    ) {
+        for (kcs, [qc]) in columns.zip(q_column) {
             let qv = E::load(l, qc);
             for (a, kc) in acc.iter_mut().zip(kcs) {
                 *a = l.mul_add(qv, E::load(l, kc), *a);
             }
-        });
+        }
     }
     if !q_tail.is_empty() {
         let qv = E::load_partial(l, q_tail);

@@ -287,25 +287,9 @@ impl<'a, T, const R: usize, const N: usize> Columns<'a, T, R, N> {
         )
     }
 
-    /// `f(&other[c], [chunk c of each row])` for `c < min(other.len(), chunks)`, in order.
-    #[inline(always)]
-    pub(crate) fn zip_for_each<U>(self, other: &[U], mut f: impl FnMut(&U, [&'a [T; N]; R])) {
-        // One bound for the loop: `other` cut to `chunks` if it is longer.
-        let other = other.get(..self.chunks).unwrap_or(other);
-        for (c, t) in other.iter().enumerate() {
-            // SAFETY: `c < chunks` and `new` checked that every row holds at least `chunks` whole
-            // chunks, so `p + N c .. p + N c + N` lies inside the row (borrowed for `'a`);
-            // `[T; N]` has the alignment of `T`.
-            let xs = self
-                .rows
-                .map(|p| unsafe { &*p.add(c * N).cast::<[T; N]>() });
-            f(t, xs);
-        }
-    }
-
     /// Chunk `c` of every row of `self` and of `other` together, for `c < min` of their chunk
-    /// counts, in order: an iterator (no closure to inline, see the dense kernel) with one
-    /// count for both.
+    /// counts, in order: an iterator with one count for both (not a closure: one the compiler
+    /// leaves out of line loses the token's target features).
     #[inline(always)]
     pub(crate) fn zip<'b, U, const Q: usize>(
         self,

@@ -329,14 +329,17 @@ fn dots<const G: usize>(t: Avx512<true>, q: &[bf16], keys: &[bf16]) -> [__m512; 
     let (q_chunks, q_tail) = q.as_chunks::<PAIR_LANES>();
     let rows: [&[bf16]; G] = core::array::from_fn(|r| keys.get(r * d..(r + 1) * d).unwrap_or(&[]));
     // Every key's pairs beside the query's, checked once (never `None`: `keys` holds `G` rows).
-    if let Some(columns) = Columns::<bf16, G, PAIR_LANES>::new(rows, q_chunks.len()) {
-        columns.zip_for_each(q_chunks, |qc, kcs| {
+    if let (Some(columns), Some(q_column)) = (
+        Columns::<bf16, G, PAIR_LANES>::new(rows, q_chunks.len()),
+        Columns::<bf16, 1, PAIR_LANES>::new([q], q_chunks.len()),
+    ) {
+        for (kcs, [qc]) in columns.zip(q_column) {
             let qv = load_pairs(t, qc);
             for (a, kc) in acc.iter_mut().zip(kcs) {
                 // SAFETY: `Avx512<true>` proves AVX512_BF16 is present.
                 *a = unsafe { _mm512_dpbf16_ps(*a, qv, load_pairs(t, kc)) };
             }
-        });
+        }
     }
     if !q_tail.is_empty() {
         let qv = load_pairs_partial(t, q_tail);
