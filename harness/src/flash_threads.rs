@@ -1,19 +1,23 @@
 //! Flash attention on several threads: the kernel crate splits a run into independent work items
 //! ([`flash_items`]: one per query tile of each head) and runs any range of them
 //! ([`flash_attention_part`]); this driver gives each of `threads` workers a contiguous range of
-//! items, its own scratch, and the matching rows of the output. The workers are a rayon pool of
-//! `threads` threads kept for the life of the process (one per thread count asked for), so a call
-//! costs a wake-up, not a thread start: decode's whole run is tens of microseconds.
+//! items, its own scratch, and the matching rows of the output. The calling thread runs the first
+//! range itself; the others go to a rayon pool of `threads - 1` threads kept for the life of the
+//! process (one per thread count asked for), so a call costs a wake-up, not a thread start, and
+//! the caller waits for the pool spinning, not asleep: decode's whole run is tens of
+//! microseconds, and each sleep and wake-up costs several (docs/results/performance.md has what
+//! blocking in `ThreadPool::install` instead cost two-thread decode).
 //!
 //! Each row is computed by the same operations whichever thread runs it, so the output has the
 //! same bits for every thread count (the tests check it).
 
 use crate::attention::{ElementKind, KernelConfig};
-use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use std::any::Any;
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 use tessera_kernels::attention::{
     flash_attention_part, flash_attention_with, flash_item_row, flash_items, flash_scratch_len,
     AttentionShape, FlashTiles, Layout,
@@ -63,13 +67,40 @@ pub fn flash_threaded<E: Element + Send + Sync, A: Accumulator + Send>(
             flash_attention_part(backend, shape, tiles, range, q, k, v, part, scratch)
         })
     };
-    match pool(threads) {
-        Some(pool) => pool.install(|| parts.into_par_iter().map(run).collect::<Result<(), _>>())?,
+    let mut parts = parts.into_iter();
+    let Some(first) = parts.next() else {
+        return Ok(());
+    };
+    let Some(pool) = pool(threads - 1) else {
         // No pool (the OS refused its threads): the same parts, one after another.
-        None => parts.into_iter().try_for_each(run)?,
-    }
-    Ok(())
+        return std::iter::once(first).chain(parts).try_for_each(run);
+    };
+    // The calling thread runs the first part itself while the pool's `threads - 1` workers run
+    // the others, then waits for them spinning (a short while) rather than asleep: a decode
+    // step is tens of microseconds, and each sleep and wake-up costs several.
+    let mut results: Vec<Result<(), Error>> = (1..threads).map(|_| Ok(())).collect();
+    let done = AtomicUsize::new(0);
+    let mine = pool.in_place_scope(|s| {
+        for (slot, part) in results.iter_mut().zip(parts) {
+            let (run, done) = (&run, &done);
+            s.spawn(move |_| {
+                *slot = run(part);
+                done.fetch_add(1, Ordering::Release);
+            });
+        }
+        let mine = run(first);
+        let start = Instant::now();
+        while done.load(Ordering::Acquire) < threads - 1 && start.elapsed() < SPIN {
+            std::hint::spin_loop();
+        }
+        mine
+    });
+    mine?;
+    results.into_iter().collect()
 }
+
+/// How long the calling thread spins for the workers' parts before the scope puts it to sleep.
+const SPIN: Duration = Duration::from_micros(200);
 
 /// Runs `f` on `len` accumulators of scratch kept by this thread between calls (the kernels write
 /// every scratch value before reading it, so what a previous call left there does not matter).
