@@ -37,7 +37,7 @@ fn run<E: Element + Send + Sync>(
     tiles: FlashTiles,
     reps: usize,
     mode: Mode,
-) -> f64 {
+) -> (f64, f64) {
     let q_len = if mode.decode { 1 } else { n };
     let shape = AttentionShape::new(1, 8, q_len, n, d).with_causal(mode.causal);
     let len = 8 * n * d;
@@ -48,7 +48,7 @@ fn run<E: Element + Send + Sync>(
     });
     let q = &q[..8 * q_len * d];
     let mut out = vec![E::from_f32(0.0); 8 * q_len * d];
-    let mut best = f64::INFINITY;
+    let mut times = Vec::with_capacity(reps);
     for _ in 0..reps {
         let (t0, w0) = (thread_cpu(), Instant::now());
         flash_threaded::<E, f32>(backend, &shape, tiles, q, &k, &v, &mut out, mode.threads)
@@ -59,10 +59,13 @@ fn run<E: Element + Send + Sync>(
         } else {
             w0.elapsed().as_secs_f64()
         };
-        best = best.min(t);
+        times.push(t);
     }
     let flop = (4 * 8 * q_len * n * d) as f64 / if mode.causal { 2.0 } else { 1.0 };
-    flop / best / 1e9
+    times.sort_by(f64::total_cmp);
+    let best = times.first().copied().unwrap_or(f64::NAN);
+    let median = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
+    (flop / best / 1e9, flop / median / 1e9)
 }
 
 fn main() {
@@ -89,12 +92,12 @@ fn main() {
         .filter(|b| b.as_str() != "best")
         .map(|b| Backend::from_name(b).expect("backend name"))
         .unwrap_or_else(Backend::best);
-    let gflops = match a.first().map(String::as_str) {
+    let (gflops, median) = match a.first().map(String::as_str) {
         Some("bf16") => run::<bf16>(backend, n, d, tiles, reps, mode),
         _ => run::<f32>(backend, n, d, tiles, reps, mode),
     };
     println!(
-        "{} 1x8x{q_len}x{n}x{d}{} tiles {}x{}: {gflops:.1} GFLOP/s ({}, best of {reps}; backend {})",
+        "{} 1x8x{q_len}x{n}x{d}{} tiles {}x{}: {gflops:.1} GFLOP/s ({}, best of {reps}; median {median:.1}; backend {})",
         a.first().map(String::as_str).unwrap_or("f32"),
         if mode.causal { " causal" } else { "" },
         tiles.block_q,
