@@ -119,6 +119,50 @@ proptest! {
     }
 }
 
+/// Several callers at once share the driver's pools (one per thread count): each call's parts
+/// wait for a worker another caller may hold, and its caller spins, then sleeps, for them;
+/// every call still gets the whole run's bits (decode, 8 heads: the short calls where the
+/// hand-off matters, and a prefill).
+#[test]
+fn concurrent_callers_share_the_pools() {
+    let decode = AttentionShape::new(1, 8, 1, 300, 32);
+    let prefill = AttentionShape::new(1, 4, 40, 40, 16).with_causal(true);
+    for (shape, tiles) in [
+        (decode, FlashTiles::new(1, 64)),
+        (prefill, FlashTiles::new(8, 16)),
+    ] {
+        let x = inputs::<f32>(&shape, 11);
+        let whole = flash(Backend::Auto, &shape, tiles, &x);
+        std::thread::scope(|s| {
+            for caller in 0..3 {
+                let (x, whole) = (&x, &whole);
+                s.spawn(move || {
+                    for call in 0..40 {
+                        let threads = 2 + (caller + call) % 3;
+                        let mut out = vec![f32::NAN; x[0].len()];
+                        flash_threaded::<f32, f32>(
+                            Backend::Auto,
+                            &shape,
+                            tiles,
+                            &x[0],
+                            &x[1],
+                            &x[2],
+                            &mut out,
+                            threads,
+                        )
+                        .unwrap();
+                        let bits: Vec<u64> = out.iter().map(|x| (*x as f64).to_bits()).collect();
+                        assert_eq!(
+                            &bits, whole,
+                            "caller {caller}, call {call}, {threads} threads"
+                        );
+                    }
+                });
+            }
+        });
+    }
+}
+
 /// The kernels write every scratch value before reading it: a scratch left full of NaN or of
 /// another run's values gives the bits of a zeroed one (the threaded driver keeps each thread's
 /// scratch between calls on that promise).
