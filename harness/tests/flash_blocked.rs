@@ -81,6 +81,18 @@ fn same_bits_for_every_block_q<E: Element>(shape: &AttentionShape, bk: usize, se
     }
 }
 
+/// [`flash_threaded`]'s output bits on `threads` threads (f32, the best backend).
+fn threaded(
+    shape: &AttentionShape,
+    tiles: FlashTiles,
+    [q, k, v]: &[Vec<f32>; 3],
+    threads: usize,
+) -> Vec<u64> {
+    let mut out = vec![f32::NAN; q.len()];
+    flash_threaded::<f32, f32>(Backend::Auto, shape, tiles, q, k, v, &mut out, threads).unwrap();
+    out.iter().map(|x| (*x as f64).to_bits()).collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -96,10 +108,7 @@ proptest! {
         let x = inputs::<f32>(&shape, seed);
         let whole = flash(Backend::Auto, &shape, tiles, &x);
         for threads in 1..=4 {
-            let mut out = vec![f32::NAN; x[0].len()];
-            flash_threaded::<f32, f32>(Backend::Auto, &shape, tiles, &x[0], &x[1], &x[2], &mut out, threads).unwrap();
-            let bits: Vec<u64> = out.iter().map(|x| (*x as f64).to_bits()).collect();
-            prop_assert_eq!(&bits, &whole, "{} threads", threads);
+            prop_assert_eq!(&threaded(&shape, tiles, &x, threads), &whole, "{} threads", threads);
         }
         if shape.layout == Layout::HeadMajor {
             // Two parts, split in the middle of the items.
@@ -139,19 +148,7 @@ fn concurrent_callers_share_the_pools() {
                 s.spawn(move || {
                     for call in 0..40 {
                         let threads = 2 + (caller + call) % 3;
-                        let mut out = vec![f32::NAN; x[0].len()];
-                        flash_threaded::<f32, f32>(
-                            Backend::Auto,
-                            &shape,
-                            tiles,
-                            &x[0],
-                            &x[1],
-                            &x[2],
-                            &mut out,
-                            threads,
-                        )
-                        .unwrap();
-                        let bits: Vec<u64> = out.iter().map(|x| (*x as f64).to_bits()).collect();
+                        let bits = threaded(&shape, tiles, x, threads);
                         assert_eq!(
                             &bits, whole,
                             "caller {caller}, call {call}, {threads} threads"
