@@ -5,9 +5,9 @@
 //!
 //! `cargo run --release -p tessera-benches --example flash_cpu_time -- [f32|bf16] N D BQ BK [REPS]
 //! [BACKEND] [causal] [decode] [threads=T]` (8 heads; `decode`: one query row against N keys;
-//! `threads=T` above 1 times the wall clock of T threads; `rule` for BQ or BK: `FlashTiles::for_shape`'s; backend by name,
-//! `best` or nothing for the best this CPU has; FLOP of the
-//! non-causal problem, halved for causal).
+//! `threads=T` above 1 times the wall clock of T threads; `rule` for BQ or BK:
+//! `FlashTiles::for_shape`'s; backend by name, `best` or nothing for the best this CPU has; FLOP
+//! of the non-causal problem, halved for causal; the best and the median of REPS calls).
 
 use std::time::{Duration, Instant};
 use tessera_harness::data::{tensor, InputDistribution};
@@ -30,6 +30,17 @@ struct Mode {
     threads: usize,
 }
 
+impl Mode {
+    /// Query rows per head: one for decode, else as many as keys.
+    fn q_len(self, n: usize) -> usize {
+        if self.decode {
+            1
+        } else {
+            n
+        }
+    }
+}
+
 fn run<E: Element + Send + Sync>(
     backend: Backend,
     n: usize,
@@ -38,7 +49,7 @@ fn run<E: Element + Send + Sync>(
     reps: usize,
     mode: Mode,
 ) -> (f64, f64) {
-    let q_len = if mode.decode { 1 } else { n };
+    let q_len = mode.q_len(n);
     let shape = AttentionShape::new(1, 8, q_len, n, d).with_causal(mode.causal);
     let len = 8 * n * d;
     let [q, k, v] = [1u64, 2, 3].map(|seed| {
@@ -83,7 +94,7 @@ fn main() {
             .unwrap_or(1),
     };
     // `rule` (or nothing) for either tile size: `FlashTiles::for_shape`'s.
-    let q_len = if mode.decode { 1 } else { n };
+    let q_len = mode.q_len(n);
     let rule = FlashTiles::for_shape(&AttentionShape::new(1, 8, q_len, n, d));
     let tiles = FlashTiles::new(num(3, rule.block_q), num(4, rule.block_k));
     let reps = num(5, 15);
