@@ -78,8 +78,11 @@ impl AdamScalars {
         Self::new(cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, t)
     }
 
-    /// Folds `lr, beta1, beta2, eps, weight_decay` at step `t >= 1`. Bias corrections are computed
-    /// in `f64` and rounded once.
+    /// Folds `lr, beta1, beta2, eps, weight_decay` at step `t >= 1`. Bias corrections and the
+    /// decay factor `1 - lr weight_decay` are computed in `f64` and rounded once: the factor in
+    /// `f32` arithmetic (`1 - fl(lr weight_decay)`) is off by up to `u lr weight_decay`, all of
+    /// its value when `lr weight_decay` is near 1 (the fuzz target `optim_step` found a decayed
+    /// weight off by 10^6 times its bound).
     pub(crate) fn new(
         lr: f32,
         beta1: f32,
@@ -98,7 +101,8 @@ impl AdamScalars {
             inv_sqrt_bc2: (1.0 / libm::sqrt(bc2)) as f32,
             eps,
             step: (lr as f64 / bc1) as f32,
-            decay: 1.0 - lr * weight_decay,
+            // `lr weight_decay` is exact in `f64` (two 24-bit significands); one rounding.
+            decay: (1.0 - lr as f64 * weight_decay as f64) as f32,
         }
     }
 }

@@ -97,6 +97,45 @@ fn matches_f64_formula_over_steps() {
     }
 }
 
+/// With `lr weight_decay` near 1 the decay factor `1 - lr weight_decay` is nearly all
+/// cancellation: the decayed weight is within two roundings of its `f64` value only when the factor
+/// is rounded once (not `1 - fl(lr weight_decay)`, off by up to `u` absolute). A small step
+/// (first moment near 0, second moment large) leaves the decayed weight visible in the update.
+#[test]
+fn decay_near_one_is_rounded_once() {
+    const U: f64 = 1.0 / 16_777_216.0;
+    for (lr, weight_decay) in [(0.1f32, 10.0f32), (0.3, 3.333_333_3), (0.7, 1.428_571_4)] {
+        let cfg = AdamConfig {
+            lr,
+            weight_decay,
+            ..AdamConfig::default()
+        };
+        for backend in available_backends() {
+            let p0: [f32; 19] = core::array::from_fn(|i| 1.0 + i as f32 * 0.37);
+            let g: [f32; 19] = core::array::from_fn(|i| 1e-3 * (i as f32 - 9.0));
+            let (mut p, mut m, mut v) = (p0, [0.0f32; 19], [1.0f32; 19]);
+            adam_step_with(backend, &cfg, 1, &mut p, &g, &mut m, &mut v).unwrap();
+            let (b1, b2) = (cfg.beta1 as f64, cfg.beta2 as f64);
+            let decay = 1.0 - lr as f64 * weight_decay as f64;
+            for i in 0..19 {
+                // From the kernel's own moments: the step's roundings (about 6 u of it), the
+                // decay factor's and the product's (2 u of the decayed weight), the difference.
+                let den = (v[i] as f64 / (1.0 - b2)).sqrt() + cfg.eps as f64;
+                let step = lr as f64 / (1.0 - b1) * m[i] as f64 / den;
+                let decayed = p0[i] as f64 * decay;
+                let want = decayed - step;
+                let tol = 3.0 * U * decayed.abs() + 8.0 * U * step.abs() + U * want.abs();
+                let err = (p[i] as f64 - want).abs();
+                assert!(
+                    err <= tol,
+                    "{backend:?} lr {lr} wd {weight_decay} p[{i}]: {} vs {want:e} (err {err:e}, tol {tol:e})",
+                    p[i]
+                );
+            }
+        }
+    }
+}
+
 /// The update on every backend this CPU has (the scalar lanes included) against the scalar
 /// element formula, bit for bit, over whole chunks, a tail, and a block boundary.
 #[test]
