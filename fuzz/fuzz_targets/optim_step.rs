@@ -170,6 +170,39 @@ fn check_formula(opt: &Optimizer, t: u32, before: &Slices, after: &Slices) {
     }
 }
 
+/// A mixed step on `be` takes the plain step's bits (`after`) and writes their rounding into the
+/// copy; refused (a short copy), it changes nothing.
+fn check_mixed<E: Element>(
+    opt: &Optimizer,
+    t: u32,
+    be: Backend,
+    before: &Slices,
+    after: &Slices,
+    copy_len: usize,
+) {
+    let n = before.p.len();
+    let mut mixed = before.clone();
+    let mut copy = vec![E::from_f32(f32::from_bits(0x7fa5_a5a5)); copy_len];
+    let copy_before = bits(&copy);
+    match step_mixed(opt, t, be, &mut mixed, &mut copy) {
+        Ok(()) => {
+            let what = format!("mixed master on {be:?} vs the plain step");
+            assert_same_up_to_nan(&what, &mixed.p, &after.p);
+            let rounded: Vec<E> = mixed.p.iter().map(|&x| E::from_f32(x)).collect();
+            let what = format!("the copy on {be:?} vs the rounded master");
+            assert_same_elements_up_to_nan(&what, &copy, &rounded);
+        }
+        Err(e) => {
+            assert_ne!(
+                copy_len, n,
+                "mixed step on {be:?} refused what the plain step accepted: {e:?}"
+            );
+            assert_same(&format!("mixed on {be:?}"), before, &mixed, &e);
+            assert_untouched("copy", &copy_before, &copy, &e);
+        }
+    }
+}
+
 fn run<E: Element>(inp: &Input) {
     let opt = match inp.kind % 3 {
         0 => Optimizer::Sgd(SgdConfig {
@@ -253,24 +286,9 @@ fn run<E: Element>(inp: &Input) {
     let Some(after) = first else {
         return;
     };
-    // Mixed: the plain step's bits, and their rounding in the copy.
-    let mut mixed = before.clone();
-    let mut copy = vec![E::from_f32(f32::from_bits(0x7fa5_a5a5)); copy_len];
-    let copy_before = bits(&copy);
-    match step_mixed(&opt, t, Backend::Auto, &mut mixed, &mut copy) {
-        Ok(()) => {
-            assert_same_up_to_nan("mixed master vs the plain step", &mixed.p, &after.p);
-            let rounded: Vec<E> = mixed.p.iter().map(|&x| E::from_f32(x)).collect();
-            assert_same_elements_up_to_nan("the copy vs the rounded master", &copy, &rounded);
-        }
-        Err(e) => {
-            assert_ne!(
-                copy_len, n,
-                "mixed step refused what the plain step accepted: {e:?}"
-            );
-            assert_same("mixed", &before, &mixed, &e);
-            assert_untouched("copy", &copy_before, &copy, &e);
-        }
+    // Mixed, on every available backend: the plain step's bits, and their rounding in the copy.
+    for be in available() {
+        check_mixed::<E>(&opt, t, be, &before, &after, copy_len);
     }
     let moderate = matches!(inp.values, Values::Unit | Values::Wide);
     if moderate && opt.lr().abs() <= 1.0 {
