@@ -36,5 +36,13 @@ for t in "${targets[@]}"; do
     runs=$(grep -a -o 'stat::number_of_executed_units: *[0-9]*' "logs/$t.log" | tail -1 | grep -o '[0-9]*$' || true)
     secs=$(grep -a -o 'Done [0-9]* runs in [0-9]* second' "logs/$t.log" | tail -1 | grep -o 'in [0-9]*' | grep -o '[0-9]*' || true)
     printf '%-20s %10s execs %6s s  %s\n' "$t" "${runs:-?}" "${secs:-?}" "$result"
+    if [ "$result" != ok ]; then
+        # Where only this script's output survives (a CI run), enough to reproduce: the failure
+        # and the reproducer's bytes (`base64 -d > crash; cargo +nightly fuzz run <target> crash`).
+        grep -a -m1 -A8 -E 'panicked at|ERROR: (libFuzzer|AddressSanitizer)' "logs/$t.log" | sed 's/^/    /' || true
+        for f in $(grep -a -o "artifacts/$t/[a-z]*-[0-9a-f]*" "logs/$t.log" | sort -u); do
+            if [ -f "$f" ]; then printf '    %s (base64): %s\n' "$f" "$(base64 -w0 "$f")"; fi
+        done
+    fi
 done
 exit "$failed"
