@@ -10,8 +10,9 @@
 //! - **`accumulate`**: per output element, one fused multiply-add per value row, in row order
 //!   (flash's `P·V` on bf16 values on a token with bf16 pair products, `avx512bf16`, is the
 //!   exception: keys in pairs by `vdpbf16ps`, see `simd/x86/bf16_pv.rs`).
-//! - **`max`**: 16 lane maxima by `x > m ? x : m` (NaN ignored), [`max_tree`], then the tail in
-//!   order.
+//! - **`max`**: four sets of 16 lane maxima (chunk `c` into set `c % 4`) by `x > m ? x : m` (NaN
+//!   ignored), the sets combined (`(0, 1)`, `(2, 3)`, then the two), [`max_tree`], then the tail
+//!   in order.
 //! - **elementwise** (`normalize`, `scale`, `store`): one IEEE operation per element.
 //! - **`exp`**: [`exp_clamped`](crate::simd::exp_clamped) in lanes; a tail is padded with `-inf`
 //!   (whose exp is `0`).
@@ -410,25 +411,49 @@ fn finite_max<L: Lanes>(l: L, s: &[f32]) -> (f32, bool) {
 }
 
 /// The max pass of [`max`] and [`finite_max`]: the check's add is compiled only with `CHECK`
-/// (without it, `true` is returned).
+/// (without it, `true` is returned). Four independent chains of maxima and of checks, chunk `c`
+/// into chain `c % 4`: with one chain the pass ran at one `max` and one add's latency a chunk
+/// (about 3 of the ~140 cycles flash spends on 16 scores at d = 64), not at the loads' pace.
 #[inline(always)]
 fn max_checked<L: Lanes, const CHECK: bool>(l: L, s: &[f32]) -> (f32, bool) {
     let (chunks, tail) = s.as_chunks::<LANES>();
-    let mut m = l.splat(f32::NEG_INFINITY);
-    let mut nf = l.splat(0.0);
-    for c in chunks {
-        let x = l.load(c);
-        m = l.max_keep(m, x);
-        if CHECK {
-            nf = l.add(nf, l.sub(x, x));
+    let (quads, rest) = chunks.as_chunks::<4>();
+    let mut m = [l.splat(f32::NEG_INFINITY); 4];
+    let mut nf = [l.splat(0.0); 4];
+    for quad in quads {
+        for ((m, nf), c) in m.iter_mut().zip(&mut nf).zip(quad) {
+            (*m, *nf) = max_check_step::<L, CHECK>(l, *m, *nf, c);
         }
     }
-    let finite =
-        !CHECK || (l.reduce_add(nf) == 0.0 && tail.iter().fold(true, |ok, x| ok & x.is_finite()));
+    for ((m, nf), c) in m.iter_mut().zip(&mut nf).zip(rest) {
+        (*m, *nf) = max_check_step::<L, CHECK>(l, *m, *nf, c);
+    }
+    let [m0, m1, m2, m3] = m;
+    let m = l.max_keep(l.max_keep(m0, m1), l.max_keep(m2, m3));
+    let finite = !CHECK || {
+        let [n0, n1, n2, n3] = nf;
+        // Each chain is `+0` or NaN, so their sum is `0` exactly when every value was finite.
+        let nf = l.add(l.add(n0, n1), l.add(n2, n3));
+        l.reduce_add(nf) == 0.0 && tail.iter().fold(true, |ok, x| ok & x.is_finite())
+    };
     (
         tail.iter().fold(l.reduce_max(m), |m, &x| keep_max(m, x)),
         finite,
     )
+}
+
+/// One chunk of [`max_checked`]: the chain's max with `c`, and its check (`x - x` is `0` for a
+/// finite `x`, NaN otherwise) added in.
+#[inline(always)]
+fn max_check_step<L: Lanes, const CHECK: bool>(
+    l: L,
+    m: L::F,
+    nf: L::F,
+    c: &[f32; LANES],
+) -> (L::F, L::F) {
+    let x = l.load(c);
+    let nf = if CHECK { l.add(nf, l.sub(x, x)) } else { nf };
+    (l.max_keep(m, x), nf)
 }
 
 /// `s[j] = exp(s[j] - m)`; returns the sum of the new values.

@@ -345,6 +345,40 @@ fn max_ignores_nan_like_f32_max() {
     }
 }
 
+/// The softmax step's finiteness check sees one infinity or NaN at every position of rows long
+/// enough to fill all four chains of the max pass (and their tails), on every token; a row with
+/// none passes with its max.
+fn check_finite_positions<L: Isa>(name: &str, l: L) {
+    let t = LaneOps(l);
+    let mut rng = Rng(13);
+    let lengths: &[usize] = if cfg!(miri) {
+        &[17, 80]
+    } else {
+        &[1, 15, 16, 17, 63, 64, 65, 80, 130, 200]
+    };
+    for &n in lengths {
+        let s = rng.vec(n, false);
+        let want = s.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        let got = RowOps::<f32, f32>::finite_max_exp_sum(t, &mut s.clone(), f32::NEG_INFINITY);
+        assert_eq!(got.map(|g| g.0), Some(want), "{name}: finite row of {n}");
+        let step = if cfg!(miri) { 7 } else { 1 };
+        for at in (0..n).step_by(step) {
+            for bad in [f32::INFINITY, f32::NEG_INFINITY, f32::NAN] {
+                let mut row = s.clone();
+                row[at] = bad;
+                let got = RowOps::<f32, f32>::finite_max_exp_sum(t, &mut row, f32::NEG_INFINITY);
+                assert!(got.is_none(), "{name}: {bad} at {at} of {n} not seen");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_finite_check_sees_every_position() {
+    check_finite_positions("scalar", Scalar);
+    for_each_row_token!(check_finite_positions);
+}
+
 #[test]
 fn bf16_store_rounds_like_half() {
     let mut values = vec![
