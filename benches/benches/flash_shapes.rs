@@ -18,18 +18,6 @@ use tessera_kernels::{bf16, Element};
 /// `(batch, heads, n, d)` of the prefill shapes.
 const SHAPES: [(usize, usize, usize, usize); 2] = [(1, 8, 1024, 64), (1, 8, 4096, 128)];
 
-fn cpu_name() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|x| x.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
 fn bench_shape<E: Element + Send + Sync>(c: &mut Criterion, dtype: &str) {
     let backend = Backend::best();
     for (b, h, n, d) in SHAPES {
@@ -113,7 +101,7 @@ fn tile_sizes(c: &mut Criterion) {
 }
 
 fn flash_shapes(c: &mut Criterion) {
-    eprintln!("CPU: {}", cpu_name());
+    eprintln!("CPU: {}", tessera_harness::characterize::report::cpu_name());
     tile_sizes(c);
     bench_shape::<f32>(c, "f32");
     bench_shape::<bf16>(c, "bf16");

@@ -27,7 +27,7 @@ use tessera_harness::data::{tensor, InputDistribution};
 use tessera_harness::flash_threads::flash_threaded;
 use tessera_harness::precision::round_bf16;
 use tessera_kernels::attention::{AttentionShape, FlashTiles};
-use tessera_kernels::simd::{fma_chains, Backend, PEAK_CHAINS};
+use tessera_kernels::simd::{fma_chains, peak_chains, Backend};
 use tessera_kernels::{bf16, Element};
 use tessera_peers::{
     candle_attention, candle_tensor, cases, cpu_description, max_abs_diff, Case, GemmAttention,
@@ -171,7 +171,8 @@ fn fma_peak(c: &mut Criterion) {
     const STEPS: usize = 1 << 16;
     let backend = Backend::best();
     let mut group = c.benchmark_group("fma_peak");
-    group.throughput(Throughput::Elements((2 * 16 * PEAK_CHAINS * STEPS) as u64));
+    let chains = peak_chains(backend).expect("the best backend is available");
+    group.throughput(Throughput::Elements((2 * 16 * chains * STEPS) as u64));
     group.sample_size(20);
     group.warm_up_time(Duration::from_millis(300));
     group.measurement_time(Duration::from_secs(2));

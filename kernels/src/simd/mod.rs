@@ -38,6 +38,6 @@ pub(crate) use dispatch::{run_lanes, with_token};
 pub(crate) use exp::exp_clamped;
 pub(crate) use isa::{Isa, LaneJob};
 pub(crate) use lanes::{LaneElement, Lanes, LANES};
-pub use peak::{fma_chains, PEAK_CHAINS};
+pub use peak::{bf16_dot_chains, fma_chains, peak_chains};
 #[cfg(test)]
 pub(crate) use tokens::{for_each_lane_token, for_each_row_token};
