@@ -5,8 +5,8 @@
 #   bash scripts/build-ptx.sh            # -> target/ptx/tessera-sm_80.ptx, target/ptx/tessera-sm_90.ptx
 #   ARCHES="sm_90" bash scripts/build-ptx.sh
 #
-# Needs: rustup with a nightly toolchain (installed here with rust-src and llvm-bitcode-linker if
-# missing), python3 with venv and pip (ptxas comes from PyPI's `nvidia-cuda-nvcc-cu12` wheel,
+# Needs: rustup with a nightly toolchain (installed here with rust-src, llvm-bitcode-linker and
+# llvm-tools if missing), python3 with venv and pip (ptxas comes from PyPI's `nvidia-cuda-nvcc-cu12` wheel,
 # installed once into a cache venv: $TESSERA_CACHE, default ~/.cache/tessera). No GPU, no CUDA.
 #
 # How (docs/gpu.md): rustc's own `nvptx64-nvidia-cuda` target has no prebuilt std here, so
@@ -21,12 +21,17 @@ NVCC_WHEEL=${NVCC_WHEEL:-nvidia-cuda-nvcc-cu12==12.9.86}
 OUT=$ROOT/target/ptx
 mkdir -p "$OUT"
 
-echo "==> nightly with rust-src and llvm-bitcode-linker"
-rustup toolchain install nightly --profile minimal --component rust-src,llvm-bitcode-linker,clippy >/dev/null
+echo "==> nightly with rust-src, llvm-bitcode-linker and llvm-tools"
+# llvm-tools: the bitcode linker runs `llvm-link`, its own toolchain's from the directory above
+# it where that component put one, else the first on PATH; a distribution's older LLVM there
+# (Debian's llvm-14) rejects the linker's `--ignore-non-bitcode` and the link fails.
+rustup toolchain install nightly --profile minimal \
+    --component rust-src,llvm-bitcode-linker,llvm-tools,clippy >/dev/null
 sysroot=$(rustc +nightly --print sysroot)
 host=$(rustc +nightly -vV | sed -n 's/^host: //p')
 linker=$sysroot/lib/rustlib/$host/bin/self-contained/llvm-bitcode-linker
 [ -x "$linker" ] || { echo "error: $linker not found (rustup component add llvm-bitcode-linker --toolchain nightly)" >&2; exit 1; }
+[ -x "$sysroot/lib/rustlib/$host/bin/llvm-link" ] || { echo "error: the nightly toolchain's llvm-link not found (rustup component add llvm-tools --toolchain nightly)" >&2; exit 1; }
 
 echo "==> ptxas from PyPI ($NVCC_WHEEL) in $CACHE/ptxas-venv"
 venv=$CACHE/ptxas-venv
