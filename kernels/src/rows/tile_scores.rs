@@ -60,9 +60,9 @@ pub(crate) fn tile_scores<L: Lanes, E: LaneElement>(
         counts,
     };
     if L::WIDE_KEY_GROUPS {
-        panels_of_rows::<L, F32Dot, 4, 4>(l, &rows, kt, s, ld);
+        panels_of_rows::<L, F32Dot, 4, 2, 2>(l, &rows, kt, s, ld);
     } else {
-        panels_of_rows::<L, F32Dot, 3, 2>(l, &rows, kt, s, ld);
+        panels_of_rows::<L, F32Dot, 3, 1, 2>(l, &rows, kt, s, ld);
     }
     true
 }
@@ -141,7 +141,7 @@ pub(crate) fn tile_scores_bf16<L: Lanes>(
         scale,
         counts,
     };
-    panels_of_rows::<L, Bf16PairDot, 4, 4>(l, &rows, kt, s, ld);
+    panels_of_rows::<L, Bf16PairDot, 4, 1, 4>(l, &rows, kt, s, ld);
     true
 }
 
@@ -240,38 +240,41 @@ struct RowsIn<'a> {
 
 /// Every row's scores against the panels of `kt` (`dp` rows of 16 lanes each): blocks of `R`
 /// rows, then the rows left one at a time, each block over the panels its last row sees (causal
-/// counts grow with the row). Entries past a row's count are not written.
+/// counts grow with the row), `P` panels at a time where `P` are left. Entries past a row's
+/// count are not written.
 #[inline(always)]
-fn panels_of_rows<L: Lanes, D: PanelDot, const R: usize, const G: usize>(
+fn panels_of_rows<L: Lanes, D: PanelDot, const R: usize, const P: usize, const G: usize>(
     l: L,
     rows: &RowsIn<'_>,
     kt: &[f32],
     s: &mut [f32],
     ld: usize,
 ) {
-    let (kt, _) = kt.as_chunks::<LANES>();
     let mut r0 = 0;
     while r0 + R <= rows.rows {
-        panel_block::<L, D, R, G>(l, rows, r0, kt, s, ld);
+        panel_block::<L, D, R, P, G>(l, rows, r0, kt, s, ld);
         r0 += R;
     }
     while r0 < rows.rows {
-        panel_block::<L, D, 1, G>(l, rows, r0, kt, s, ld);
+        panel_block::<L, D, 1, 1, G>(l, rows, r0, kt, s, ld);
         r0 += 1;
     }
 }
 
-/// Rows `r0 .. r0 + R` against every panel their last row sees.
+/// Rows `r0 .. r0 + R` against every panel their last row sees: `P` panels a step while `P`
+/// are left and the second is seen, then one.
 #[inline(always)]
-fn panel_block<L: Lanes, D: PanelDot, const R: usize, const G: usize>(
+fn panel_block<L: Lanes, D: PanelDot, const R: usize, const P: usize, const G: usize>(
     l: L,
     rows: &RowsIn<'_>,
     r0: usize,
-    kt: &[[f32; LANES]],
+    kt: &[f32],
     s: &mut [f32],
     ld: usize,
 ) {
     let dp = rows.dp;
+    // One panel: `dp` rows of 16 lanes.
+    let len = dp * PANEL;
     let mut q: [&[f32]; R] = [&[]; R];
     for (i, q) in q.iter_mut().enumerate() {
         *q = rows.q.get((r0 + i) * dp..(r0 + i + 1) * dp).unwrap_or(&[]);
@@ -280,48 +283,93 @@ fn panel_block<L: Lanes, D: PanelDot, const R: usize, const G: usize>(
         return;
     };
     let seen = rows.counts.of(r0 + R - 1);
-    let scale = l.splat(rows.scale);
-    for (b, panel) in kt.chunks_exact(dp).enumerate() {
-        let j0 = b * PANEL;
-        if j0 >= seen {
-            break;
-        }
-        let sums = panel_dots::<L, D, R, G>(l, q, panel);
-        for (i, sum) in sums.into_iter().enumerate() {
-            let n = rows.counts.of(r0 + i);
-            if n <= j0 {
-                continue;
+    let panels = kt.len().checked_div(len).unwrap_or(0);
+    let mut b = 0;
+    while b < panels && b * PANEL < seen {
+        if P > 1 && b + P <= panels && (b + 1) * PANEL < seen {
+            // Plain loops, no closures (see `panel_dots`).
+            let mut group: [&[f32]; P] = [&[]; P];
+            for (p, g) in group.iter_mut().enumerate() {
+                *g = kt.get((b + p) * len..(b + p + 1) * len).unwrap_or(&[]);
             }
-            let at = (r0 + i) * ld + j0;
-            let v = l.mul(sum, scale);
-            match s.get_mut(at..at + (n - j0).min(PANEL)) {
-                Some(out) if out.len() == PANEL => {
-                    if let Ok(out) = <&mut [f32; LANES]>::try_from(out) {
-                        l.store(v, out);
+            let Some(group) = Columns::new(group, dp / LANES) else {
+                return;
+            };
+            let sums = panel_dots::<L, D, R, P, G>(l, q, group);
+            for p in 0..P {
+                let mut col = [l.splat(0.0); R];
+                for (c, row) in col.iter_mut().zip(sums.iter()) {
+                    if let Some(&v) = row.get(p) {
+                        *c = v;
                     }
                 }
-                Some(out) => l.store_partial(v, out),
-                None => {}
+                store_scores::<L, R>(l, rows, r0, (b + p) * PANEL, col, s, ld);
             }
+            b += P;
+        } else {
+            let panel = kt.get(b * len..(b + 1) * len).unwrap_or(&[]);
+            let Some(panel) = Columns::new([panel], dp / LANES) else {
+                return;
+            };
+            let sums = panel_dots::<L, D, R, 1, G>(l, q, panel);
+            let mut col = [l.splat(0.0); R];
+            for (c, [v]) in col.iter_mut().zip(sums) {
+                *c = v;
+            }
+            store_scores::<L, R>(l, rows, r0, b * PANEL, col, s, ld);
+            b += 1;
         }
     }
 }
 
-/// The 16 keys' dot products of a panel (`dp` rows of 16 lanes: element `i` of each key) with
-/// each of `R` query rows, lane `j` holding key `j`'s: the canonical lane `t` of every dot
-/// product as a vector accumulator of its own (elements `i ≡ t mod 16`, by FMA in order of `i`),
-/// the 16 accumulators added by the canonical tree. `G` of them run at once (lanes `t`,
-/// `t + 16/G`, ...: the ones the tree's first levels join), the rest of the tree over the
-/// residue classes written out.
+/// Row `r0 + i`'s scores against the 16 keys from `j0` (`sums[i]`), scaled, where the row sees
+/// them (a partial store for a row that sees only some).
 #[inline(always)]
-fn panel_dots<L: Lanes, D: PanelDot, const R: usize, const G: usize>(
+fn store_scores<L: Lanes, const R: usize>(
+    l: L,
+    rows: &RowsIn<'_>,
+    r0: usize,
+    j0: usize,
+    sums: [L::F; R],
+    s: &mut [f32],
+    ld: usize,
+) {
+    let scale = l.splat(rows.scale);
+    for (i, sum) in sums.into_iter().enumerate() {
+        let n = rows.counts.of(r0 + i);
+        if n <= j0 {
+            continue;
+        }
+        let at = (r0 + i) * ld + j0;
+        let v = l.mul(sum, scale);
+        match s.get_mut(at..at + (n - j0).min(PANEL)) {
+            Some(out) if out.len() == PANEL => {
+                if let Ok(out) = <&mut [f32; LANES]>::try_from(out) {
+                    l.store(v, out);
+                }
+            }
+            Some(out) => l.store_partial(v, out),
+            None => {}
+        }
+    }
+}
+
+/// The 16 keys' dot products of each of `P` panels (`dp` rows of 16 lanes: element `i` of each
+/// key) with each of `R` query rows, lane `j` holding key `j`'s: the canonical lane `t` of
+/// every dot product as a vector accumulator of its own (elements `i ≡ t mod 16`, by FMA in
+/// order of `i`), the 16 accumulators added by the canonical tree. `G` of them run at once
+/// (lanes `t`, `t + 16/G`, ...: the ones the tree's first levels join), the rest of the tree
+/// over the residue classes written out. The `P` panels share each broadcast query element, the
+/// `R` rows each loaded key vector: `R + P` loads for `R·P` multiply-adds.
+#[inline(always)]
+fn panel_dots<L: Lanes, D: PanelDot, const R: usize, const P: usize, const G: usize>(
     l: L,
     q: Columns<'_, f32, R>,
-    panel: &[[f32; LANES]],
-) -> [L::F; R] {
+    panels: PanelColumns<'_, P>,
+) -> [[L::F; P]; R] {
     // The tree written out for each count of classes (no closures: a closure the compiler
     // leaves out of line loses the token's target features, and its intrinsics become calls).
-    let c = |t: usize| class_sum::<L, D, R, G>(l, q, panel, t);
+    let c = |t: usize| class_sum::<L, D, R, P, G>(l, q, panels, t);
     match LANES / G {
         1 => c(0),
         2 => add_rows(l, c(0), c(1)),
@@ -334,50 +382,66 @@ fn panel_dots<L: Lanes, D: PanelDot, const R: usize, const G: usize>(
     }
 }
 
-/// Lanes `t0`, `t0 + 16/G`, ... of every row's dot products with the panel's 16 keys, each a
+/// Chunk `c` of each of `P` panels: elements `16c .. 16c + 16` of its 16 keys, 16 lanes each.
+type PanelColumns<'a, const P: usize> = Columns<'a, f32, P, { LANES * LANES }>;
+
+/// Lanes `t0`, `t0 + 16/G`, ... of every row's dot products with each panel's 16 keys, each a
 /// vector over the keys accumulated by FMA in order of the element, then summed by the canonical
 /// tree's first levels.
 #[inline(always)]
-fn class_sum<L: Lanes, D: PanelDot, const R: usize, const G: usize>(
+fn class_sum<L: Lanes, D: PanelDot, const R: usize, const P: usize, const G: usize>(
     l: L,
     q: Columns<'_, f32, R>,
-    panel: &[[f32; LANES]],
+    panels: PanelColumns<'_, P>,
     t0: usize,
-) -> [L::F; R] {
+) -> [[L::F; P]; R] {
     let step = LANES / G;
-    let mut acc = [[l.splat(0.0); G]; R];
-    let (chunks, _) = panel.as_chunks::<LANES>();
+    let mut acc = [[[l.splat(0.0); G]; P]; R];
     // Plain loops, no closure (see `panel_dots`).
-    for (c, kt) in chunks.iter().enumerate() {
-        let Some(qc) = q.get(c) else {
-            break;
-        };
+    let mut c = 0;
+    while let (Some(qc), Some(kc)) = (q.get(c), panels.get(c)) {
+        c += 1;
         for g in 0..G {
             let t = t0 + g * step;
-            let Some(kv) = kt.get(t) else {
-                continue;
-            };
-            let kv = l.load(kv);
+            let mut kv = [l.splat(0.0); P];
+            for (kv, kc) in kv.iter_mut().zip(kc) {
+                if let Some(k) = kc.as_chunks::<LANES>().0.get(t) {
+                    *kv = l.load(k);
+                }
+            }
             for (a, qc) in acc.iter_mut().zip(qc.iter()) {
-                if let (Some(a), Some(&x)) = (a.get_mut(g), qc.get(t)) {
-                    *a = D::dot(l, *a, x, kv);
+                let Some(&x) = qc.get(t) else {
+                    continue;
+                };
+                for (a, &kv) in a.iter_mut().zip(kv.iter()) {
+                    if let Some(a) = a.get_mut(g) {
+                        *a = D::dot(l, *a, x, kv);
+                    }
                 }
             }
         }
     }
-    let mut out = [l.splat(0.0); R];
+    let mut out = [[l.splat(0.0); P]; R];
     for (o, a) in out.iter_mut().zip(acc) {
-        *o = halving_sum(l, a);
+        for (o, a) in o.iter_mut().zip(a) {
+            *o = halving_sum(l, a);
+        }
     }
     out
 }
 
-/// `a + b` row by row.
+/// `a + b` row by row, panel by panel.
 #[inline(always)]
-fn add_rows<L: Lanes, const R: usize>(l: L, a: [L::F; R], b: [L::F; R]) -> [L::F; R] {
+fn add_rows<L: Lanes, const R: usize, const P: usize>(
+    l: L,
+    a: [[L::F; P]; R],
+    b: [[L::F; P]; R],
+) -> [[L::F; P]; R] {
     let mut out = a;
     for (o, b) in out.iter_mut().zip(b) {
-        *o = l.add(*o, b);
+        for (o, b) in o.iter_mut().zip(b) {
+            *o = l.add(*o, b);
+        }
     }
     out
 }
