@@ -285,6 +285,8 @@ fn panel_block<L: Lanes, D: PanelDot, const R: usize, const P: usize, const G: u
     let seen = rows.counts.of(r0 + R - 1);
     let panels = kt.len().checked_div(len).unwrap_or(0);
     let mut b = 0;
+    // The two branches are written out: one helper for both (`P` or one panel per call) ran
+    // f32 3.5% slower on Zen 5 (session 22, docs/results/performance.md).
     while b < panels && b * PANEL < seen {
         if P > 1 && b + P <= panels && (b + 1) * PANEL < seen {
             // Plain loops, no closures (see `panel_dots`).
