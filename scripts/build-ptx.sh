@@ -6,8 +6,9 @@
 #   ARCHES="sm_90" bash scripts/build-ptx.sh
 #
 # Needs: rustup with a nightly toolchain (installed here with rust-src, llvm-bitcode-linker and
-# llvm-tools if missing), python3 with venv and pip (ptxas comes from PyPI's `nvidia-cuda-nvcc-cu12` wheel,
-# installed once into a cache venv: $TESSERA_CACHE, default ~/.cache/tessera). No GPU, no CUDA.
+# llvm-tools if missing), python3 with venv and pip (ptxas comes from PyPI's
+# `nvidia-cuda-nvcc-cu12` wheel, installed once into a cache venv: $TESSERA_CACHE, default
+# ~/.cache/tessera). No GPU, no CUDA.
 #
 # How (docs/gpu.md): rustc's own `nvptx64-nvidia-cuda` target has no prebuilt std here, so
 # `-Zbuild-std=core`; the cdylib is linked by `llvm-bitcode-linker`, which must be passed as the
